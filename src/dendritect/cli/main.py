@@ -70,11 +70,13 @@ def main(argv: list[str] | None = None) -> int:
     except _clickexc.ClickException as exc:  # usage errors, bad parameters, unreadable files
         print(f"error: {exc.format_message()}", file=sys.stderr)
         return 2
-    except (_clickexc.Exit, typer.Exit) as exc:
+    except typer.Exit as exc:
         return int(getattr(exc, "exit_code", 0) or 0)
-    except (_clickexc.Abort, typer.Abort, KeyboardInterrupt):
+    except (typer.Abort, KeyboardInterrupt):
         print("error: aborted", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head` and closed early: not an error
+        return 0
     return 0
 
 
