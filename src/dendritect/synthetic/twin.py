@@ -1,0 +1,410 @@
+"""The operando twin in memory: scans, truth labels, cycler trace and truth tables.
+
+:func:`generate` builds everything as arrays (for tests, benchmarks and viewer sample data);
+:mod:`dendritect.synthetic.writer` writes them in the dataset layout of CONTRACT.md.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from dendritect.synthetic.cell import LABELS, build_cell
+from dendritect.synthetic.cracks import (
+    CrackPlan,
+    Rasterizer,
+    model_growth,
+    plan_cracks,
+)
+from dendritect.synthetic.ct import make_detector, render_scan
+from dendritect.synthetic.presets import resolve_params
+
+__all__ = ["FARADAY_C_MOL", "OMEGA_LI_M3_MOL", "SyntheticCell", "generate",
+           "li_volume_budget_um3"]
+
+FARADAY_C_MOL = 96485.33212
+OMEGA_LI_M3_MOL = 1.30e-5  # molar volume of lithium metal
+
+
+def li_volume_budget_um3(charge_mC: float) -> float:
+    """Largest lithium volume that ``charge_mC`` of plating can deposit (Q Ω_Li / F), µm³."""
+    return max(float(charge_mC), 0.0) * 1e-3 / FARADAY_C_MOL * OMEGA_LI_M3_MOL * 1e18
+
+
+@dataclass
+class SyntheticCell:
+    """A generated operando dataset, in memory.
+
+    Attributes
+    ----------
+    scans : ndarray of uint16, (t, z, y, x)
+        Rendered CT scans (each drifted relative to step 0).
+    labels : ndarray of uint8, (t, z, y, x)
+        Truth labels in the step-0 frame (codes in :data:`dendritect.synthetic.LABELS`).
+    times_s : ndarray of float64
+        Acquisition time of each scan on the cycler's clock.
+    voxel_size_um : tuple of float
+        ``(dz, dy, dx)``.
+    echem : dict of ndarray
+        ``time_s``, ``voltage_V``, ``current_mA`` (positive while plating the anode).
+    truth : dict
+        Content of ``truth/truth.json``.
+    meta : dict
+        Content of ``dataset.json``.
+    params : dict
+        Every parameter used.
+    """
+
+    scans: np.ndarray
+    labels: np.ndarray
+    times_s: np.ndarray
+    voxel_size_um: tuple[float, float, float]
+    echem: dict[str, np.ndarray]
+    truth: dict[str, Any]
+    meta: dict[str, Any]
+    params: dict[str, Any] = field(repr=False, default_factory=dict)
+
+
+class _Protocol:
+    """Galvanostatic plating with optional stripping half-cycles, on the wall clock.
+
+    Maps wall time ``t`` to plating time ``tau`` (stalls while stripping), the closure of cracks
+    while stripping, and the net charge passed.
+    """
+
+    def __init__(self, tau_end: float, strip_at_tau: list[float], strip_s: float,
+                 closure: float):
+        self.segments: list[tuple[float, float, str, float]] = []  # (t0, t1, kind, tau0)
+        t = 0.0
+        tau = 0.0
+        for ts in sorted(strip_at_tau):
+            self.segments.append((t, t + ts - tau, "plate", tau))
+            t += ts - tau
+            tau = ts
+            self.segments.append((t, t + strip_s, "strip", tau))
+            t += strip_s
+        self.segments.append((t, t + tau_end - tau, "plate", tau))
+        self.t_end = t + tau_end - tau
+        self.closure_max = closure
+
+    def _seg(self, t: float) -> tuple[float, float, str, float]:
+        for seg in self.segments:
+            if t < seg[1]:
+                return seg
+        return self.segments[-1]
+
+    def tau(self, t: float) -> float:
+        t0, _, kind, tau0 = self._seg(t)
+        return tau0 + (max(t - t0, 0.0) if kind == "plate" else 0.0)
+
+    def closure(self, t: float) -> float:
+        t0, t1, kind, _ = self._seg(t)
+        if kind != "strip":
+            return 0.0
+        return self.closure_max * (t - t0) / max(t1 - t0, 1e-9)
+
+    def sign(self, t: float) -> float:
+        return -1.0 if self._seg(t)[2] == "strip" else 1.0
+
+    def net_plating_s(self, t: float) -> float:
+        """Plating time minus stripping time up to ``t`` (charge / current)."""
+        out = 0.0
+        for t0, t1, kind, _ in self.segments:
+            if t <= t0:
+                break
+            dur = min(t, t1) - t0
+            out += dur if kind == "plate" else -dur
+        return out
+
+    def t_of_tau(self, tau: float) -> float:
+        for t0, t1, kind, tau0 in self.segments:
+            if kind == "plate" and tau <= tau0 + (t1 - t0):
+                return t0 + max(tau - tau0, 0.0)
+        return self.t_end
+
+
+def generate(preset: str = "demo", *, seed: int = 0, ct: str | None = None,
+             **overrides: Any) -> SyntheticCell:
+    """Generate a synthetic operando dataset in memory.
+
+    Parameters
+    ----------
+    preset : str
+        ``"demo"``, ``"paper"`` or ``"hard"`` (see :data:`dendritect.synthetic.PRESETS`).
+    seed : int
+        Random seed; the same seed gives identical arrays.
+    ct : {"fbp", "fast"}, optional
+        Rendering mode; default the preset's.
+    **overrides
+        Any preset parameter, e.g. ``shape_zyx=(48, 96, 96)``, ``n_steps=4``,
+        ``current_density_mA_cm2=2.0``.
+
+    Returns
+    -------
+    SyntheticCell
+    """
+    p = resolve_params(preset, ct=ct, **overrides)
+    seed = int(seed)
+    ss = np.random.SeedSequence(seed)
+    r_cell, r_crack, r_det, r_scan, r_drift, r_echem = (
+        np.random.default_rng(s) for s in ss.spawn(6))
+
+    cell = build_cell(p, r_cell)
+    t_um = cell.thickness_um
+    plans = plan_cracks(p, cell, r_crack)
+    for c in plans:
+        c.curve = model_growth(p, thickness_um=t_um, flaw_um=c.flaw_um,
+                               current_density_mA_cm2=c.current_density_mA_cm2)
+
+    # The crack that spans first leads; arrested cracks cannot span.
+    lead = _first_span(plans)
+    if lead is not None:
+        lead.arrest_um = None
+    tau_span = lead.curve.t_span_s if lead else None
+    tau_short = lead.curve.t_short_s if lead else None
+    if tau_short is not None and tau_span is not None and tau_short < tau_span:
+        tau_short = tau_span
+    key = tau_short if tau_short is not None else tau_span
+    tau_end = key / p["span_fraction"] if key else float(p["duration_s"])
+    n_strip = int(p["strip_half_cycles"])
+    before = 0.9 * (tau_span if tau_span else tau_end)
+    strip_at = [before * (i + 1) / (n_strip + 1) for i in range(n_strip)]
+    proto = _Protocol(tau_end, strip_at, p["strip_duration_frac"] * tau_end, p["strip_closure"])
+    t_first = proto.t_of_tau(p["first_scan_fraction"] * (tau_span or tau_end))
+    times = np.linspace(t_first, proto.t_end, p["n_steps"]) if p["n_steps"] > 1 \
+        else np.array([proto.t_end])
+    t_short = proto.t_of_tau(tau_short) if tau_short is not None else None
+    t_span = proto.t_of_tau(tau_span) if tau_span is not None else None
+
+    current_mA = float(p["current_density_mA_cm2"]) * cell.electrode_area_cm2
+    dz, dy, dx = p["voxel_size_um"]
+    vox_um3 = dz * dy * dx
+    dry_tip = float(p["dry_tip_vox"]) * min(dy, dx)
+
+    def depths(t: float, li_scale: float = 1.0) -> tuple[dict, dict, dict]:
+        tau = proto.tau(t)
+        shorted = t_short is not None and t >= t_short
+        if tau_short is not None:
+            tau = min(tau, tau_short)  # after the short the current bypasses the cracks
+        clos = proto.closure(t)
+        d_of, li_of, state = {}, {}, {}
+        for c in plans:
+            d, li = c.curve.at(tau)
+            if d <= c.flaw_um * 1.01:  # a flaw that has not grown is below resolution
+                d, li = 0.0, 0.0
+            arrested = c.arrest_um is not None and d >= c.arrest_um
+            if c.arrest_um is not None:
+                d = min(d, c.arrest_um)
+            # At CT resolution the dry tip is drawn at least dry_tip long (the model's dry
+            # zone, r = 2π(δE'/8K)², is below a micrometre).
+            li = min(li, d - dry_tip) if d > 0 else 0.0
+            if shorted and c is lead:
+                d = li = t_um  # lithium bridges the electrodes
+            else:
+                li = max(min(li * (1.0 - clos), d) * li_scale, 0.0)
+            d_of[c.id], li_of[c.id] = d, li
+            state[c.id] = {"arrested": bool(arrested)}
+        return d_of, li_of, state
+
+    dmax: dict[int, float] = {}
+    for t in times:
+        d_of, _, _ = depths(float(t))
+        for k, v in d_of.items():
+            dmax[k] = max(dmax.get(k, 0.0), v)
+    raster = Rasterizer(p, cell, plans, dmax)
+
+    det = make_detector(p, r_det)
+    scan_rngs = r_scan.spawn(len(times))
+    drift = np.zeros((len(times), 3))
+    if len(times) > 1:
+        steps = r_drift.normal(0.0, p["drift_step_vox"], (len(times) - 1, 3))
+        drift[1:] = np.cumsum(steps, axis=0)
+    gains = 1.0 + p["gain_drift"] * r_drift.standard_normal(len(times))
+    offsets = 1000.0 + p["offset_drift"] * r_drift.standard_normal(len(times))
+    gains[0], offsets[0] = 1.0, 1000.0
+    drift = np.round(drift, 4)
+
+    flip = p["anode"] == "bottom"
+    nt = len(times)
+    nz, ny, nx = p["shape_zyx"]
+    scans = np.empty((nt, nz, ny, nx), np.uint16)
+    labels = np.empty((nt, nz, ny, nx), np.uint8)
+    mu_li = cell.mu["Li"]
+    steps_truth = []
+    for i, t in enumerate(times):
+        t = float(t)
+        q_mC = current_mA * proto.net_plating_s(t)
+        budget = li_volume_budget_um3(q_mC)
+        clos = proto.closure(t)
+        scale, ap = 1.0, 1.0
+        d_of, li_of, state = depths(t)
+        occ = raster.render(d_of, li_of, clos)
+        li_vol = float(occ["li"].sum(dtype=np.float64) * vox_um3)
+        if li_vol > budget:
+            # Mass balance: lithium in cracks cannot exceed what the charge passed plated.
+            # First hold back the lithium fronts (the lithium still reaching into the cracks);
+            # a shorted crack stays filled, so if that alone is too much, thin all cracks.
+            def fits(li_s: float, ap_s: float, t: float = t, clos: float = clos,
+                     budget: float = budget) -> bool:
+                d, li, _ = depths(t, li_s)
+                o = raster.render(d, li, clos, ap_s)
+                return o["li"].sum(dtype=np.float64) * vox_um3 <= budget
+
+            if fits(0.0, 1.0):
+                scale = _bisect(lambda x: fits(x, 1.0))
+            else:
+                scale, ap = 0.0, _bisect(lambda x: fits(0.0, x))
+            d_of, li_of, state = depths(t, scale)
+            occ = raster.render(d_of, li_of, clos, ap)
+            li_vol = float(occ["li"].sum(dtype=np.float64) * vox_um3)
+        assert li_vol <= budget * (1 + 1e-9) + 1e-6, (li_vol, budget)
+
+        lab = cell.labels.copy()
+        lab[occ["crack"]] = LABELS["crack"]
+        lab[occ["crack_li"]] = LABELS["crack_li"]
+        mu = cell.mu_per_cm * (1.0 - occ["void"]) + occ["li"] * np.float32(mu_li)
+        if flip:
+            lab = lab[::-1]
+            mu = mu[::-1]
+        labels[i] = lab
+        scans[i] = render_scan(np.ascontiguousarray(mu, np.float32), p, det, scan_rngs[i],
+                               drift_vox=tuple(drift[i]), gain=float(gains[i]),
+                               offset=float(offsets[i]), mu_ref=cell.mu["electrolyte"])
+        front = max(d_of.values(), default=0.0)
+        li_front = max(li_of.values(), default=0.0)
+        spanning = front >= t_um - 1e-9
+        cracks = [{"id": k, "depth_um": round(d_of[k], 4), "li_depth_um": round(li_of[k], 4),
+                   "arrested": state[k]["arrested"], "spanning": d_of[k] >= t_um - 1e-9}
+                  for k in d_of]
+        steps_truth.append({
+            "t_index": i, "time_s": round(t, 4), "plating_time_s": round(proto.tau(t), 4),
+            "front_depth_um": round(front, 4), "li_front_depth_um": round(li_front, 4),
+            "spanning": bool(spanning), "shorted": bool(t_short is not None and t >= t_short),
+            "n_cracks": int(sum(1 for v in d_of.values() if v > 0)),
+            "crack_volume_um3": round(float(np.isin(lab, (3, 4)).sum()) * vox_um3, 3),
+            "li_volume_um3": round(li_vol, 3), "charge_mC": round(q_mC, 6),
+            "li_volume_budget_um3": round(budget, 3), "li_scale": round(scale, 6),
+            "aperture_scale": round(ap, 6),
+            "closure": round(proto.closure(t), 4), "current_sign": proto.sign(t),
+            "drift_shift_vox": [float(v) for v in drift[i]],
+            "gain": round(float(gains[i]), 6), "offset": round(float(offsets[i]), 3),
+            "cracks": cracks,
+        })
+
+    span_index = next((s["t_index"] for s in steps_truth if s["spanning"]), None)
+    z_last = (nz - 1) * dz
+    za, zc = cell.z_anode_um, cell.z_cathode_um
+    if flip:
+        za, zc = z_last - za, z_last - zc
+
+    echem = _cycler(proto, lead, p, current_mA, t_short, r_echem)
+
+    truth = {
+        "voxel_size_um": [dz, dy, dx],
+        "anode": p["anode"],
+        "interfaces_um": [round(za, 4), round(zc, 4)],
+        "interfaces": {"z_anode_side_um": round(za, 4), "z_cathode_side_um": round(zc, 4)},
+        "electrolyte_slices": ([cell.anode_index, cell.cathode_index - 1] if not flip
+                               else [nz - cell.cathode_index, nz - 1 - cell.anode_index]),
+        "thickness_um": round(t_um, 4),
+        "span_index": span_index,
+        "span_time_s": None if t_span is None else round(t_span, 4),
+        "short_time_s": None if t_short is None else round(t_short, 4),
+        "lead_crack": lead.id if lead else None,
+        "electrode_radius_um": round(cell.electrode_radius_um, 4),
+        "pellet_radius_um": round(cell.pellet_radius_um, 4),
+        "cell_axis_yx_um": [round(v, 4) for v in cell.centre_yx_um],
+        "electrode_area_cm2": cell.electrode_area_cm2,
+        "current_mA": current_mA,
+        "omega_li_m3_mol": OMEGA_LI_M3_MOL,
+        "labels": {str(v): k for k, v in LABELS.items()},
+        "drift_convention": ("drift_shift_vox is the displacement of a scan's content relative "
+                             "to step 0 (scipy.ndimage.shift convention); shifting the scan by "
+                             "its negative registers it onto step 0"),
+        "cracks": [c.to_dict() for c in plans],
+        "steps": steps_truth,
+    }
+    meta = {
+        "format": "dendritect-simulate",
+        "voxel_size_um": [dz, dy, dx],
+        "times_s": [round(float(t), 4) for t in times],
+        "anode": p["anode"],
+        "electrolyte": p["electrolyte"],
+        "current_density_mA_cm2": float(p["current_density_mA_cm2"]),
+        "seed": seed,
+        "preset": p["preset"],
+        "stack_pressure_MPa": float(p["stack_pressure_MPa"]),
+        "ct": p["ct"],
+        "shape_zyx": list(p["shape_zyx"]),
+        "n_steps": nt,
+        "energy_keV": float(p["energy_keV"]),
+        "drift_shift_vox": [[float(v) for v in d] for d in drift],
+        "scans": [f"scans/t{i:03d}.tif" for i in range(nt)],
+        "echem": "echem.csv",
+        "truth": "truth/truth.json",
+        "labels": "truth/labels.zarr",
+        "parameters": _jsonable(p),
+    }
+    return SyntheticCell(scans=scans, labels=labels, times_s=np.asarray(times, float),
+                         voxel_size_um=(dz, dy, dx), echem=echem, truth=truth, meta=meta,
+                         params=p)
+
+
+def _bisect(ok, n: int = 18) -> float:
+    """Largest x in [0, 1] with ``ok(x)`` (``ok`` monotone, ``ok(0)`` true)."""
+    lo, hi = 0.0, 1.0
+    for _ in range(n):
+        mid = (lo + hi) / 2
+        if ok(mid):
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def _first_span(plans: list[CrackPlan]) -> CrackPlan | None:
+    spanning = [c for c in plans if c.curve is not None and c.curve.t_span_s is not None]
+    return min(spanning, key=lambda c: (c.curve.t_span_s, c.id)) if spanning else None
+
+
+def _cycler(proto: _Protocol, lead: CrackPlan | None, p: dict, current_mA: float,
+            t_short: float | None, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Cycler trace: the model's plating overpotential, a collapse once lithium bridges."""
+    dt = float(p["echem_interval_s"])
+    t = np.arange(0.0, proto.t_end + dt / 2, dt)
+    tau = np.array([proto.tau(x) for x in t])
+    sign = np.array([proto.sign(x) for x in t])
+    if lead is not None:
+        curve = lead.curve
+        # The model's voltage is for the lead crack's local current density; the cycler sees
+        # the cell's mean current density (the overpotential is ohmic, so it scales with it).
+        j_ratio = float(p["current_density_mA_cm2"]) / lead.current_density_mA_cm2
+        v_model = np.interp(tau, curve.tau_s, curve.voltage_V) * j_ratio
+        pre = curve.voltage_V[curve.tau_s < (curve.t_short_s or np.inf)] * j_ratio
+        v_plate = float(np.median(np.abs(pre))) if pre.size else 0.05
+    else:
+        v_model = np.full_like(t, 0.05)
+        v_plate = 0.05
+    v = sign * np.abs(v_model)
+    if t_short is not None:
+        # A lithium filament shorts the cell: the voltage collapses to its ohmic drop.
+        after = t >= t_short
+        v[after] = np.minimum(np.abs(v_model[after]), 0.02 * v_plate)
+    v = v + rng.normal(0.0, p["echem_noise_V"], t.shape)
+    i_mA = sign * current_mA
+    return {"time_s": t, "voltage_V": v, "current_mA": i_mA}
+
+
+def _jsonable(p: dict) -> dict:
+    out = {}
+    for k, v in p.items():
+        if isinstance(v, tuple):
+            v = list(v)
+        if isinstance(v, float) and not math.isfinite(v):
+            v = None
+        out[k] = v
+    return out
+
