@@ -83,7 +83,7 @@ def parse_quantity(value: str | float | int, unit: str, *, name: str = "value",
             q = reg.Quantity(text)
         except Exception as exc:  # pint raises many different exception types
             raise InputError(f"{name}: cannot read {value!r} as a quantity ({exc})") from None
-        if not isinstance(q, pint.Quantity) or q.dimensionless and not target.dimensionless:
+        if not isinstance(q, pint.Quantity) or (q.dimensionless and not target.dimensionless):
             mag = float(q.magnitude if isinstance(q, pint.Quantity) else q)
             q = reg.Quantity(mag, reg.Unit(_normalise(default_unit or unit)))
     try:

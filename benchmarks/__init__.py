@@ -1,0 +1,1 @@
+"""Benchmarks: throughput and accuracy of the analysis (``python -m benchmarks.run``)."""

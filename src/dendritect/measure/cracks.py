@@ -1,0 +1,350 @@
+"""Crack measurements: depth, areas, volume, aperture, orientation, origin.
+
+Every length is in micrometres and uses the (possibly anisotropic) voxel size ``(dz, dy, dx)``.
+Depths are measured from the anode|electrolyte interface toward the cathode along z, with the
+cell geometry's ``depth_vox`` of voxel centres. A crack's front is the far face of its deepest
+voxel (centre + half a voxel, at most the electrolyte thickness): a crack whose voxels fill the
+electrolyte from one interface to the other has a front depth equal to the thickness.
+
+Two kinds of dendrite crack are told apart by orientation, after the operando CT studies of
+Li6PS5Cl by Ning et al., "Visualizing plating-induced cracking in lithium-anode solid-electrolyte
+cells", Nature Materials 20, 1121 (2021): *spallation* cracks lie roughly parallel to the
+electrode (normal along z) and *transverse* cracks run through the electrolyte (normal in plane).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import ndimage as ndi
+from skimage.measure import marching_cubes, mesh_surface_area
+
+from dendritect.errors import InputError
+
+__all__ = [
+    "CRACK_COLUMNS",
+    "STEP_COLUMNS",
+    "CrackHistory",
+    "measure_cracks",
+    "measure_step",
+]
+
+CRACK_COLUMNS = [
+    "t_index", "time_s", "crack_id", "n_voxels", "front_depth_um", "li_front_depth_um",
+    "min_depth_um", "projected_area_um2", "surface_area_um2", "face_area_um2", "volume_um3",
+    "aperture_mean_um", "aperture_max_um", "normal_angle_deg", "kind",
+    "centroid_z_um", "centroid_y_um", "centroid_x_um", "edge_distance_um",
+    "origin_edge_distance_um", "front_speed_um_s", "anchored", "spanning",
+]
+STEP_COLUMNS = [
+    "front_depth_um", "front_depth_any_um", "li_front_depth_um", "crack_volume_um3",
+    "crack_area_um2", "projected_area_um2", "n_cracks", "spanning",
+]
+
+_STRUCTURE = np.ones((3, 3, 3), dtype=bool)
+#: How close (voxels) a crack's faces must come to an interface to touch it. Cracks cannot be
+#: told apart from the dark electrode in the slice or two next to an interface (partial volume,
+#: and segmentation seeds kept a voxel away from it), so "touching" allows two and a half.
+SPAN_TOLERANCE_VOX = 2.5
+#: Normal angle (degrees from z) below which a crack counts as spallation (lying in plane).
+SPALLATION_MAX_ANGLE_DEG = 45.0
+
+
+def _spacing(voxel_size_um: Any) -> np.ndarray:
+    s = np.broadcast_to(np.asarray(voxel_size_um, dtype=np.float64), (3,)).copy()
+    if not np.all(np.isfinite(s)) or np.any(s <= 0):
+        raise InputError(f"voxel size must be three positive lengths, got {voxel_size_um!r}")
+    return s
+
+
+def _check(labels: np.ndarray, name: str) -> np.ndarray:
+    labels = np.asarray(labels)
+    if labels.ndim != 3:
+        raise InputError(f"{name} must be a 3D (z, y, x) array, got shape {labels.shape}")
+    return labels
+
+
+def _depth_lut(geometry: Any, nz: int) -> np.ndarray:
+    """Depth (voxels) of every z index, clipped at 0 on the anode side."""
+    return np.clip(np.asarray(geometry.depth_vox(np.arange(nz)), dtype=np.float64), 0.0, None)
+
+
+def _front_um(depth_centre_vox: float, thickness_vox: float, dz_um: float) -> float:
+    """Depth of the far face of the deepest voxel (its centre + half a voxel), within the cell."""
+    return float(np.clip(depth_centre_vox + 0.5, 0.0, thickness_vox) * dz_um)
+
+
+def _thickness_vox(geometry: Any) -> float:
+    return float(abs(geometry.z_cathode_vox - geometry.z_anode_vox))
+
+
+def _edge_distance_map_um(geometry: Any, spacing: np.ndarray) -> np.ndarray | None:
+    """In-plane distance (µm) of every (y, x) from the anode electrode's edge."""
+    fp = getattr(geometry, "electrode_footprint", None)
+    if fp is None:
+        return None
+    fp = np.asarray(fp, dtype=bool)
+    if not fp.any() or fp.all():
+        return None
+    inside = ndi.distance_transform_edt(fp, sampling=spacing[1:])
+    outside = ndi.distance_transform_edt(~fp, sampling=spacing[1:])
+    # Both transforms measure to the nearest voxel centre across the edge; the edge lies half way.
+    half = 0.5 * float(np.min(spacing[1:]))
+    return np.where(fp, inside - half, outside - half).clip(0.0)
+
+
+def _surface_area_um2(mask: np.ndarray, spacing: np.ndarray) -> float:
+    """Area of the boundary of a binary object by marching cubes (level 0.5), µm²."""
+    if not mask.any():
+        return 0.0
+    padded = np.pad(mask.astype(np.float32), 1)
+    verts, faces, _, _ = marching_cubes(padded, level=0.5, spacing=tuple(spacing))
+    return float(mesh_surface_area(verts, faces))
+
+
+def _aperture_um(mask: np.ndarray, spacing: np.ndarray,
+                 normal: np.ndarray) -> tuple[float, float]:
+    """Mean and largest crack opening, measured across the crack on its mid-surface.
+
+    The mid-surface is the ridge of the Euclidean distance transform (voxels whose distance to
+    the background is the largest of their 3x3x3 neighbourhood). From each ridge voxel the run
+    of crack voxels is counted both ways along the crack's normal; the opening is that chord,
+    in micrometres. For a flat crack this is exact for any thickness (odd or even), which
+    twice the distance value alone is not.
+    """
+    padded = np.pad(mask, 1)
+    dt = ndi.distance_transform_edt(padded, sampling=spacing)
+    ridge = padded & (dt >= ndi.maximum_filter(dt, size=3) - 1e-9)
+    pts = np.argwhere(ridge).astype(np.float64)
+    # Direction of the normal in voxel-index space, one voxel per step along its main axis.
+    u = np.asarray(normal, dtype=np.float64) / spacing
+    if not np.any(u):
+        u = np.array([1.0, 0.0, 0.0])
+    u = u / np.max(np.abs(u))
+    step_um = float(np.linalg.norm(u * spacing))
+    hi = np.array(padded.shape) - 1
+    runs = np.ones(len(pts))
+    for sign in (1.0, -1.0):
+        alive = np.ones(len(pts), dtype=bool)
+        k = 1
+        while alive.any():
+            q = np.rint(pts[alive] + sign * k * u).astype(np.int64)
+            q = np.clip(q, 0, hi)
+            inside = padded[q[:, 0], q[:, 1], q[:, 2]]
+            idx = np.flatnonzero(alive)
+            runs[idx[inside]] += 1
+            alive[idx[~inside]] = False
+            k += 1
+    ap = runs * step_um
+    return float(ap.mean()), float(ap.max())
+
+
+def _normal(coords_um: np.ndarray) -> np.ndarray:
+    """Unit normal of the best-fit plane (PCA: direction of least spread)."""
+    if coords_um.shape[0] < 3:
+        return np.array([1.0, 0.0, 0.0])
+    centred = coords_um - coords_um.mean(axis=0)
+    cov = centred.T @ centred / coords_um.shape[0]
+    _, v = np.linalg.eigh(cov)
+    n = v[:, 0]
+    # A fixed sign so outputs are reproducible.
+    return n if n[np.argmax(np.abs(n))] > 0 else -n
+
+
+def measure_cracks(labels: np.ndarray, geometry: Any, voxel_size_um: Any, *,
+                   lithium: np.ndarray | None = None, time_s: float = 0.0,
+                   t_index: int = 0,
+                   span_tolerance_vox: float = SPAN_TOLERANCE_VOX) -> pd.DataFrame:
+    """Measure every labelled crack of one step.
+
+    Parameters
+    ----------
+    labels : ndarray of int, shape (z, y, x)
+        Tracked crack ids (0 = none), e.g. from :func:`dendritect.track.track_cracks`.
+    geometry : CellGeometry
+        Cell geometry of step 0 (interfaces, electrode footprint, ``depth_vox``).
+    voxel_size_um : float or (dz, dy, dx)
+        Voxel size in micrometres.
+    lithium : ndarray, optional
+        1 where a crack voxel holds lithium; gives ``li_front_depth_um`` (NaN without it).
+    time_s, t_index : float, int
+        Written into every row.
+    span_tolerance_vox : float
+        How close (voxels) a crack's faces must come to an interface to touch it: ``anchored``
+        when it touches the anode interface, ``spanning`` when it touches both.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per crack id, columns :data:`CRACK_COLUMNS`, sorted by ``crack_id``:
+        ``front_depth_um`` far face of the deepest voxel below the anode interface (the
+        thickness for a spanning crack);
+        ``projected_area_um2`` area of the crack's shadow on the interface plane;
+        ``surface_area_um2`` area of the crack's whole boundary by marching cubes (both faces
+        and the rim); ``face_area_um2`` area of its mid-surface, volume divided by mean aperture
+        (one face); ``volume_um3`` voxel count times voxel volume;
+        ``aperture_mean_um``/``aperture_max_um`` opening on the mid-surface; ``normal_angle_deg``
+        angle between the crack's plane normal (PCA) and z, and ``kind`` "spallation" below 45°
+        else "transverse"; ``edge_distance_um`` in-plane distance of the centroid from the
+        electrode edge. ``origin_edge_distance_um`` (the value where the crack was first seen)
+        and ``front_speed_um_s`` need earlier steps: :class:`CrackHistory` fills them; here they
+        are this step's edge distance and NaN.
+    """
+    labels = _check(labels, "labels")
+    spacing = _spacing(voxel_size_um)
+    if lithium is not None:
+        lithium = _check(lithium, "lithium")
+        if lithium.shape != labels.shape:
+            raise InputError(f"lithium shape {lithium.shape} differs from labels {labels.shape}")
+    depth = _depth_lut(geometry, labels.shape[0])
+    thick = _thickness_vox(geometry)
+    edge = _edge_distance_map_um(geometry, spacing)
+    rows = []
+    objects = ndi.find_objects(labels.astype(np.int64, copy=False))
+    for i, sl in enumerate(objects):
+        if sl is None:
+            continue
+        cid = i + 1
+        sub = labels[sl] == cid
+        zz, yy, xx = np.nonzero(sub)
+        zz = zz + sl[0].start
+        yy = yy + sl[1].start
+        xx = xx + sl[2].start
+        d = depth[zz]
+        # Faces of the crack's extent along z: nearest and farthest voxel, half a voxel out.
+        anchored = d.min() - 0.5 <= span_tolerance_vox
+        spanning = anchored and d.max() + 0.5 >= thick - span_tolerance_vox
+        coords = np.stack([zz, yy, xx], axis=1) * spacing
+        normal = _normal(coords)
+        angle = float(np.degrees(np.arccos(np.clip(abs(normal[0]), 0.0, 1.0))))
+        ap_mean, ap_max = _aperture_um(sub, spacing, normal)
+        surf = _surface_area_um2(sub, spacing)
+        cz, cy, cx = coords.mean(axis=0)
+        if edge is not None:
+            iy = int(np.clip(round(cy / spacing[1]), 0, edge.shape[0] - 1))
+            ix = int(np.clip(round(cx / spacing[2]), 0, edge.shape[1] - 1))
+            edge_d = float(edge[iy, ix])
+        else:
+            edge_d = float("nan")
+        li_front = float("nan")
+        if lithium is not None:
+            li = lithium[sl][sub] != 0
+            li_front = _front_um(d[li].max(), thick, spacing[0]) if li.any() else 0.0
+        proj = np.unique(yy.astype(np.int64) * labels.shape[2] + xx).size
+        rows.append({
+            "t_index": int(t_index),
+            "time_s": float(time_s),
+            "crack_id": cid,
+            "n_voxels": int(zz.size),
+            "front_depth_um": thick * spacing[0] if spanning else _front_um(d.max(), thick,
+                                                                               spacing[0]),
+            "li_front_depth_um": li_front,
+            "min_depth_um": float(max(d.min() - 0.5, 0.0) * spacing[0]),
+            "projected_area_um2": float(proj * spacing[1] * spacing[2]),
+            "surface_area_um2": surf,
+            "face_area_um2": float(zz.size * np.prod(spacing) / ap_mean),
+            "volume_um3": float(zz.size * np.prod(spacing)),
+            "aperture_mean_um": ap_mean,
+            "aperture_max_um": ap_max,
+            "normal_angle_deg": angle,
+            "kind": "spallation" if angle < SPALLATION_MAX_ANGLE_DEG else "transverse",
+            "centroid_z_um": float(cz),
+            "centroid_y_um": float(cy),
+            "centroid_x_um": float(cx),
+            "edge_distance_um": edge_d,
+            "origin_edge_distance_um": edge_d,
+            "front_speed_um_s": float("nan"),
+            "anchored": int(anchored),
+            "spanning": int(spanning),
+        })
+    return pd.DataFrame(rows, columns=CRACK_COLUMNS)
+
+
+class CrackHistory:
+    """Fills the columns of :func:`measure_cracks` that need earlier steps.
+
+    Feed the steps' tables in time order to :meth:`update`. ``origin_edge_distance_um`` becomes
+    the edge distance of the crack's centroid at the step it was first seen, and
+    ``front_speed_um_s`` the change of its front depth since the previous step it was seen,
+    divided by the time between them (NaN at first sight or when times do not increase).
+    Only one small record per crack id is kept.
+    """
+
+    def __init__(self) -> None:
+        self._seen: dict[int, tuple[float, float, float]] = {}
+
+    def update(self, table: pd.DataFrame) -> pd.DataFrame:
+        """Return a copy of ``table`` with the history columns filled."""
+        out = table.copy()
+        origins, speeds = [], []
+        for cid, t, depth, edge in zip(out["crack_id"], out["time_s"], out["front_depth_um"],
+                                       out["edge_distance_um"], strict=True):
+            rec = self._seen.get(int(cid))
+            if rec is None:
+                origins.append(float(edge))
+                speeds.append(float("nan"))
+                self._seen[int(cid)] = (float(edge), float(t), float(depth))
+                continue
+            origin, t0, d0 = rec
+            dt = float(t) - t0
+            origins.append(origin)
+            speeds.append((float(depth) - d0) / dt if dt > 0 else float("nan"))
+            self._seen[int(cid)] = (origin, float(t), float(depth))
+        out["origin_edge_distance_um"] = np.asarray(origins, dtype=np.float64)
+        out["front_speed_um_s"] = np.asarray(speeds, dtype=np.float64)
+        return out
+
+
+def measure_step(crack: np.ndarray, geometry: Any, voxel_size_um: Any, *,
+                 lithium: np.ndarray | None = None,
+                 span_tolerance_vox: float = SPAN_TOLERANCE_VOX) -> dict[str, float | int]:
+    """Whole-step metrics of a crack mask (one row of ``metrics.csv``).
+
+    Parameters
+    ----------
+    crack : ndarray, shape (z, y, x)
+        Crack mask of one step (nonzero = crack).
+    geometry : CellGeometry
+        Cell geometry of step 0.
+    voxel_size_um : float or (dz, dy, dx)
+        Voxel size in micrometres.
+    lithium : ndarray, optional
+        1 where a crack voxel holds lithium. Without it ``li_front_depth_um`` is NaN.
+    span_tolerance_vox : float
+        A connected crack touches an interface when its nearest face comes within this many
+        voxels of it, and spans the electrolyte when it touches both.
+
+    Returns
+    -------
+    dict
+        ``front_depth_um`` (far face of the deepest voxel of the cracks that touch the anode
+        interface; the thickness when one spans; 0 without such cracks), ``front_depth_any_um``
+        (the same over every crack, including ones that do not touch the anode),
+        ``li_front_depth_um`` (deepest lithium-filled crack voxel, 0 without any; NaN when
+        lithium is not known), ``crack_volume_um3``, ``crack_area_um2`` (sum of the cracks'
+        mid-surface areas, ``face_area_um2`` of :func:`measure_cracks`), ``projected_area_um2``
+        (shadow of all cracks on the interface plane), ``n_cracks`` (26-connected components)
+        and ``spanning`` (0/1: one connected crack reaches both interfaces).
+    """
+    crack = _check(crack, "crack") != 0
+    spacing = _spacing(voxel_size_um)
+    cc, n = ndi.label(crack, structure=_STRUCTURE)
+    table = measure_cracks(cc, geometry, spacing, lithium=lithium,
+                           span_tolerance_vox=span_tolerance_vox)
+    anchored = table[table["anchored"] > 0]
+    out: dict[str, float | int] = {
+        "front_depth_um": float(anchored["front_depth_um"].max()) if len(anchored) else 0.0,
+        "front_depth_any_um": float(table["front_depth_um"].max()) if n else 0.0,
+        "li_front_depth_um": float("nan"),
+        "crack_volume_um3": float(crack.sum() * np.prod(spacing)),
+        "crack_area_um2": float(table["face_area_um2"].sum()),
+        "projected_area_um2": float(crack.any(axis=0).sum() * spacing[1] * spacing[2]),
+        "n_cracks": int(n),
+        "spanning": int(table["spanning"].any()) if n else 0,
+    }
+    if lithium is not None:
+        out["li_front_depth_um"] = (float(anchored["li_front_depth_um"].max())
+                                    if len(anchored) else 0.0)
+    return out

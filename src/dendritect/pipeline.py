@@ -1,0 +1,441 @@
+"""``dendritect analyze``: from a CT series to the results folder.
+
+Stages, one step in memory at a time::
+
+    open_series -> find_cell (step 0) -> per step: check, register onto step 0, match intensity,
+    segment -> track -> time of arrival -> measure -> span, forecast, short -> results folder
+
+The per-step loop writes each step's masks into ``DIR/.partial/cracks.zarr`` (one chunk per
+step) and records the step in ``DIR/.partial/state.json``; ``resume=True`` continues from the
+last recorded step. Tracking and measuring then stream over the stored masks. The results are
+moved into ``DIR`` at the end, ``summary.json`` last.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import shutil
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import zarr
+
+from dendritect import __version__
+from dendritect import results as R
+from dendritect.errors import InputError
+from dendritect.measure.cracks import (
+    CRACK_COLUMNS,
+    SPAN_TOLERANCE_VOX,
+    CrackHistory,
+    measure_cracks,
+    measure_step,
+)
+from dendritect.predict.forecast import forecast_span
+from dendritect.track.link import time_of_arrival, track_cracks
+
+__all__ = ["METRIC_COLUMNS", "analyze"]
+
+METRIC_COLUMNS = [
+    "t_index", "time_s", "front_depth_um", "front_depth_any_um", "li_front_depth_um",
+    "crack_volume_um3", "crack_area_um2", "projected_area_um2", "n_cracks", "spanning",
+    "shift_dz_vox", "shift_dy_vox", "shift_dx_vox",
+]
+
+
+def _check_paths(input_path: Path, out_dir: Path) -> None:
+    if not input_path.exists():
+        raise InputError(f"input not found: {input_path}")
+    inp = input_path.resolve()
+    out = out_dir.resolve()
+    if out == inp or (inp.is_dir() and out.is_relative_to(inp)):
+        raise InputError(f"--out {out_dir} lies inside the input {input_path}; "
+                         "results are never written into an input")
+
+
+def _params_dict(params: Any) -> dict[str, Any]:
+    if params is None:
+        return {}
+    if dataclasses.is_dataclass(params):
+        return dataclasses.asdict(params)
+    return dict(params)
+
+
+def _fingerprint(settings: dict[str, Any]) -> str:
+    return hashlib.sha256(R.dumps_json(settings).encode()).hexdigest()
+
+
+def _preview_index(geometry: Any, shape: tuple[int, int, int]) -> tuple[int, int, int]:
+    """Slice positions through the cell centre: mid-electrolyte z, footprint centroid y, x."""
+    zc = 0.5 * (float(geometry.z_anode_vox) + float(geometry.z_cathode_vox))
+    fp = np.asarray(getattr(geometry, "footprint", np.ones(shape[1:], bool)), dtype=bool)
+    if fp.any():
+        yy, xx = np.nonzero(fp)
+        yc, xc = float(yy.mean()), float(xx.mean())
+    else:
+        yc, xc = (shape[1] - 1) / 2, (shape[2] - 1) / 2
+    return (int(np.clip(round(zc), 0, shape[0] - 1)), int(np.clip(round(yc), 0, shape[1] - 1)),
+            int(np.clip(round(xc), 0, shape[2] - 1)))
+
+
+class _Stages:
+    """The preprocessing and segmentation stages, imported when a run starts."""
+
+    def __init__(self) -> None:
+        from dendritect.io.readers import check_volume
+        from dendritect.preprocess.cell import decide_anode, find_cell
+        from dendritect.preprocess.normalise import match_intensity
+        from dendritect.preprocess.register import apply_shift, estimate_shift
+        from dendritect.segment.cracks import SegmentParams, segment_step
+
+        self.check_volume = check_volume
+        self.find_cell = find_cell
+        self.decide_anode = decide_anode
+        self.match_intensity = match_intensity
+        self.estimate_shift = estimate_shift
+        self.apply_shift = apply_shift
+        self.segment_step = segment_step
+        self.SegmentParams = SegmentParams
+
+
+def _read_step(series: Any, t: int, stages: _Stages) -> np.ndarray:
+    vol = series.step(t)
+    stages.check_volume(vol, f"{series.source} step {t}")
+    return np.asarray(vol, dtype=np.float32)
+
+
+def _aligned(series: Any, t: int, reference: np.ndarray, mask: np.ndarray | None,
+             stages: _Stages) -> tuple[np.ndarray, np.ndarray]:
+    """Step ``t`` registered onto step 0 and intensity-matched to it; and the shift used."""
+    vol = _read_step(series, t, stages)
+    if t == 0:
+        return reference, np.zeros(3)
+    shift = np.asarray(stages.estimate_shift(reference, vol), dtype=np.float64)
+    moved = stages.apply_shift(vol, shift)
+    return np.asarray(stages.match_intensity(moved, reference, mask=mask),
+                      dtype=np.float32), shift
+
+
+def _progress(enabled: bool):
+    if not enabled:
+        return contextlib.nullcontext(None)
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=Console(stderr=True), transient=True)
+
+
+def _echem_table(echem: Any, times_s: np.ndarray) -> tuple[pd.DataFrame | None, Any, list[str]]:
+    """Cycler data sampled at the scan times, the short seen in it, and warnings."""
+    from dendritect.io.echem import read_echem, sample_at
+
+    notes: list[str] = []
+    df = read_echem(echem)
+    t = df["time_s"].to_numpy(dtype=np.float64)
+    with warnings.catch_warnings():
+        # Scans outside the record are reported below, once, in words that name the option.
+        warnings.simplefilter("ignore")
+        sampled = sample_at(df, times_s)
+    inside = sampled["in_record"].to_numpy(dtype=bool)
+    if not inside.any():
+        notes.append(f"--echem {echem}: the cycler record ({np.nanmin(t):g}..{np.nanmax(t):g} s) "
+                     f"does not overlap the scan times ({times_s.min():g}..{times_s.max():g} s); "
+                     "voltage and charge are left empty")
+    elif not inside.all():
+        notes.append(f"--echem {echem}: {int((~inside).sum())} scan time(s) lie outside the "
+                     "cycler record; their voltage and charge are left empty")
+    sampled = sampled[["voltage_V", "charge_mAh"]].where(
+        np.repeat(inside[:, None], 2, axis=1)).reset_index(drop=True)
+    short = None
+    try:
+        from dendritect.predict.short import detect_short
+    except ImportError:  # the short detector is optional: the metrics stand without it
+        detect_short = None
+    if detect_short is not None:
+        short = detect_short(df)
+    return sampled, short, notes
+
+
+def analyze(input: str | Path, out_dir: str | Path, *, voxel_size: Any = None,
+            dataset: str | None = None, times_s: Any = None, interval: Any = None,
+            anode: str = "auto", echem: str | Path | None = None, resume: bool = False,
+            overwrite: bool = False, progress: bool = True, params: Any = None,
+            min_overlap_vox: int = 1, span_tolerance_vox: float = SPAN_TOLERANCE_VOX,
+            report: bool = True) -> dict[str, Any]:
+    """Segment, track and measure the cracks of a CT series; write the results folder.
+
+    Parameters
+    ----------
+    input : str or Path
+        Any input :func:`dendritect.io.open_series` reads.
+    out_dir : str or Path
+        Results folder (CONTRACT "Results layout"); never inside the input.
+    voxel_size, dataset, times_s, interval
+        Passed to :func:`dendritect.io.open_series` (override the metadata).
+    anode : {"auto", "top", "bottom"}
+        Which interface is the plated anode; ``auto`` decides from the data.
+    echem : str or Path, optional
+        Cycler file: adds ``voltage_V``/``charge_mAh`` to ``metrics.csv`` and the short time.
+    resume : bool
+        Continue an interrupted run in ``out_dir`` (same settings), or return a finished one.
+    overwrite : bool
+        Replace a finished run.
+    progress : bool
+        Show a progress bar on stderr.
+    params : SegmentParams, optional
+        Segmentation settings (defaults when None).
+    min_overlap_vox : int
+        Overlap needed to link a crack to one seen before (tracking).
+    span_tolerance_vox : float
+        How close (voxels) a crack's faces must come to an interface to touch it (a spanning
+        crack touches both).
+    report : bool
+        Write ``report.html`` afterwards when :mod:`dendritect.report` is installed.
+
+    Returns
+    -------
+    dict
+        The content of ``summary.json``.
+    """
+    from dendritect.io import open_series
+
+    if anode not in ("auto", "top", "bottom"):
+        raise InputError(f"--anode must be top, bottom or auto, got {anode!r}")
+    input_path = Path(input)
+    out = Path(out_dir)
+    _check_paths(input_path, out)
+    if echem is not None and not Path(echem).is_file():
+        raise InputError(f"--echem file not found: {echem}")
+    existed = out.exists()
+    partial, finished = R.prepare(out, resume=resume, overwrite=overwrite)
+    if finished:
+        return json.loads((out / "summary.json").read_text(encoding="utf-8"))
+
+    try:
+        stages = _Stages()
+        if params is None:
+            params = stages.SegmentParams()
+        series = open_series(input_path, dataset=dataset, voxel_size=voxel_size, times_s=times_s,
+                             interval=interval)
+        n = series.n_steps
+        shape = series.shape_zyx
+        spacing = tuple(float(s) for s in series.voxel_size_um)
+        times = np.asarray(series.times_s, dtype=np.float64)
+        settings = {
+            "input": str(input_path.resolve()),
+            "voxel_size": voxel_size if voxel_size is None else str(voxel_size),
+            "dataset": dataset,
+            "times_s": None if times_s is None else [str(t) for t in np.atleast_1d(times_s)],
+            "interval": None if interval is None else str(interval),
+            "anode": anode,
+            "echem": None if echem is None else str(Path(echem).resolve()),
+            "segment": _params_dict(params),
+            "min_overlap_vox": int(min_overlap_vox),
+            "span_tolerance_vox": float(span_tolerance_vox),
+        }
+        fp = _fingerprint(settings)
+        notes: list[str] = []
+
+        # Echem first: an unreadable cycler file must fail before hours of segmentation.
+        sampled = short = None
+        if echem is not None:
+            sampled, short, enotes = _echem_table(echem, times)
+            notes.extend(enotes)
+
+        state = R.read_state(partial) if resume else None
+        if state is not None and state.get("fingerprint") != fp:
+            raise InputError(f"--resume: the unfinished run in {out} used other settings; "
+                             "run again with the same options, or without --resume")
+
+        reference = _read_step(series, 0, stages)
+        geometry = stages.find_cell(reference, spacing, anode=anode,
+                                    where=f"{input_path} step 0")
+        if state is None:
+            decided = anode
+            if anode == "auto":
+                if n > 1:
+                    mask = geometry.electrolyte_mask(shape)
+                    last, _ = _aligned(series, n - 1, reference, mask, stages)
+                    decided = str(stages.decide_anode(reference, last, geometry))
+                    del last
+                else:
+                    decided = str(geometry.anode)
+            state = {"fingerprint": fp, "anode": decided, "done": [], "shifts": {}}
+            cz = zarr.open_group(str(partial / "cracks.zarr"), mode="w")
+            chunks = (1, *shape)
+            R.create_array(cz, "crack", (n, *shape), "uint8", chunks=chunks)
+            R.create_array(cz, "lithium", (n, *shape), "uint8", chunks=chunks)
+            R.create_array(cz, "labels", (n, *shape), "int32", chunks=chunks)
+            R.create_array(cz, "time_of_arrival", shape, "int16", chunks=shape, fill_value=-1)
+            pz = zarr.open_group(str(partial / "previews.zarr"), mode="w")
+            R.create_array(pz, "yx", (n, shape[1], shape[2]), "float32",
+                           chunks=(1, shape[1], shape[2]), fill_value=0.0)
+            R.create_array(pz, "zx", (n, shape[0], shape[2]), "float32",
+                           chunks=(1, shape[0], shape[2]), fill_value=0.0)
+            R.create_array(pz, "zy", (n, shape[0], shape[1]), "float32",
+                           chunks=(1, shape[0], shape[1]), fill_value=0.0)
+            R.write_state(partial, state)
+        if anode == "auto" and n == 1:
+            notes.append(f"{input_path} has one step only: the anode side cannot be decided from "
+                         f"changes; assumed {state['anode']} (set --anode)")
+        if anode == "auto":
+            if hasattr(geometry, "with_anode"):
+                geometry = geometry.with_anode(state["anode"])
+            elif state["anode"] != geometry.anode:
+                geometry = stages.find_cell(reference, spacing, anode=state["anode"],
+                                            where=f"{input_path} step 0")
+        mask = geometry.electrolyte_mask(shape)
+        zi, yi, xi = _preview_index(geometry, shape)
+        cz = zarr.open_group(str(partial / "cracks.zarr"), mode="r+")
+        pz = zarr.open_group(str(partial / "previews.zarr"), mode="r+")
+        if not pz["yx"].attrs.get("z_index") == zi:
+            pz["yx"].attrs["z_index"] = zi
+            pz["zx"].attrs["y_index"] = yi
+            pz["zy"].attrs["x_index"] = xi
+        has_lithium = bool(state.get("has_lithium", True))
+
+        done = set(int(t) for t in state["done"])
+        previous: np.ndarray | None = None
+        todo = [t for t in range(n) if t not in done]
+        if todo and todo[0] > 0:
+            previous = np.asarray(cz["crack"][todo[0] - 1])
+        with _progress(progress) as bar:
+            task = bar.add_task("segmenting", total=n, completed=len(done)) if bar else None
+            for t in todo:
+                vol, shift = _aligned(series, t, reference, mask, stages)
+                seg = stages.segment_step(vol, geometry, reference=None if t == 0 else reference,
+                                          previous=previous, params=params)
+                crack = np.asarray(seg.crack, dtype=np.uint8)
+                cz["crack"][t] = crack
+                if seg.lithium is None:
+                    has_lithium = False
+                else:
+                    cz["lithium"][t] = np.asarray(seg.lithium, dtype=np.uint8)
+                pz["yx"][t] = vol[zi]
+                pz["zx"][t] = vol[:, yi, :]
+                pz["zy"][t] = vol[:, :, xi]
+                previous = crack
+                state["done"] = sorted(done | {t})
+                done.add(t)
+                state["shifts"][str(t)] = [round(float(s), 6) for s in shift]
+                state["has_lithium"] = has_lithium
+                R.write_state(partial, state)
+                if bar:
+                    bar.advance(task)
+        del previous
+
+        # Tracking, time of arrival and measurements stream over the stored masks.
+        def masks() -> Iterator[np.ndarray]:
+            for t in range(n):
+                yield np.asarray(cz["crack"][t])
+
+        cz["time_of_arrival"][...] = time_of_arrival(masks())
+        history = CrackHistory()
+        crack_tables = []
+        metric_rows = []
+        shifts = [state["shifts"][str(t)] for t in range(n)]
+        for t, labels in enumerate(track_cracks(masks(), min_overlap_vox=min_overlap_vox)):
+            cz["labels"][t] = labels
+            lith = np.asarray(cz["lithium"][t]) if has_lithium else None
+            table = measure_cracks(labels, geometry, spacing, lithium=lith, time_s=float(times[t]),
+                                   t_index=t, span_tolerance_vox=span_tolerance_vox)
+            crack_tables.append(history.update(table))
+            row = {"t_index": t, "time_s": float(times[t])}
+            row.update(measure_step(labels > 0, geometry, spacing, lithium=lith,
+                                    span_tolerance_vox=span_tolerance_vox))
+            row.update(zip(("shift_dz_vox", "shift_dy_vox", "shift_dx_vox"), shifts[t],
+                           strict=True))
+            metric_rows.append(row)
+        if not has_lithium:
+            cz.attrs["lithium"] = "not segmented: lithium in cracks cannot be told from empty crack"
+            if "lithium" in cz:
+                del cz["lithium"]
+        metrics = pd.DataFrame(metric_rows, columns=METRIC_COLUMNS)
+        if sampled is not None:
+            metrics["voltage_V"] = sampled["voltage_V"].to_numpy()
+            metrics["charge_mAh"] = sampled["charge_mAh"].to_numpy()
+        elif echem is not None:
+            metrics["voltage_V"] = np.nan
+            metrics["charge_mAh"] = np.nan
+        nonempty = [c for c in crack_tables if len(c)]
+        cracks = (pd.concat(nonempty, ignore_index=True) if nonempty
+                  else pd.DataFrame(columns=CRACK_COLUMNS))
+        R.write_csv(partial / "metrics.csv", metrics)
+        R.write_csv(partial / "cracks.csv", cracks)
+
+        # Prediction: first spanning step, forecast from the steps before it, short in the cycler.
+        span = np.flatnonzero(metrics["spanning"].to_numpy() > 0)
+        span_index = int(span[0]) if span.size else None
+        dz = spacing[0]
+        thickness_um = abs(float(geometry.z_cathode_vox) - float(geometry.z_anode_vox)) * dz
+        use = n if span_index is None else span_index
+        forecast = None
+        if use >= 1 and np.all(np.diff(times[:use]) > 0):
+            forecast = forecast_span(times[:use], metrics["front_depth_um"].to_numpy()[:use],
+                                     thickness_um)
+        forecast_from = use - 1 if forecast is not None and forecast.time_s is not None else None
+        echem_time = None if short is None else getattr(short, "time_s", None)
+        span_time = None if span_index is None else float(times[span_index])
+        summary = {
+            "dendritect_version": __version__,
+            "input": str(input_path.resolve()),
+            "format": series.format,
+            "n_steps": n,
+            "shape_zyx": list(shape),
+            "times_s": times,
+            "voxel_size_um": list(spacing),
+            "anode": state["anode"],
+            "electrolyte_interfaces_um": [float(geometry.z_anode_vox) * dz,
+                                          float(geometry.z_cathode_vox) * dz],
+            "electrolyte_thickness_um": thickness_um,
+            "registration_shifts_vox": shifts,
+            "span_index": span_index,
+            "span_time_s": span_time,
+            "lithium_segmented": has_lithium,
+            "short_circuit": {
+                "echem_time_s": None if echem_time is None else float(echem_time),
+                "forecast_time_s": None if forecast is None else forecast.time_s,
+                "forecast_sigma_s": None if forecast is None else forecast.sigma_s,
+                "forecast_method": None if forecast is None else forecast.method,
+                "forecast_from_index": forecast_from,
+                "span_to_short_lag_s": (None if echem_time is None or span_time is None
+                                        else float(echem_time) - span_time),
+            },
+            "parameters": settings,
+            "warnings": notes,
+        }
+        for note in notes:
+            warnings.warn(note, UserWarning, stacklevel=2)
+        summary = json.loads(R.dumps_json(summary))
+        R.finish(out, partial, summary)
+        if report:
+            _write_report(out)
+        return summary
+
+    except InputError:
+        # Bad input found before any step was analysed: leave no half-made folder behind.
+        st = R.read_state(partial)
+        if st is None or not st.get("done"):
+            shutil.rmtree(partial, ignore_errors=True)
+            if not existed:
+                with contextlib.suppress(OSError):
+                    out.rmdir()
+        raise
+
+def _write_report(out: Path) -> None:
+    """Write ``report.html`` when the report module is installed; the results stand without it."""
+    try:
+        from dendritect.report import write_report
+    except ImportError:
+        return
+    try:
+        write_report(out)
+    except InputError as exc:
+        warnings.warn(f"report.html not written: {exc}", UserWarning, stacklevel=2)
