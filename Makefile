@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.install-stamp
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench browser-check clean
 
 install: $(STAMP)
 
@@ -25,6 +25,12 @@ lint: install
 
 bench: install
 	$(BIN)/python -m benchmarks.run
+
+# Open the demo report in headless Chromium: no console errors, no network request, a screenshot.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser-check: install
+	command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update && $(SUDO) apt-get install -y chromium; }
+	$(BIN)/python tests/browser_check.py
 
 clean:
 	rm -rf $(VENV) demo-out .pytest_cache .ruff_cache

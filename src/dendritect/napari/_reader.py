@@ -1,0 +1,142 @@
+"""napari reader: any input the library reads, lazily, at its voxel size; and results folders."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import dask.array as da
+
+__all__ = ["get_reader", "read_results", "read_series"]
+
+LayerData = tuple[Any, dict[str, Any], str]
+
+# What dendritect.io.open_series reads (docs/formats.md); folders are always offered.
+SUFFIXES = (".tif", ".tiff", ".btf", ".tf8", ".h5", ".hdf5", ".hdf", ".he5", ".nxs", ".nx5",
+            ".nx", ".h5nx", ".zarr")
+NAMES = ("dataset.json", "zarr.json", ".zarray", ".zgroup")
+
+
+def _napari_supports_units() -> bool:
+    """Layer ``units`` exist from napari 0.6; without napari installed, give them anyway."""
+    try:
+        ver = metadata.version("napari")
+    except metadata.PackageNotFoundError:
+        return True
+    try:
+        major, minor = (int(p) for p in ver.split(".")[:2])
+    except ValueError:
+        return True
+    return (major, minor) >= (0, 6)
+
+
+def _spatial_kwargs(ndim: int, voxel_size_um: tuple[float, float, float]) -> dict[str, Any]:
+    """``scale`` (and ``units``) for a layer whose last three axes are (z, y, x)."""
+    lead = ndim - 3
+    out: dict[str, Any] = {"scale": (1.0,) * lead + tuple(float(v) for v in voxel_size_um)}
+    if _napari_supports_units():
+        # The time axis counts steps: no physical unit (napari shows "pixel").
+        out["units"] = (None,) * lead + ("um", "um", "um")
+    if lead:
+        out["axis_labels"] = ("t", "z", "y", "x")[-ndim:]
+    return out
+
+
+def _one_path(path: str | Path | list) -> Path | None:
+    if isinstance(path, (list, tuple)):
+        if len(path) != 1:
+            return None
+        path = path[0]
+    return Path(path)
+
+
+def _is_results(p: Path) -> bool:
+    return p.is_dir() and (p / "summary.json").is_file() and (p / "cracks.zarr").exists()
+
+
+def get_reader(path: str | Path | list) -> Callable[[Any], list[LayerData]] | None:
+    """Return a reader for ``path`` when dendritect can read it, else None (npe2 hook)."""
+    p = _one_path(path)
+    if p is None:
+        return None
+    if _is_results(p):
+        return read_results
+    if p.is_dir() or p.name.lower() in NAMES:
+        return read_series
+    name = p.name.lower()
+    if any(name.endswith(s) for s in SUFFIXES):
+        return read_series
+    return None
+
+
+def read_series(path: str | Path | list, **options: Any) -> list[LayerData]:
+    """Open a CT series lazily as one image layer (t, z, y, x), scaled to micrometres.
+
+    Parameters
+    ----------
+    path : str or Path
+        Anything :func:`dendritect.io.open_series` reads.
+    **options
+        Passed to ``open_series`` (``dataset``, ``voxel_size``, ``times_s``, ``interval``).
+
+    Returns
+    -------
+    list of (data, kwargs, "image")
+        ``data`` is the series' dask array: nothing is read until napari shows a slice.
+    """
+    from dendritect.io import open_series
+
+    p = _one_path(path)
+    series = open_series(p, **options)
+    data = series.data
+    if data.shape[0] == 1:
+        data = data[0]
+    kwargs = {
+        "name": Path(series.source).name or str(series.source),
+        "metadata": {"dendritect_source": str(series.source),
+                     "dendritect_options": {k: v for k, v in options.items() if v is not None},
+                     "format": series.format,
+                     "voxel_size_um": list(series.voxel_size_um),
+                     "times_s": [float(t) for t in series.times_s]},
+        "colormap": "gray",
+        **_spatial_kwargs(data.ndim, series.voxel_size_um),
+    }
+    return [(data, kwargs, "image")]
+
+
+def results_layers(results_dir: str | Path) -> list[LayerData]:
+    """Crack labels (t, z, y, x) and time of arrival (z, y, x) of a results folder."""
+    import zarr
+
+    root = Path(results_dir)
+    summary = json.loads((root / "summary.json").read_text(encoding="utf-8"))
+    voxel = tuple(float(v) for v in summary.get("voxel_size_um", (1.0, 1.0, 1.0)))
+    grp = zarr.open_group(str(root / "cracks.zarr"), mode="r")
+    layers: list[LayerData] = []
+    if "labels" in grp:
+        arr = grp["labels"]
+        data = da.from_array(arr, chunks=arr.chunks)
+        layers.append((data, {"name": "cracks (tracked)", "opacity": 0.7,
+                              "metadata": {"dendritect_results": str(root)},
+                              **_spatial_kwargs(data.ndim, voxel)}, "labels"))
+    if "time_of_arrival" in grp:
+        arr = grp["time_of_arrival"]
+        toa = da.from_array(arr, chunks=arr.chunks)
+        n_steps = next((grp[k].shape[0] for k in ("crack", "labels") if k in grp), 2)
+        n = max(int(n_steps) - 1, 1)
+        # Additive blending over the scan: never-cracked voxels (-1) fall below the
+        # contrast range and show as black, that is, not at all.
+        layers.append((toa, {"name": "time of arrival (step)", "colormap": "turbo",
+                             "contrast_limits": (0, n), "blending": "additive",
+                             "metadata": {"dendritect_results": str(root)},
+                             **_spatial_kwargs(toa.ndim, voxel)}, "image"))
+    return layers
+
+
+def read_results(path: str | Path | list) -> list[LayerData]:
+    """Open a results folder: the registered previews are not volumes, so only crack layers."""
+    p = _one_path(path)
+    return results_layers(p)
