@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib import colors as mcolors
@@ -268,11 +269,16 @@ def slices_figure(res: Results, steps: Sequence[int]) -> Figure | None:
 
 
 def save_figure(fig: Figure, folder: Path, name: str, *, dpi: int = 150) -> bytes:
-    """Save ``fig`` as ``folder/name.png`` and ``.svg`` (atomically); return the PNG bytes."""
+    """Save ``fig`` as ``folder/name.png`` and ``.svg`` (atomically); return the PNG bytes.
+
+    No date and a fixed id salt: the same results give the same bytes.
+    """
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
     png = buf.getvalue()
     folder = Path(folder)
     atomic_write(folder / f"{name}.png", lambda p: p.write_bytes(png))
-    atomic_write(folder / f"{name}.svg", lambda p: fig.savefig(p, format="svg"))
+    with matplotlib.rc_context({"svg.hashsalt": "dendritect"}):
+        atomic_write(folder / f"{name}.svg",
+                     lambda p: fig.savefig(p, format="svg", metadata={"Date": None}))
     return png

@@ -1,0 +1,449 @@
+"""Find the cell in a scan: the electrolyte layer, its interfaces, footprints and grey levels.
+
+A Li | solid electrolyte | Li cell in a die, seen by CT, is a stack along z: plunger (current
+collector), lithium foil, ceramic pellet, lithium foil, plunger. The ceramic is the thick layer of
+one uniform grey level bounded on both sides by much darker lithium (lithium attenuates X-rays
+about ten times less than a sulfide or oxide electrolyte). The interfaces are located with
+sub-voxel precision at the half-level crossings of the footprint-averaged z profile (the
+position of a blurred step edge does not depend on the blur when the point-spread function is
+symmetric).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage
+from skimage.filters import threshold_otsu
+
+from dendritect.errors import InputError
+
+__all__ = ["CellGeometry", "anode_evidence", "decide_anode", "find_cell"]
+
+_MIN_LAYER_VOX = 4  # a thinner bright band is a foil or a sheet, not a pellet
+_MIN_FOOTPRINT_FRAC = 0.05  # of the slice area
+_MAX_LAYER_SPREAD = 0.25  # robust spread inside the layer, as a fraction of its contrast
+
+
+@dataclass(frozen=True)
+class CellGeometry:
+    """Where the electrolyte is, in voxel coordinates of the step-0 frame.
+
+    Attributes
+    ----------
+    anode : str
+        ``"top"`` (anode at low z) or ``"bottom"``. Changing it (``with_anode`` or
+        ``dataclasses.replace``) swaps the interfaces and electrode footprints to match.
+    z_anode_vox, z_cathode_vox : float
+        z positions of the anode|electrolyte and electrolyte|cathode interfaces (voxel centres
+        at integer z; an interface between slices ``k - 1`` and ``k`` lies at ``k - 0.5``).
+    footprint : numpy.ndarray of bool, (y, x)
+        Cross-section of the electrolyte pellet.
+    electrode_footprint : numpy.ndarray of bool, (y, x)
+        Cross-section of the anode electrode (smaller than the pellet).
+    levels : dict of str to float
+        Typical grey level of ``"electrolyte"``, ``"lithium"`` and ``"void"``.
+    noise : float
+        Standard deviation of the grey-level noise in the electrolyte.
+    counter_electrode_footprint : numpy.ndarray of bool or None
+        Cross-section of the electrode on the cathode side (used by :meth:`with_anode`).
+    flags : tuple of str
+        Notes on how the geometry was decided (e.g. ``"anode-undecided"``).
+    """
+
+    anode: str
+    z_anode_vox: float
+    z_cathode_vox: float
+    footprint: np.ndarray
+    electrode_footprint: np.ndarray
+    levels: dict[str, float]
+    noise: float = float("nan")
+    counter_electrode_footprint: np.ndarray | None = field(default=None, repr=False)
+    flags: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.anode not in ("top", "bottom"):
+            raise InputError(f"--anode: must be top or bottom, got {self.anode!r}")
+        # z_anode_vox always lies on the anode's side, also after dataclasses.replace(anode=...)
+        if (self.z_anode_vox > self.z_cathode_vox) == (self.anode == "top"):
+            za, zc = self.z_cathode_vox, self.z_anode_vox
+            object.__setattr__(self, "z_anode_vox", za)
+            object.__setattr__(self, "z_cathode_vox", zc)
+            if self.counter_electrode_footprint is not None:
+                fp, other = self.counter_electrode_footprint, self.electrode_footprint
+                object.__setattr__(self, "electrode_footprint", fp)
+                object.__setattr__(self, "counter_electrode_footprint", other)
+
+    @property
+    def thickness_vox(self) -> float:
+        """Electrolyte thickness along z, voxels."""
+        return abs(self.z_cathode_vox - self.z_anode_vox)
+
+    @property
+    def z_range_vox(self) -> tuple[float, float]:
+        """``(low z, high z)`` interface positions."""
+        return (min(self.z_anode_vox, self.z_cathode_vox),
+                max(self.z_anode_vox, self.z_cathode_vox))
+
+    def z_mask(self, nz: int) -> np.ndarray:
+        """Slices whose centres lie between the interfaces."""
+        z = np.arange(nz)
+        lo, hi = self.z_range_vox
+        return (z > lo) & (z < hi)
+
+    def electrolyte_mask(self, shape_zyx) -> np.ndarray:
+        """3D bool mask of the electrolyte: between the interfaces, within the footprint."""
+        nz, ny, nx = (int(s) for s in shape_zyx)
+        if (ny, nx) != self.footprint.shape:
+            raise InputError(f"electrolyte_mask: shape {tuple(shape_zyx)} does not match the "
+                             f"footprint's {self.footprint.shape}")
+        return self.z_mask(nz)[:, None, None] & self.footprint[None]
+
+    def depth_vox(self, z) -> np.ndarray:
+        """Distance of ``z`` from the anode interface toward the cathode, voxels."""
+        z = np.asarray(z, dtype=np.float64)
+        if self.anode == "top":
+            return z - self.z_anode_vox
+        return self.z_anode_vox - z
+
+    def with_anode(self, anode: str, *, flag: str | None = None) -> CellGeometry:
+        """The same cell with the anode on ``anode`` ("top" or "bottom")."""
+        if anode not in ("top", "bottom"):
+            raise InputError(f"--anode: must be top, bottom or auto, got {anode!r}")
+        flags = tuple(f for f in self.flags if f != "anode-undecided")
+        if flag:
+            flags = (*flags, flag)
+        # __post_init__ swaps the interfaces and electrode footprints when the side changes
+        return dataclasses.replace(self, anode=anode, flags=flags)
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """Half-open ``(start, stop)`` runs of True in a 1D bool array."""
+    d = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
+    return list(zip(np.flatnonzero(d == 1), np.flatnonzero(d == -1), strict=True))
+
+
+def _crossing(profile: np.ndarray, level: float, start: int, step: int, stop: int) -> float:
+    """First sub-voxel position from ``start`` going by ``step`` where profile drops below level."""
+    i = start
+    while i != stop and 0 <= i + step < profile.size:
+        a, b = profile[i], profile[i + step]
+        if a >= level > b or a > level >= b:
+            frac = (a - level) / (a - b)
+            return i + step * float(frac)
+        i += step
+    return float(start)
+
+
+def _largest_component(mask: np.ndarray) -> np.ndarray:
+    lab, n = ndimage.label(mask)
+    if n == 0:
+        return mask
+    sizes = np.bincount(lab.ravel())
+    sizes[0] = 0
+    return ndimage.binary_fill_holes(lab == int(np.argmax(sizes)))
+
+
+def _no_layer(where: str, why: str) -> InputError:
+    return InputError(f"no electrolyte layer found in {where}: {why}")
+
+
+def find_cell(volume: np.ndarray, voxel_size_um=None, *, anode: str = "auto",
+              where: str = "the first scan") -> CellGeometry:
+    """Locate the electrolyte layer of a stacked solid-state cell.
+
+    Parameters
+    ----------
+    volume : numpy.ndarray
+        3D (z, y, x) scan (step 0, any real dtype), z through the electrolyte's thickness.
+    voxel_size_um : float or sequence of float, optional
+        ``(dz, dy, dx)``, checked for sense only: every position is returned in voxels.
+    anode : {"auto", "top", "bottom"}
+        Side of the plated electrode. ``"auto"`` returns ``"top"`` with the flag
+        ``"anode-undecided"``: call :func:`decide_anode` with a later step to settle it.
+    where : str
+        Name of the input, for error messages.
+
+    Returns
+    -------
+    CellGeometry
+
+    Raises
+    ------
+    InputError
+        ``"no electrolyte layer found in ..."`` when no thick uniform layer bounded by darker
+        electrodes on both sides exists (e.g. a Li-ion cell or an empty field of view).
+    """
+    if anode not in ("auto", "top", "bottom"):
+        raise InputError(f"--anode: must be top, bottom or auto, got {anode!r}")
+    vol = np.asarray(volume)
+    if vol.ndim != 3:
+        raise InputError(f"{where}: expected a 3D (z, y, x) volume, got shape {vol.shape}")
+    if voxel_size_um is not None:
+        vs_um = np.atleast_1d(np.asarray(voxel_size_um, dtype=np.float64))
+        if vs_um.size not in (1, 3) or not np.all(np.isfinite(vs_um) & (vs_um > 0)):
+            raise InputError(f"{where}: voxel size must be one or three positive lengths, "
+                             f"got {voxel_size_um!r}")
+    nz, ny, nx = vol.shape
+    if nz < 3 * _MIN_LAYER_VOX or min(ny, nx) < 8:
+        raise _no_layer(where, f"the volume {vol.shape} is too small to hold a cell")
+    v = vol.astype(np.float32, copy=False)
+    if not np.isfinite(v).all():
+        raise InputError(f"{where}: the volume holds NaN or infinite values")
+
+    # 1. Rough layer from the central column's profile (inside any electrode footprint).
+    cy, cx = ny // 2, nx // 2
+    hy, hx = max(2, ny // 8), max(2, nx // 8)
+    centre = v[:, cy - hy:cy + hy, cx - hx:cx + hx]
+    prof_c = np.median(centre.reshape(nz, -1), axis=1)
+    prof_c = ndimage.median_filter(prof_c, size=3, mode="nearest")
+    layer = _pick_layer(prof_c)
+    if layer is None:
+        raise _no_layer(where, "no thick uniform band bounded by darker layers on both sides "
+                        "along z")
+    z0, z1, level_e = layer
+
+    # 2. Pellet footprint: bright in the middle of the layer.
+    q = max(1, (z1 - z0) // 4)
+    mid = ndimage.gaussian_filter(v[z0 + q:z1 - q].mean(axis=0), 1.0)
+    sub = mid[:: max(1, ny // 256), :: max(1, nx // 256)]
+    try:
+        t_fp = threshold_otsu(sub)
+    except ValueError:
+        raise _no_layer(where, "the layer has a single grey level") from None
+    t_fp = max(t_fp, 0.5 * (level_e + np.percentile(sub, 1)))
+    footprint = _largest_component(mid > t_fp)
+    if footprint.sum() < _MIN_FOOTPRINT_FRAC * ny * nx:
+        raise _no_layer(where, "the bright band covers too little of the field of view")
+
+    # 3. Sub-voxel interfaces from the footprint-averaged profile.
+    inner = ndimage.binary_erosion(footprint, iterations=2)
+    if inner.sum() < 16:
+        inner = footprint
+    prof = v[:, inner].mean(axis=1)
+    core = prof[z0 + q:z1 - q] if z1 - z0 > 2 * q else prof[z0:z1]
+    level_in = float(np.median(core))
+    zs = []
+    dark_levels = []
+    for start, step, lim in ((z0 + q, -1, -1), (z1 - 1 - q, 1, nz)):
+        # dark plateau beyond the edge: the minimum within a few voxels outside the rough edge
+        edge = z0 if step < 0 else z1 - 1
+        lo_i, hi_i = sorted((edge, edge + step * 8))
+        seg = prof[max(lo_i, 0):min(hi_i + 1, nz)]
+        dark = float(seg.min())
+        dark_levels.append(dark)
+        zs.append(_crossing(prof, 0.5 * (level_in + dark), start, step, lim))
+    z_top, z_bot = zs
+    contrast = level_in - max(dark_levels)
+
+    # 4. The layer must be uniform, flat and clearly brighter than both neighbours.
+    el = v[int(np.ceil(z_top)) + 1:int(np.floor(z_bot))][:, inner]
+    step_s = max(1, el.size // 2_000_000)
+    sample = el.ravel()[::step_s]
+    med = float(np.median(sample))
+    spread = float(np.percentile(sample, 75) - np.percentile(sample, 25)) / 1.349
+    noise = _noise(v, int(np.ceil(z_top)) + 1, int(np.floor(z_bot)), inner)
+    if z_bot - z_top < _MIN_LAYER_VOX:
+        raise _no_layer(where, f"the brightest band is only {z_bot - z_top:.1f} voxels thick")
+    if contrast <= 0 or spread > _MAX_LAYER_SPREAD * contrast:
+        raise _no_layer(where, "the candidate band is not uniform (not a ceramic pellet)")
+    if contrast < 5 * max(noise, 1e-12) / np.sqrt(max(inner.sum(), 1)) or contrast < 3 * spread:
+        raise _no_layer(where, "the candidate band is not clearly brighter than its neighbours")
+    flat = _flatness(v, footprint, z_top, z_bot, 0.5 * (level_in + max(dark_levels)))
+    if flat < 0.6:
+        raise _no_layer(where, "the candidate band is not a flat layer across its footprint")
+
+    # 5. Electrode footprints and grey levels.
+    fp_top, li_top, void_top = _electrode(v, footprint, z_top, -1, level_in, noise)
+    fp_bot, li_bot, void_bot = _electrode(v, footprint, z_bot, +1, level_in, noise)
+    voids = [x for x in (void_top, void_bot) if np.isfinite(x)]
+    void = float(min(voids)) if voids else float(np.percentile(
+        ndimage.uniform_filter(v[:: max(1, nz // 64)], 3), 0.5))
+    lis = [x for x in (li_top, li_bot) if np.isfinite(x)]
+    lithium = float(np.median(lis)) if lis else float(min(dark_levels))
+    levels = {"electrolyte": med, "lithium": lithium, "void": min(void, lithium)}
+
+    geo = CellGeometry(anode="top", z_anode_vox=float(z_top), z_cathode_vox=float(z_bot),
+                       footprint=footprint, electrode_footprint=fp_top, levels=levels,
+                       noise=float(noise), counter_electrode_footprint=fp_bot,
+                       flags=("anode-undecided",) if anode == "auto" else ())
+    if anode == "bottom":
+        geo = geo.with_anode("bottom")
+    elif anode == "top":
+        geo = geo.with_anode("top")
+    return geo
+
+
+def _pick_layer(prof: np.ndarray) -> tuple[int, int, float] | None:
+    """The thickest band that is brighter than the bands on both of its sides."""
+    nz = prof.size
+    lo, hi = float(prof.min()), float(prof.max())
+    if hi <= lo:
+        return None
+    best = None
+    for t in np.linspace(hi, lo, 66)[1:-1]:
+        for a, b in _runs(prof > t):
+            if a == 0 or b == nz or b - a < _MIN_LAYER_VOX:
+                continue  # a band must have a darker neighbour on both sides
+            level = float(np.median(prof[a:b]))
+            # darker neighbours: the profile must fall well below the band on each side
+            left = prof[max(0, a - 12):a]
+            right = prof[b:b + 12]
+            d = max(float(left.min()), float(right.min()))
+            if level - d <= 0 or t > level or t < d + 0.3 * (level - d):
+                continue
+            score = (b - a) * (level - d)
+            if best is None or score > best[0]:
+                best = (score, a, b, level)
+    if best is None:
+        return None
+    return best[1], best[2], best[3]
+
+
+def _noise(v: np.ndarray, z0: int, z1: int, inner: np.ndarray) -> float:
+    """Voxel noise from differences of neighbouring voxels (texture varies slowly)."""
+    if z1 - z0 < 2:
+        return float("nan")
+    block = v[z0:z1]
+    d = np.diff(block, axis=2)[:, inner[:, 1:] & inner[:, :-1]]
+    d = d.ravel()[:: max(1, d.size // 2_000_000)]
+    mad = float(np.median(np.abs(d - np.median(d))))
+    return 1.4826 * mad / np.sqrt(2.0)
+
+
+def _flatness(v, footprint, z_top, z_bot, level) -> float:
+    """Share of footprint columns whose own profile crosses ``level`` near both interfaces."""
+    ys, xs = np.nonzero(ndimage.binary_erosion(footprint, iterations=2))
+    if ys.size == 0:
+        return 0.0
+    sel = np.linspace(0, ys.size - 1, min(ys.size, 400)).astype(int)
+    nz = v.shape[0]
+    zt = int(np.clip(np.floor(z_top) - 1, 0, nz - 1))
+    zb = int(np.clip(np.ceil(z_bot) + 1, 0, nz - 1))
+    zm = round(0.5 * (z_top + z_bot))
+    planes = ndimage.uniform_filter(v[[zt, zm, zb]], size=(1, 3, 3))[:, ys[sel], xs[sel]]
+    ok = (planes[1] > level) & (planes[0] < level) & (planes[2] < level)
+    return float(ok.mean())
+
+
+def _electrode(v, footprint, z_edge, step, level_e, noise):
+    """Electrode footprint beyond an interface, its lithium level and the level of voids."""
+    nz = v.shape[0]
+    a = round(z_edge + step * 2.5)
+    b = round(z_edge + step * 5.5)
+    lo, hi = sorted((a, b))
+    lo, hi = max(lo, 0), min(hi + 1, nz)
+    if hi - lo < 1:
+        return footprint.copy(), float("nan"), float("nan")
+    img = ndimage.gaussian_filter(v[lo:hi].mean(axis=0), 2.0)
+    vals = img[footprint]
+    try:
+        t = threshold_otsu(vals)
+    except ValueError:
+        return footprint.copy(), float(np.median(vals)), float("nan")
+    hi_cls = footprint & (img > t)
+    lo_cls = footprint & (img <= t)
+    if hi_cls.sum() < 16 or lo_cls.sum() < 16:
+        return footprint.copy(), float(np.median(vals)), float("nan")
+    m_hi = float(np.median(img[hi_cls]))
+    m_lo = float(np.median(img[lo_cls]))
+    # smoothed over ~(hi - lo) slices and a 2-voxel Gaussian: noise drops by ~sqrt(n * 4π σ²)
+    n_eff = (hi - lo) * 4 * np.pi * 4.0
+    sep = (m_hi - m_lo) / max(noise / np.sqrt(n_eff), 1e-12)
+    if sep < 4 or m_hi > level_e - 0.3 * (level_e - m_lo):
+        # one phase only (electrode as wide as the pellet), or a bright collector
+        return footprint.copy(), float(np.median(vals)), float("nan")
+    # lithium attenuates more than the gas beside the foil: the electrode is the brighter class
+    elec = _largest_component(hi_cls)
+    raw = v[lo:hi]
+    core = ndimage.binary_erosion(elec, iterations=2)
+    li = float(np.median(raw[:, core if core.sum() >= 8 else elec]))
+    gap = ndimage.binary_erosion(lo_cls, iterations=2)
+    void = float(np.median(raw[:, gap])) if gap.sum() >= 8 else float("nan")
+    return elec, li, void
+
+
+def anode_evidence(first: np.ndarray, last: np.ndarray, geometry: CellGeometry) -> dict:
+    """Evidence for the anode side: where the darkening between two steps starts.
+
+    Returns
+    -------
+    dict
+        ``side`` ("top"/"bottom"), ``confident`` (bool), ``top``/``bottom`` (evidence in the
+        electrolyte quarter next to each interface: voxels darkened since the first step plus
+        thin dark sheet voxels of the last step), ``changed`` (darkened voxels in both
+        quarters), ``sheet_top``/``sheet_bottom``.
+    """
+    a = np.asarray(first, dtype=np.float32)
+    b = np.asarray(last, dtype=np.float32)
+    if a.shape != b.shape or a.ndim != 3:
+        raise InputError(f"decide_anode: steps must be 3D and of the same shape, got "
+                         f"{a.shape} and {b.shape}")
+    nz = a.shape[0]
+    lo, hi = geometry.z_range_vox
+    contrast = geometry.levels["electrolyte"] - geometry.levels["void"]
+    noise = geometry.noise if np.isfinite(geometry.noise) else 0.0
+    # cracks and lithium darken the electrolyte; smoothing keeps thin ones above the noise
+    diff = ndimage.gaussian_filter(a - b, 0.7)
+    thr = max(0.15 * contrast, 4.0 * noise * 0.3)
+    z = np.arange(nz)
+    inside = (z > lo + 1.0) & (z < hi - 1.0)
+    changed = (diff > thr) & inside[:, None, None] & geometry.footprint[None]
+    # drop isolated noise voxels; a one-voxel sheet fills 9 of its 27 neighbours
+    changed &= ndimage.uniform_filter(changed.astype(np.float32), 3) > 0.2
+    # compare the outer quarters: a crack that spans adds to both, its origin side has more
+    # (spalls, branches and the wide mouth are at the plated electrode)
+    quarter = 0.25 * (hi - lo)
+    near_top = z < lo + quarter
+    near_bot = z > hi - quarter
+    per_z = changed.sum(axis=(1, 2))
+    c_top = int(per_z[near_top].sum())
+    c_bot = int(per_z[near_bot].sum())
+    # cracks already open at the first step change little: count the thin dark sheets of the
+    # last step too (wide crack mouths and spalls at the anode, a thin tip at the cathode)
+    s_top, s_bot = _sheet_counts(b, geometry, near_top, near_bot, contrast)
+    n_top, n_bot = c_top + s_top, c_bot + s_bot
+    total = c_top + c_bot
+    min_count = max(20, int(1e-4 * geometry.footprint.sum() * (hi - lo)))
+    confident = total >= min_count and max(n_top, n_bot) >= 1.5 * max(min(n_top, n_bot), 1)
+    side = "top" if n_top >= n_bot else "bottom"
+    if not confident:
+        side = "top"
+    return {"side": side, "confident": bool(confident), "top": n_top, "bottom": n_bot,
+            "changed": total, "sheet_top": s_top, "sheet_bottom": s_bot}
+
+
+def _sheet_counts(vol, geometry, near_top, near_bot, contrast) -> tuple[int, int]:
+    """Thin dark sheet voxels (sheetness >= 0.3, 20 % darker) near each interface."""
+    from dendritect.segment.hessian import sheetness  # segment depends on preprocess
+
+    lo, hi = geometry.z_range_vox
+    nz = vol.shape[0]
+    ys, xs = np.nonzero(geometry.footprint)
+    z0, z1 = max(0, int(lo) - 4), min(nz, int(np.ceil(hi)) + 5)
+    box = (slice(z0, z1), slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1))
+    v = vol[box]
+    s = sheetness(v, (1.0, 1.5), contrast=contrast)
+    dark = (geometry.levels["electrolyte"] - ndimage.gaussian_filter(v, 0.7)) / contrast
+    z = np.arange(z0, z1)
+    inside = (z > lo + 1.0) & (z < hi - 1.0)
+    m = (s >= 0.3) & (dark >= 0.2) & geometry.footprint[box[1:]][None] & inside[:, None, None]
+    per_z = m.sum(axis=(1, 2))
+    return int(per_z[near_top[z0:z1]].sum()), int(per_z[near_bot[z0:z1]].sum())
+
+
+def decide_anode(first: np.ndarray, last: np.ndarray, geometry: CellGeometry) -> str:
+    """``"top"`` or ``"bottom"``: the interface from which changes in the electrolyte grow.
+
+    Dendrite cracks start at the plated electrode and grow toward the other; between the first
+    and the last step the electrolyte quarter next to the anode darkens most. When nothing changes
+    the answer falls back to ``"top"`` with a warning (see :func:`anode_evidence` for the flag).
+    """
+    ev = anode_evidence(first, last, geometry)
+    if not ev["confident"]:
+        warnings.warn("anode side could not be decided from the data (too few changes between "
+                      "the first and last steps); assuming the top (low z)", stacklevel=2)
+    return ev["side"]

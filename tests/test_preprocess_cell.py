@@ -1,0 +1,140 @@
+"""Cell finding on synthetic layered cells with known interfaces, and on a real Li-ion scan."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from dendritect.errors import InputError
+from dendritect.preprocess.cell import anode_evidence, decide_anode, find_cell
+
+LEVELS = {"steel": 3.0, "electrolyte": 1.0, "lithium": 0.12, "void": 0.02, "die": 0.2}
+
+
+def make_cell(shape=(48, 80, 80), *, z_top=14.5, z_bot=35.5, noise=0.03, seed=0,
+              pores=(), cracks=(), crack_li=False, anode="top", psf=0.6):
+    """A Li | electrolyte | Li cell in a die, with pores and planar cracks of known geometry.
+
+    Interfaces lie at ``z_top``/``z_bot`` (half-integers: between voxel centres). ``pores`` are
+    ``(z, y, x, r)`` spheres; ``cracks`` are ``(x0, depth_vox, aperture_vox)``: a plane
+    ``x = x0`` from the anode interface down to ``depth_vox`` inside the electrode footprint.
+    Returns ``(volume float32, truth dict)``.
+    """
+    rng = np.random.default_rng(seed)
+    nz, ny, nx = shape
+    z, y, x = np.ogrid[:nz, :ny, :nx]
+    r = np.hypot(y - (ny - 1) / 2, x - (nx - 1) / 2)[0]
+    r_pel, r_el, r_die = 0.42 * nx, 0.31 * nx, 0.49 * nx
+    mu = np.full(shape, LEVELS["void"], np.float32)
+    mu[:, (r > r_pel) & (r <= r_die)] = LEVELS["die"]
+    pl = 5
+    bore = r <= r_pel
+    mu[:pl][:, bore] = LEVELS["steel"]
+    mu[nz - pl:][:, bore] = LEVELS["steel"]
+    a, c = int(z_top + 0.5), int(z_bot + 0.5)
+    mu[pl:a][:, r <= r_el] = LEVELS["lithium"]
+    mu[c:nz - pl][:, r <= r_el] = LEVELS["lithium"]
+    mu[a:c][:, bore] = LEVELS["electrolyte"]
+    labels = np.zeros(shape, np.uint8)
+    for pz, py, px, pr in pores:
+        ball = (z - pz) ** 2 + (y - py) ** 2 + (x - px) ** 2 <= pr**2
+        mu[ball] = LEVELS["void"]
+        labels[ball] = 2
+    for x0, depth, ap in cracks:
+        zc = (z >= a) & (z < a + depth) if anode == "top" else (z < c) & (z >= c - depth)
+        yc = np.abs(y - (ny - 1) / 2) < r_el * 0.8
+        xc = np.abs(x - x0) < ap / 2
+        sheet = zc & yc & xc
+        mu[sheet] = LEVELS["lithium"] if crack_li else LEVELS["void"]
+        labels[sheet] = 3
+    vol = ndimage.gaussian_filter(mu, psf) + rng.normal(0, noise, shape).astype(np.float32)
+    return vol.astype(np.float32), {"z_top": z_top, "z_bot": z_bot, "labels": labels,
+                                    "r_pel": r_pel, "r_el": r_el}
+
+
+def test_interfaces_within_half_voxel():
+    vol, truth = make_cell(z_top=14.5, z_bot=35.5)
+    geo = find_cell(vol, (1.0, 1.0, 1.0))
+    assert abs(geo.z_anode_vox - truth["z_top"]) < 0.5
+    assert abs(geo.z_cathode_vox - truth["z_bot"]) < 0.5
+    assert geo.anode == "top" and "anode-undecided" in geo.flags
+
+
+def test_footprints_and_levels():
+    vol, truth = make_cell()
+    geo = find_cell(vol, 1.0, anode="top")
+    ny, nx = vol.shape[1:]
+    pellet_area = np.pi * truth["r_pel"] ** 2
+    elec_area = np.pi * truth["r_el"] ** 2
+    assert abs(geo.footprint.sum() - pellet_area) < 0.06 * pellet_area
+    assert abs(geo.electrode_footprint.sum() - elec_area) < 0.1 * elec_area
+    assert geo.electrode_footprint.sum() < geo.footprint.sum()
+    assert abs(geo.levels["electrolyte"] - 1.0) < 0.05
+    assert abs(geo.levels["lithium"] - 0.12) < 0.05
+    assert geo.levels["void"] < geo.levels["lithium"]
+    assert 0.02 < geo.noise < 0.04
+    mask = geo.electrolyte_mask(vol.shape)
+    assert mask[25, ny // 2, nx // 2] and not mask[10, ny // 2, nx // 2]
+    assert not mask[25, 0, 0]
+    assert geo.depth_vox(24.5) == pytest.approx(24.5 - geo.z_anode_vox)
+
+
+def test_anode_bottom_swaps_interfaces():
+    vol, _ = make_cell(z_top=12.5, z_bot=33.5)
+    geo = find_cell(vol, 1.0, anode="bottom")
+    assert geo.anode == "bottom"
+    assert abs(geo.z_anode_vox - 33.5) < 0.5
+    assert geo.depth_vox(30.0) == pytest.approx(geo.z_anode_vox - 30.0)
+
+
+def test_replace_anode_keeps_interfaces_consistent():
+    vol, _ = make_cell(z_top=12.5, z_bot=33.5)
+    top = find_cell(vol, 1.0, anode="top")
+    bottom = dataclasses.replace(top, anode="bottom")
+    assert bottom.z_anode_vox == top.z_cathode_vox and bottom.z_cathode_vox == top.z_anode_vox
+    assert bottom.depth_vox(top.z_cathode_vox) == 0.0
+    np.testing.assert_array_equal(bottom.electrode_footprint, top.counter_electrode_footprint)
+    assert top.with_anode("bottom").z_anode_vox == bottom.z_anode_vox
+
+
+def test_uniform_volume_has_no_layer():
+    rng = np.random.default_rng(0)
+    with pytest.raises(InputError, match="no electrolyte layer"):
+        find_cell(rng.normal(0, 1, (40, 40, 40)).astype(np.float32), 1.0)
+
+
+def test_bad_anode_option():
+    vol, _ = make_cell()
+    with pytest.raises(InputError, match="anode"):
+        find_cell(vol, 1.0, anode="left")
+
+
+@pytest.mark.parametrize("side", ["top", "bottom"])
+def test_decide_anode_picks_growing_side(side):
+    first, _ = make_cell(seed=1, anode=side, cracks=[(30, 3, 1.5)])
+    last, _ = make_cell(seed=2, anode=side, cracks=[(30, 12, 1.5), (50, 8, 1.5)])
+    geo = find_cell(first, 1.0)
+    assert decide_anode(first, last, geo) == side
+    assert anode_evidence(first, last, geo)["confident"]
+
+
+def test_decide_anode_falls_back_to_top_when_nothing_changes():
+    first, _ = make_cell(seed=1)
+    last, _ = make_cell(seed=2)
+    geo = find_cell(first, 1.0)
+    with pytest.warns(UserWarning, match="could not be decided"):
+        assert decide_anode(first, last, geo) == "top"
+    assert not anode_evidence(first, last, geo)["confident"]
+
+
+def test_real_liion_scan_has_no_electrolyte_layer(shared_data):
+    tifffile = pytest.importorskip("tifffile")
+    path = shared_data / "real-lab-ct-liion-cell" / "cell_vol_stack_zlib.tif"
+    if not path.exists():
+        pytest.skip(f"{path} not found")
+    vol = tifffile.imread(path)
+    with pytest.raises(InputError, match="no electrolyte layer"):
+        find_cell(vol, (68.0, 34.0, 34.0), where=str(path))

@@ -1,0 +1,164 @@
+"""Crack segmentation on synthetic cells with ground truth."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from dendritect.errors import InputError
+from dendritect.preprocess.cell import find_cell
+from dendritect.segment.cracks import SegmentParams, component_shapes, segment_step
+from tests.test_preprocess_cell import make_cell
+
+PORES = [(25, 40, 22, 3.0), (28, 28, 56, 2.5), (20, 55, 45, 2.0)]
+
+
+def f1_tolerant(pred: np.ndarray, truth: np.ndarray) -> float:
+    """F1 of voxels with a one-voxel tolerance (26-neighbourhood)."""
+    p, t = pred > 0, truth > 0
+    near_t = ndimage.binary_dilation(t, np.ones((3, 3, 3), bool))
+    near_p = ndimage.binary_dilation(p, np.ones((3, 3, 3), bool))
+    prec = (p & near_t).sum() / max(p.sum(), 1)
+    rec = (t & near_p).sum() / max(t.sum(), 1)
+    return float(2 * prec * rec / max(prec + rec, 1e-12))
+
+
+def front_depth_vox(mask: np.ndarray, geo) -> float:
+    z = np.nonzero(mask.any(axis=(1, 2)))[0]
+    return float(geo.depth_vox(z).max() + 0.5) if z.size else 0.0
+
+
+def test_planar_crack_found_and_pore_not():
+    vol, truth = make_cell(pores=PORES, cracks=[(40, 12, 1.0)], noise=0.04)
+    geo = find_cell(vol, 1.0, anode="top")
+    seg = segment_step(vol, geo)
+    crack_truth = truth["labels"] == 3
+    pore_truth = truth["labels"] == 2
+    assert seg.crack.dtype == np.uint8 and seg.crack.shape == vol.shape
+    assert f1_tolerant(seg.crack, crack_truth) > 0.9
+    assert (seg.crack[pore_truth] > 0).mean() < 0.02
+    assert (seg.pores[pore_truth] > 0).mean() > 0.5
+    assert abs(front_depth_vox(seg.crack, geo) - 12) <= 2
+
+
+def test_empty_cell_has_no_cracks():
+    vol, _ = make_cell(pores=PORES, noise=0.05, seed=4)
+    geo = find_cell(vol, 1.0)
+    seg = segment_step(vol, geo)
+    assert seg.crack.sum() == 0
+
+
+def test_thin_lithium_filled_crack_with_time_evidence():
+    # one-voxel lithium-filled crack in strong noise: found with the first step as reference
+    ref, _ = make_cell(pores=PORES, noise=0.08, seed=5)
+    vol, truth = make_cell(pores=PORES, cracks=[(30, 15, 1.0)], crack_li=True, noise=0.08,
+                           seed=6)
+    geo = find_cell(ref, 1.0, anode="top")
+    seg = segment_step(vol, geo, reference=ref)
+    assert f1_tolerant(seg.crack, truth["labels"] == 3) > 0.85
+    assert abs(front_depth_vox(seg.crack, geo) - 15) <= 2
+
+
+def test_crack_persists_through_previous_mask():
+    ref, _ = make_cell(noise=0.05, seed=7)
+    strong, truth = make_cell(cracks=[(30, 12, 2.0)], noise=0.05, seed=8)
+    geo = find_cell(ref, 1.0, anode="top")
+    first = segment_step(strong, geo, reference=ref)
+    # the crack partly closes: a faint trace, too weak to seed a crack on its own
+    faint = ref + 0.25 * (strong - ref)
+    alone = segment_step(faint, geo, reference=ref)
+    kept = segment_step(faint, geo, reference=ref, previous=first.crack)
+    t = truth["labels"] == 3
+    assert f1_tolerant(kept.crack, t) > f1_tolerant(alone.crack, t)
+    assert f1_tolerant(kept.crack, t) > 0.8
+
+
+def test_lithium_labelled_where_contrast_allows():
+    vol, truth = make_cell(cracks=[(30, 12, 3.0)], crack_li=True, noise=0.01, psf=0.3)
+    geo = find_cell(vol, 1.0, anode="top")
+    seg = segment_step(vol, geo)
+    assert seg.lithium is not None
+    t = truth["labels"] == 3
+    core = ndimage.binary_erosion(t, np.ones((1, 1, 3), bool))
+    assert seg.lithium[core].mean() > 0.8
+    empty, truth_e = make_cell(cracks=[(30, 12, 3.0)], crack_li=False, noise=0.01, psf=0.3)
+    seg_e = segment_step(empty, geo)
+    assert seg_e.lithium is not None
+    assert seg_e.lithium[ndimage.binary_erosion(truth_e["labels"] == 3,
+                                                np.ones((1, 1, 3), bool))].mean() < 0.2
+
+
+def test_lithium_none_when_levels_cannot_be_told_apart():
+    vol, _ = make_cell(cracks=[(30, 12, 2.0)], noise=0.08)
+    geo = find_cell(vol, 1.0)
+    seg = segment_step(vol, geo)
+    assert seg.lithium is None
+
+
+def test_params_are_serialisable_and_inputs_untouched():
+    vol, _ = make_cell(cracks=[(30, 8, 1.0)])
+    before = vol.copy()
+    geo = find_cell(vol, 1.0)
+    p = SegmentParams(seed_sheetness=0.4)
+    d = dataclasses.asdict(p)
+    assert d["seed_sheetness"] == 0.4 and isinstance(d["sigmas_vox"], tuple)
+    segment_step(vol, geo, params=p)
+    np.testing.assert_array_equal(vol, before)
+    with pytest.raises(InputError):
+        segment_step(vol[:, :-1], geo)
+    with pytest.raises(InputError):
+        segment_step(vol, geo, reference=vol[:-1])
+    with pytest.raises(InputError, match="sigmas_vox"):
+        SegmentParams(sigmas_vox=(1.0, -2.0))
+    with pytest.raises(InputError, match="seed_sheetness"):
+        SegmentParams(seed_sheetness=float("nan"))
+    assert SegmentParams(sigmas_vox=[1, 2]).sigmas_vox == (1.0, 2.0)
+
+
+def test_component_shapes_plane_vs_ball():
+    lab = np.zeros((30, 30, 30), np.int32)
+    lab[5:25, 5:25, 10] = 1
+    z, y, x = np.ogrid[:30, :30, :30]
+    lab[(z - 15) ** 2 + (y - 15) ** 2 + (x - 22) ** 2 <= 16] = 2
+    shp = component_shapes(lab)
+    assert shp["planarity"][0] > 0.9 and shp["planarity"][1] < 0.1
+    assert shp["normal_z"][0] < 0.1
+
+
+def test_synthetic_twin_series():
+    synthetic = pytest.importorskip("dendritect.synthetic")
+    from dendritect.preprocess import apply_shift, estimate_shift, fit_gain_offset, match_intensity
+
+    try:
+        cell = synthetic.generate("demo", seed=1, shape_zyx=(48, 96, 96), n_steps=3,
+                                  ct="fast")
+    except Exception as exc:  # the twin depends on the model; skip while it is unavailable
+        pytest.skip(f"synthetic twin unavailable: {exc}")
+    scans, labels = cell.scans, cell.labels
+    ref = scans[0].astype(np.float32)
+    vox = cell.voxel_size_um
+    geo = find_cell(ref, vox, anode=cell.meta.get("anode", "top"))
+    z_iface = np.asarray(cell.truth["interfaces_um"]) / vox[0]
+    assert abs(geo.z_range_vox[0] - z_iface.min()) < 0.5
+    assert abs(geo.z_range_vox[1] - z_iface.max()) < 0.5
+    prev = None
+    for t in range(scans.shape[0]):
+        if t:
+            shift = estimate_shift(ref, scans[t])
+            drift = np.asarray(cell.truth["steps"][t]["drift_shift_vox"])
+            assert np.abs(shift + drift).max() < 0.25
+            moved = apply_shift(scans[t], shift)
+            gain, _ = fit_gain_offset(moved, ref, mask=geo.electrolyte_mask(ref.shape))
+            assert gain == pytest.approx(1.0 / cell.truth["steps"][t]["gain"], rel=0.05)
+            vol = match_intensity(moved, ref, mask=geo.electrolyte_mask(ref.shape))
+        else:
+            vol = ref
+        seg = segment_step(vol, geo, reference=ref if t else None, previous=prev)
+        prev = seg.crack
+        truth = (labels[t] == 3) | (labels[t] == 4)
+        if truth.sum() > 50:
+            assert f1_tolerant(seg.crack, truth) > 0.85
+        assert (seg.crack[labels[t] == 2] > 0).mean() < 0.03
