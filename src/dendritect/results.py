@@ -12,7 +12,6 @@ import json
 import math
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ import numpy as np
 import pandas as pd
 import zarr
 
+from dendritect.atomic import atomic_write_bytes
 from dendritect.errors import InputError
 
 __all__ = [
@@ -63,24 +63,6 @@ def _clean(obj: Any) -> Any:
 def dumps_json(obj: Any) -> str:
     """Stable JSON text (sorted keys, no NaN)."""
     return json.dumps(_clean(obj), indent=2, sort_keys=True, allow_nan=False) + "\n"
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to a temporary file beside ``path``, then move it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from dendritect.atomic import atomic_write
 from dendritect.errors import InputError
 from dendritect.physics.closed_form import critical_current_density
 from dendritect.physics.growth import grow
@@ -101,16 +100,10 @@ def plot_sweep(table: pd.DataFrame, path: str | Path) -> None:
     else:
         ax.set_title(f"{label}; blank = not reached")
     fig.tight_layout()
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
+        atomic_write(path, lambda p: fig.savefig(p, format="png"))
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def write_sweep(table: pd.DataFrame, out_dir: str | Path, stem: str = "sweep") -> dict[str, str]:
@@ -120,14 +113,7 @@ def write_sweep(table: pd.DataFrame, out_dir: str | Path, stem: str = "sweep") -
         raise InputError(f"--out: {out} exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
     csv_path = out / f"{stem}.csv"
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".csv", dir=out)
-    os.close(fd)
-    try:
-        table.to_csv(tmp, index=False)
-        os.replace(tmp, csv_path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write(csv_path, lambda p: table.to_csv(p, index=False))
     png_path = out / f"{stem}.png"
     plot_sweep(table, png_path)
     return {"csv": str(csv_path), "png": str(png_path)}

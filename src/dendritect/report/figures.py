@@ -18,7 +18,8 @@ from matplotlib import colors as mcolors
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from dendritect.report.results import Results, atomic_write, iter_slabs
+from dendritect.atomic import atomic_write
+from dendritect.report.results import Results, iter_slabs
 
 __all__ = [
     "arrival_figure",

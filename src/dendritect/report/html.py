@@ -17,10 +17,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dendritect.atomic import atomic_write
 from dendritect.errors import InputError
 from dendritect.report import figures as F
 from dendritect.report.mesh import CrackMesh, crack_mesh
-from dendritect.report.results import Results, atomic_write, load_results
+from dendritect.report.results import Results, load_results
 
 __all__ = ["mesh_figure", "render_html", "write_report"]
 

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
+from dendritect.atomic import atomic_write
 from dendritect.errors import InputError
 from dendritect.report.figures import CRACK_RGB, crack_slice, grey_limits, time_unit
-from dendritect.report.results import Results, atomic_write, iter_slabs, load_results
+from dendritect.report.results import Results, iter_slabs, load_results
 
 __all__ = ["movie_frames", "write_movie"]
 

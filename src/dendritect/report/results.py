@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,7 +12,7 @@ import pandas as pd
 
 from dendritect.errors import InputError
 
-__all__ = ["Results", "atomic_write", "iter_slabs", "load_results"]
+__all__ = ["Results", "iter_slabs", "load_results"]
 
 #: Voxels read at once when streaming a volume in z-slabs (about 64 MB of int16).
 SLAB_VOXELS = 32 * 2**20
@@ -203,24 +200,3 @@ def _arrival_from_masks(crack: Any) -> np.ndarray:
     return toa
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp)`` on a temporary name in ``path``'s folder, then move it into place.
-
-    The temporary name keeps ``path``'s suffix so writers that pick a format from it still work.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        write(tmp_path)
-        # mkstemp makes the file private; give it the permissions a plain open() would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp_path, 0o666 & ~umask)
-        os.replace(tmp_path, path)
-    except BaseException:
-        tmp_path.unlink(missing_ok=True)
-        raise
-    return path
