@@ -30,7 +30,9 @@ __all__ = [
 ]
 
 
-def _finite(name: str, value: float, *, positive: bool = False) -> float:
+def _finite(name: str, value: Any, *, positive: bool = False,
+            nonnegative: bool = False) -> float:
+    """``value`` as a finite float, or an InputError naming ``name``."""
     try:
         out = float(value)
     except (TypeError, ValueError):
@@ -39,6 +41,8 @@ def _finite(name: str, value: float, *, positive: bool = False) -> float:
         raise InputError(f"{name}: must be finite, got {value!r}")
     if positive and out <= 0:
         raise InputError(f"{name}: must be positive, got {value!r}")
+    if nonnegative and out < 0:
+        raise InputError(f"{name}: must not be negative, got {value!r}")
     return out
 
 

@@ -11,7 +11,6 @@ closes the crack and, when large enough, kinks it parallel to the electrode (Fin
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -20,6 +19,7 @@ from scipy.integrate import solve_ivp
 
 from dendritect.errors import InputError
 from dendritect.physics import kinetics as kin
+from dendritect.physics.closed_form import _finite
 from dendritect.physics.constants import geometry_factor
 from dendritect.physics.materials import Material, get_lithium, get_material
 
@@ -86,21 +86,6 @@ class GrowthResult:
         return out
 
 
-def _check_number(name: str, value: Any, *, positive: bool = False,
-                  nonnegative: bool = False) -> float:
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"{name}: expected a number, got {value!r}") from None
-    if not math.isfinite(out):
-        raise InputError(f"{name}: must be finite, got {value!r}")
-    if positive and out <= 0:
-        raise InputError(f"{name}: must be positive, got {value!r}")
-    if nonnegative and out < 0:
-        raise InputError(f"{name}: must not be negative, got {value!r}")
-    return out
-
-
 def model_parameters(overrides: dict | None) -> dict[str, Any]:
     """Merge ``overrides`` into :data:`MODEL_DEFAULTS`, checking names and values.
 
@@ -126,7 +111,7 @@ def model_parameters(overrides: dict | None) -> dict[str, Any]:
         elif key == "capture_width_um" and value is None:
             params[key] = None
         else:
-            params[key] = _check_number(f"override {key}", value, positive=True)
+            params[key] = _finite(f"override {key}", value, positive=True)
     if params["relative_density"] > 1.0:
         raise InputError("override relative_density: must be in (0, 1]")
     return params
@@ -171,12 +156,12 @@ def grow(electrolyte: str | Material = "Li6PS5Cl", *, current_density_mA_cm2: fl
     InputError
         For non-physical inputs (negative thickness, unknown electrolyte, flaw ≥ thickness).
     """
-    i = _check_number("current_density_mA_cm2", current_density_mA_cm2, positive=True)
-    p_stack = _check_number("stack_pressure_MPa", stack_pressure_MPa, nonnegative=True)
-    thick = _check_number("thickness_um", thickness_um, positive=True)
-    a0 = _check_number("flaw_um", flaw_um, positive=True)
-    sigma_app = _check_number("applied_stress_MPa", applied_stress_MPa)
-    duration = _check_number("duration_s", duration_s, positive=True)
+    i = _finite("current_density_mA_cm2", current_density_mA_cm2, positive=True)
+    p_stack = _finite("stack_pressure_MPa", stack_pressure_MPa, nonnegative=True)
+    thick = _finite("thickness_um", thickness_um, positive=True)
+    a0 = _finite("flaw_um", flaw_um, positive=True)
+    sigma_app = _finite("applied_stress_MPa", applied_stress_MPa)
+    duration = _finite("duration_s", duration_s, positive=True)
     if a0 >= thick:
         raise InputError(f"flaw_um: the flaw ({a0} µm) must be shallower than the "
                          f"electrolyte ({thick} µm)")
