@@ -10,7 +10,12 @@ from scipy import ndimage
 
 from dendritect.errors import InputError
 from dendritect.preprocess.cell import find_cell
-from dendritect.segment.cracks import SegmentParams, component_shapes, segment_step
+from dendritect.segment.cracks import (
+    SegmentParams,
+    axial_lines,
+    component_shapes,
+    segment_step,
+)
 from tests.test_preprocess_cell import make_cell
 
 PORES = [(25, 40, 22, 3.0), (28, 28, 56, 2.5), (20, 55, 45, 2.0)]
@@ -116,6 +121,60 @@ def test_params_are_serialisable_and_inputs_untouched():
     with pytest.raises(InputError, match="seed_sheetness"):
         SegmentParams(seed_sheetness=float("nan"))
     assert SegmentParams(sigmas_vox=[1, 2]).sigmas_vox == (1.0, 2.0)
+
+
+def _axis_line(shape, y0, x0, depth=0.4):
+    """A thin dark line along z, one voxel in y and three in x (the rotation axis of a
+    filtered back-projection, where ring artefacts converge), blurred like the cell."""
+    line = np.zeros(shape, np.float32)
+    line[:, y0, x0 - 1:x0 + 2] = 1.0
+    return depth * ndimage.gaussian_filter(line, (0, 0.6, 0.6))
+
+
+def test_axis_line_touching_a_crack_is_not_crack():
+    # A fixed-pattern line along z appears where the first scan was bright once the sample
+    # has drifted (so it also reads as new darkening), touches a planar crack of depth 12 and
+    # runs through the whole electrolyte: the crack must be found and the line must not be,
+    # or the crack would be called through-going.
+    shape = (64, 80, 80)
+    ref, _ = make_cell(shape, z_top=14.5, z_bot=51.5, noise=0.04, seed=11)
+    vol, truth = make_cell(shape, z_top=14.5, z_bot=51.5, cracks=[(40, 12, 1.0)], noise=0.04,
+                           seed=12)
+    vol = vol - _axis_line(shape, 30, 42)
+    geo = find_cell(ref, 1.0, anode="top")
+    crack_truth = truth["labels"] == 3
+    seg = segment_step(vol, geo, reference=ref)
+    assert f1_tolerant(seg.crack, crack_truth) > 0.95
+    # beside the crack the line merges with it (a dark curve in each slice, within the
+    # one-voxel tolerance); beyond the crack's front it is not crack
+    z_last = np.nonzero(crack_truth.any(axis=(1, 2)))[0].max()
+    assert seg.crack[z_last + 2:, 29:32, 41:44].sum() == 0
+    assert abs(front_depth_vox(seg.crack, geo) - 12) <= 1.5
+    # without the axial-line test the line joins the crack and reaches the cathode
+    off = segment_step(vol, geo, reference=ref, params=SegmentParams(axial_line_length_vox=0))
+    assert front_depth_vox(off.crack, geo) > 30
+
+
+def test_axial_lines_marks_lines_along_z_only():
+    shape = (40, 48, 48)
+    rng = np.random.default_rng(3)
+    vol = rng.normal(1.0, 0.03, shape).astype(np.float32)
+    vol -= _axis_line(shape, 12, 12)
+    # a dark sheet (crack) and a dark line lying in a slice (a crack tip's edge) are not marked
+    sheet = np.zeros(shape, np.float32)
+    sheet[5:35, 20:44, 34] = 1.0
+    edge = np.zeros(shape, np.float32)
+    edge[20, 36, 5:30] = 1.0
+    vol -= 0.9 * ndimage.gaussian_filter(sheet + edge, 0.6)
+    m = axial_lines(vol, 0.9)
+    assert m.dtype == bool and m.shape == shape
+    assert m[5:35, 12, 12].all()
+    assert not m[5:35, 22:42, 32:37].any()
+    assert not m[:, 33:40, 5:30].any()
+    # a short dark dot (a pore seen in a few slices) is not a line along z
+    dot = np.ones(shape, np.float32)
+    dot[18:22, 30, 10] = 0.5
+    assert not axial_lines(dot, 0.9).any()
 
 
 def test_component_shapes_plane_vs_ball():

@@ -11,7 +11,10 @@ Evidence combined, voxel by voxel and then crack by crack:
   closed ones have low contrast);
 * **pores vs cracks**: pre-existing pores are dark compact blobs present from the first step;
   they survive a morphological opening that erases thin sheets, and the inertia tensor of each
-  connected component tells a sheet (one small principal moment) from a blob.
+  connected component tells a sheet (one small principal moment) from a blob;
+* **reconstruction artefacts**: the rotation axis of a slice-by-slice reconstruction, where
+  ring artefacts converge, is a thin dark line along z; in each slice it is a dark dot (two
+  large in-slice Hessian eigenvalues), not a curve, and it is excluded (:func:`axial_lines`).
 
 Voxels are grown from strong seeds into weaker sheet evidence by hysteresis thresholding
 (:func:`skimage.filters.apply_hysteresis_threshold`), which keeps thin, low-contrast crack
@@ -31,7 +34,8 @@ from dendritect.errors import InputError
 from dendritect.preprocess.cell import CellGeometry
 from dendritect.segment.hessian import sheetness
 
-__all__ = ["SegmentParams", "StepSegmentation", "component_shapes", "segment_step"]
+__all__ = ["SegmentParams", "StepSegmentation", "axial_lines", "component_shapes",
+           "segment_step"]
 
 
 @dataclass(frozen=True)
@@ -66,7 +70,11 @@ class SegmentParams:
     lithium_min_resolved: float = 0.3
     interface_zone_vox: float = 2.5
     interface_darkness: float = 0.12
-
+    # dark lines along z (the reconstruction's rotation axis): see axial_lines; length 0: off
+    axial_line_sigma_vox: float = 1.5
+    axial_line_curvature: float = 0.04
+    axial_line_ratio: float = 0.5
+    axial_line_length_vox: int = 9
 
     def __post_init__(self) -> None:
         try:
@@ -80,6 +88,9 @@ class SegmentParams:
             val = getattr(self, f.name)
             if f.name != "sigmas_vox" and (not np.isfinite(val) or val < 0):
                 raise InputError(f"{f.name}: must be a non-negative number, got {val!r}")
+        if self.axial_line_sigma_vox <= 0:
+            raise InputError("axial_line_sigma_vox: must be positive, got "
+                             f"{self.axial_line_sigma_vox!r}")
 
 
 @dataclass
@@ -161,6 +172,65 @@ def _background(vs: np.ndarray, inside: np.ndarray, footprint: np.ndarray, level
     den = ndimage.gaussian_filter(w.sum(axis=0), sigma)
     lat = np.where(den > 0.05, num / np.maximum(den, 1e-6), 0.0).astype(np.float32)
     return prof[:, None, None] + lat[None]
+
+
+def axial_lines(volume: np.ndarray, contrast: float, *, sigma_vox: float = 1.5,
+                min_curvature: float = 0.04, min_ratio: float = 0.5,
+                min_length_vox: int = 9) -> np.ndarray:
+    """Dark lines along z: the rotation axis of a slice-by-slice reconstruction.
+
+    Filtered back-projection reconstructs each z slice on its own, so detector defects that
+    persist over the detector rows (a bad column, uncorrected gain) give artefacts invariant
+    along z: ring artefacts (cylindrical shells) and, where all rings converge, a thin line on
+    the rotation axis. In a slice that line is a dark *dot*: both in-slice eigenvalues of the
+    Hessian are large (a crack crossing the slice is a dark *curve*: one large eigenvalue). It
+    is fixed in the scanner frame, so once the sample has drifted by a voxel or two the
+    registered scans show it where the first scan was bright, and it reads as a new dark
+    feature. Voxels are marked where the smaller in-slice eigenvalue of the σ²-normalised
+    Hessian is at least ``min_curvature`` (in units of an empty one-voxel crack's response,
+    as :func:`~dendritect.segment.hessian.sheetness`) and ``min_ratio`` times the larger one,
+    in straight runs along z of at least ``min_length_vox`` slices; the run is widened by one
+    voxel in the slice (the line's partial-volume rim).
+
+    Parameters
+    ----------
+    volume : numpy.ndarray
+        3D (z, y, x) volume.
+    contrast : float
+        Electrolyte minus void grey level.
+    sigma_vox : float
+        In-slice Gaussian scale (voxels).
+    min_curvature, min_ratio : float
+        Thresholds on the smaller in-slice eigenvalue, absolute and relative to the larger.
+    min_length_vox : int
+        Shortest run along z.
+
+    Returns
+    -------
+    numpy.ndarray
+        bool mask of the volume's shape.
+    """
+    v = np.asarray(volume, dtype=np.float32)
+    if v.ndim != 3:
+        raise InputError(f"axial_lines: expected a 3D (z, y, x) volume, got shape {v.shape}")
+    if not (sigma_vox > 0 and contrast > 0):
+        raise InputError("axial_lines: sigma_vox and contrast must be positive")
+    k = np.float32(sigma_vox * sigma_vox / (0.4 * contrast))
+    sig = (0.0, sigma_vox, sigma_vox)  # in-slice only: the line is the same in every slice
+    hyy = ndimage.gaussian_filter(v, sig, order=(0, 2, 0)) * k
+    hxx = ndimage.gaussian_filter(v, sig, order=(0, 0, 2)) * k
+    hxy = ndimage.gaussian_filter(v, sig, order=(0, 1, 1)) * k
+    half = np.float32(0.5) * (hxx + hyy)
+    dev = np.sqrt(np.float32(0.25) * (hxx - hyy) ** 2 + hxy * hxy)
+    mu1 = half + dev
+    mu2 = half - dev  # smaller in-slice eigenvalue; large and positive at a dark dot
+    dot = (mu2 >= np.float32(min_curvature)) & (mu2 >= np.float32(min_ratio) * mu1)
+    n = int(min_length_vox)
+    if n > 1:
+        dot = ndimage.binary_opening(dot, structure=np.ones((n, 1, 1), bool))
+    if dot.any():
+        dot = ndimage.binary_dilation(dot, structure=np.ones((1, 3, 3), bool))
+    return dot
 
 
 def _find_pores(dark: np.ndarray, inside: np.ndarray, p: SegmentParams) -> np.ndarray:
@@ -292,6 +362,12 @@ def segment_step(volume: np.ndarray, geometry: CellGeometry, *,
         change = None
     pores = _find_pores(rdark > p.pore_darkness, inside, p)
     not_pore = ~ndimage.binary_dilation(pores, iterations=1)
+    if p.axial_line_length_vox > 0:
+        # the reconstruction's rotation-axis line is neither crack nor a path for cracks
+        not_pore &= ~axial_lines(v, contrast, sigma_vox=p.axial_line_sigma_vox,
+                                 min_curvature=p.axial_line_curvature,
+                                 min_ratio=p.axial_line_ratio,
+                                 min_length_vox=p.axial_line_length_vox)
 
     # keep the crack thin: a voxel must be about as dark as the darkest of its neighbours
     # (the blur of the scan and of the filters spreads darkness a voxel or two to each side)
