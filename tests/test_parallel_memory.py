@@ -1,0 +1,94 @@
+"""Memory budgets: parsing, and chunk sizes whose peak follows the chunk, not the volume."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dendritect.errors import InputError
+from dendritect.parallel.memory import (
+    SHEETNESS_TEMPORARIES,
+    block_bytes,
+    chunks_for_memory,
+    parse_memory_limit,
+    peak_rss_bytes,
+)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("4GB", 4_000_000_000), ("4 GB", 4_000_000_000), ("512MiB", 512 * 2**20),
+    ("1.5GiB", int(1.5 * 2**30)), ("3e9", 3_000_000_000), (2**20, 2**20), (None, None),
+])
+def test_parse_memory_limit(text, expected):
+    assert parse_memory_limit(text) == expected
+
+
+@pytest.mark.parametrize("bad", ["four GB", "", "-1GB", "0", 0, float("nan"), True, "3 parsecs"])
+def test_parse_memory_limit_rejects_nonsense(bad):
+    with pytest.raises(InputError, match="--memory-limit"):
+        parse_memory_limit(bad)
+
+
+def test_block_bytes_counts_the_halo():
+    assert block_bytes((10, 10, 10), np.float32, 1) == 4000
+    assert block_bytes((10, 10, 10), np.float32, 2, depth=1) == 12**3 * 4 * 2
+    assert block_bytes((4, 5), np.uint8, 3) == 60
+
+
+@pytest.mark.parametrize("shape", [(512, 1024, 1024), (2048, 2048, 2048), (100, 300, 200),
+                                   (37, 41, 43)])
+@pytest.mark.parametrize("limit", [64 * 2**20, 512 * 2**20, 3 * 10**9])
+@pytest.mark.parametrize("n_parallel", [1, 2, 16])
+def test_chunks_fit_the_budget(shape, limit, n_parallel):
+    depth = 7
+    try:
+        ch = chunks_for_memory(shape, np.float32, limit, SHEETNESS_TEMPORARIES, depth=depth,
+                               n_parallel=n_parallel)
+    except InputError as exc:  # only when even a minimal block does not fit
+        minimal = block_bytes((depth,) * 3, np.float32, SHEETNESS_TEMPORARIES, depth)
+        assert minimal * n_parallel > limit, exc
+        return
+    assert len(ch) == 3
+    assert all(1 <= c <= s for c, s in zip(ch, shape, strict=True))
+    # never thinner than the halo, unless the axis itself is
+    assert all(c >= min(depth, s) for c, s in zip(ch, shape, strict=True))
+    assert n_parallel * block_bytes(ch, np.float32, SHEETNESS_TEMPORARIES, depth) <= limit
+
+
+def test_z_slabs_when_they_fit_blocks_otherwise():
+    shape = (512, 1024, 1024)
+    slab = chunks_for_memory(shape, np.float32, 3 * 10**9, 9, depth=7, n_parallel=2)
+    assert slab[1:] == (1024, 1024) and 7 <= slab[0] < 512
+    pieces = -(-512 // slab[0])
+    assert pieces * slab[0] - 512 < pieces  # near-equal pieces, no thin trailing chunk
+    blocks = chunks_for_memory(shape, np.float32, 200 * 2**20, 9, depth=7, n_parallel=2)
+    assert blocks[1] < 1024 or blocks[2] < 1024
+
+
+def test_peak_follows_chunk_not_volume():
+    """Same budget, volumes 1x and 64x larger: the per-block peak stays under the budget."""
+    limit = 256 * 2**20
+    small = chunks_for_memory((256, 256, 256), np.float32, limit, 9, depth=7)
+    large = chunks_for_memory((1024, 1024, 1024), np.float32, limit, 9, depth=7)
+    b_small = block_bytes(small, np.float32, 9, 7)
+    b_large = block_bytes(large, np.float32, 9, 7)
+    assert b_large <= limit and b_small <= limit
+    assert b_large < 2 * b_small  # not 64x
+
+
+def test_budget_too_small_and_bad_arguments():
+    with pytest.raises(InputError, match="too small"):
+        chunks_for_memory((512, 512, 512), np.float32, 100_000, 9, depth=7)
+    with pytest.raises(InputError, match="positive"):
+        chunks_for_memory((10, 10, 10), np.float32, 0, 9)
+    with pytest.raises(InputError, match="empty"):
+        chunks_for_memory((0, 10, 10), np.float32, 10**6, 9)
+
+
+def test_peak_rss_grows_with_an_allocation():
+    before = peak_rss_bytes()
+    block = np.ones(64 * 2**20 // 8)  # 64 MiB, touched
+    after = peak_rss_bytes()
+    assert block.sum() > 0
+    assert after >= before
+    assert after > 32 * 2**20  # an interpreter with numpy and this block
