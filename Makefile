@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.install-stamp
 
-.PHONY: install demo test lint bench browser-check clean
+.PHONY: install demo test lint bench bench-large browser-check clean
 
 install: $(STAMP)
 
@@ -25,6 +25,10 @@ lint: install
 
 bench: install
 	$(BIN)/python -m benchmarks.run
+
+# A 4-step 512x1024x1024 uint16 series through analyze with --memory-limit 3GB (long; not in CI).
+bench-large: install
+	$(BIN)/python -m benchmarks.large
 
 # Open the demo report in headless Chromium: no console errors, no network request, a screenshot.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

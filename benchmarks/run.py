@@ -6,7 +6,8 @@ import importlib
 import sys
 
 # Each entry is a module with a ``main(argv)`` function.
-BENCHMARKS = ["benchmarks.filter", "benchmarks.accuracy"]
+BENCHMARKS = ["benchmarks.filter", "benchmarks.pipeline", "benchmarks.memory",
+              "benchmarks.accuracy"]
 
 
 def main() -> int:

@@ -89,3 +89,32 @@ def test_no_electrolyte_layer_is_an_input_error(cli, tmp_path):
     r = cli("analyze", flat, "--out", tmp_path / "o", "--quiet")
     assert_input_error(r, "no electrolyte layer")
     assert not (tmp_path / "o" / "summary.json").exists()
+
+
+def test_chunked_run_equals_whole_volume_run(analysed, tmp_path):
+    """A memory limit far below one step's filter working set changes how, not what."""
+    data, out = analysed
+    chunked = tmp_path / "chunked"
+    code = main(["analyze", str(data), "--out", str(chunked), "--echem",
+                 str(data / "echem.csv"), "--quiet", "--memory-limit", "2MB"])
+    assert code == 0
+    a = zarr.open_group(str(out / "cracks.zarr"), mode="r")
+    b = zarr.open_group(str(chunked / "cracks.zarr"), mode="r")
+    assert np.asarray(a["crack"]).any()
+    np.testing.assert_array_equal(np.asarray(a["crack"]), np.asarray(b["crack"]))
+    np.testing.assert_array_equal(np.asarray(a["labels"]), np.asarray(b["labels"]))
+    for name in ("metrics.csv", "cracks.csv"):
+        assert (out / name).read_bytes() == (chunked / name).read_bytes()
+
+
+def test_gpu_without_cupy_is_a_clear_error(analysed, tmp_path, cli):
+    try:
+        import cupy  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("CuPy is installed: --device gpu is a valid choice here")
+    data, _ = analysed
+    res = cli("analyze", data, "--out", tmp_path / "gpu", "--device", "gpu")
+    assert_input_error(res, "gpu")
+    assert not (tmp_path / "gpu").exists()

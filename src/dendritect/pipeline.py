@@ -168,7 +168,9 @@ def analyze(input: str | Path, out_dir: str | Path, *, voxel_size: Any = None,
             anode: str = "auto", echem: str | Path | None = None, resume: bool = False,
             overwrite: bool = False, progress: bool = True, params: Any = None,
             min_overlap_vox: int = 1, span_tolerance_vox: float = SPAN_TOLERANCE_VOX,
-            report: bool = True) -> dict[str, Any]:
+            report: bool = True, memory_limit: str | int | None = None,
+            workers: int | None = None, scheduler: str | None = None,
+            device: str = "cpu") -> dict[str, Any]:
     """Segment, track and measure the cracks of a CT series; write the results folder.
 
     Parameters
@@ -198,14 +200,20 @@ def analyze(input: str | Path, out_dir: str | Path, *, voxel_size: Any = None,
         crack touches both).
     report : bool
         Write ``report.html`` afterwards when :mod:`dendritect.report` is installed.
+    memory_limit : str or int, optional
+        Memory budget for the filters (``"3GB"``): above it they run chunk by chunk
+        (:mod:`dendritect.parallel`). Results do not depend on it.
+    workers, scheduler : optional
+        Run the chunked filters on a local cluster of ``workers`` processes, or on the
+        ``dask.distributed`` scheduler at ``scheduler`` (``tcp://host:port``).
+    device : {"cpu", "gpu", "auto"}
+        Where the filters run; ``gpu`` needs CuPy and a CUDA device.
 
     Returns
     -------
     dict
         The content of ``summary.json``.
     """
-    from dendritect.io import open_series
-
     if anode not in ("auto", "top", "bottom"):
         raise InputError(f"--anode must be top, bottom or auto, got {anode!r}")
     input_path = Path(input)
@@ -213,6 +221,30 @@ def analyze(input: str | Path, out_dir: str | Path, *, voxel_size: Any = None,
     _check_paths(input_path, out)
     if echem is not None and not Path(echem).is_file():
         raise InputError(f"--echem file not found: {echem}")
+    from dendritect.parallel.cluster import compute_context
+
+    # Entered before any folder is made, so a bad --scheduler or --device leaves nothing behind;
+    # left in the finally below. Execution settings are not in the fingerprint: they do not
+    # change results, so a run may be resumed on other hardware.
+    compute = contextlib.ExitStack()
+    compute.enter_context(compute_context(scheduler, workers, memory_limit, device=device))
+    try:
+        return _analyze(input_path, out, voxel_size=voxel_size, dataset=dataset,
+                        times_s=times_s, interval=interval, anode=anode, echem=echem,
+                        resume=resume, overwrite=overwrite, progress=progress, params=params,
+                        min_overlap_vox=min_overlap_vox, span_tolerance_vox=span_tolerance_vox,
+                        report=report)
+    finally:
+        compute.close()
+
+
+def _analyze(input_path: Path, out: Path, *, voxel_size: Any, dataset: str | None,
+             times_s: Any, interval: Any, anode: str, echem: str | Path | None, resume: bool,
+             overwrite: bool, progress: bool, params: Any, min_overlap_vox: int,
+             span_tolerance_vox: float, report: bool) -> dict[str, Any]:
+    """The body of :func:`analyze`, run inside its compute context."""
+    from dendritect.io import open_series
+
     existed = out.exists()
     partial, finished = R.prepare(out, resume=resume, overwrite=overwrite)
     if finished:

@@ -96,6 +96,15 @@ def analyze(
                                          help="Voxels from an interface within which a crack's "
                                          "face touches it (spanning: touches both)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    memory_limit: str | None = typer.Option(
+        None, "--memory-limit", help="Memory budget for the filters (4GB); above it they run "
+        "chunk by chunk with the same result."),
+    workers: int | None = typer.Option(None, "--workers", min=1,
+                                       help="Start a local dask cluster of N worker processes."),
+    scheduler: str | None = typer.Option(
+        None, "--scheduler", help="Address of a running dask.distributed scheduler "
+        "(tcp://host:8786) or its scheduler file."),
+    device: str = typer.Option("cpu", "--device", help="cpu, gpu (CuPy + CUDA) or auto."),
 ) -> None:
     """Segment, track and measure dendrite cracks; write the results folder (and report.html)."""
     from dendritect.pipeline import analyze as run
@@ -114,7 +123,9 @@ def analyze(
         summary = run(input, out, voxel_size=vs, dataset=dataset, times_s=ts, interval=iv,
                       anode=anode, echem=echem, resume=resume, overwrite=overwrite,
                       progress=not quiet and sys.stderr.isatty(), params=params,
-                      min_overlap_vox=min_overlap, span_tolerance_vox=span_tolerance)
+                      min_overlap_vox=min_overlap, span_tolerance_vox=span_tolerance,
+                      memory_limit=memory_limit, workers=workers, scheduler=scheduler,
+                      device=device)
     seen = set()
     for w in caught:
         msg = str(w.message)

@@ -31,8 +31,11 @@ from scipy import ndimage
 from skimage.filters import apply_hysteresis_threshold
 
 from dendritect.errors import InputError
+
+# Whole-volume numba filter when the step fits the memory budget of the active compute context,
+# chunk by chunk (dask map_overlap, same result) or on the GPU otherwise.
+from dendritect.parallel.chunked import sheetness_auto as sheetness
 from dendritect.preprocess.cell import CellGeometry
-from dendritect.segment.hessian import sheetness
 
 __all__ = ["SegmentParams", "StepSegmentation", "axial_lines", "component_shapes",
            "segment_step"]
