@@ -59,6 +59,16 @@ def chunk_nz(shape_zyx: tuple[int, ...], itemsize: int, *, multiple_of: int = 1)
     return int(max(1, min(nz, n)))
 
 
+def require_volume(shape: tuple[int, ...], where: str, what: str) -> None:
+    """InputError unless ``shape`` is a volume (z, y, x) or a series (t, z, y, x)."""
+    if len(shape) == 2:
+        raise InputError(f"{where}: {what} is a 2D image of shape {shape}; "
+                         "a volume (z, y, x) is needed")
+    if len(shape) not in (3, 4):
+        raise InputError(f"{where}: {what} has shape {shape}; expected "
+                         "(z, y, x) or (t, z, y, x)")
+
+
 def as_4d(arr: da.Array, where: str) -> da.Array:
     """Make a (z, y, x) or (t, z, y, x) dask array 4D; anything else is an InputError."""
     if arr.ndim == 3:

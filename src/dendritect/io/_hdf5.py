@@ -21,7 +21,15 @@ import numpy as np
 from natsort import natsorted
 
 from dendritect.errors import InputError
-from dendritect.io._common import RawSeries, as_4d, chunk_nz, file_end_check, length_um, time_s
+from dendritect.io._common import (
+    RawSeries,
+    as_4d,
+    chunk_nz,
+    file_end_check,
+    length_um,
+    require_volume,
+    time_s,
+)
 
 __all__ = ["read_hdf5"]
 
@@ -277,12 +285,7 @@ def _read(f: h5py.File, path: Path, dataset: str | None) -> RawSeries:
     else:
         if not isinstance(obj, h5py.Dataset) or not _numeric(obj):
             raise InputError(f"{path}: {obj.name} is not a numeric dataset")
-        if obj.ndim == 2:
-            raise InputError(f"{path}: dataset {obj.name} is a 2D image of shape {obj.shape}; "
-                             "a volume (z, y, x) is needed")
-        if obj.ndim not in (3, 4):
-            raise InputError(f"{path}: dataset {obj.name} has shape {obj.shape}; expected "
-                             "(z, y, x) or (t, z, y, x)")
+        require_volume(obj.shape, str(path), f"dataset {obj.name}")
         _check_extent(obj, path)
         arr = as_4d(_wrap(obj, lock), f"{path}:{obj.name}")
         voxel, times = _metadata(f, obj, detectors, obj.ndim, notes)

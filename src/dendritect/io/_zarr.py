@@ -19,7 +19,7 @@ import zarr
 from natsort import natsorted
 
 from dendritect.errors import InputError
-from dendritect.io._common import RawSeries, as_4d, chunk_nz, length_um, time_s
+from dendritect.io._common import RawSeries, as_4d, chunk_nz, length_um, require_volume, time_s
 
 __all__ = ["is_zarr_store", "read_zarr"]
 
@@ -210,12 +210,7 @@ def read_zarr(path: Path, dataset: str | None = None) -> RawSeries:
 def _plain(root: Any, node: Any, key: str, where: str) -> RawSeries:
     if node.dtype.kind not in "uif":
         raise InputError(f"{where}: array {key or '/'} has type {node.dtype}; numbers are needed")
-    if node.ndim == 2:
-        raise InputError(f"{where}: array {key or '/'} is a 2D image of shape {node.shape}; "
-                         "a volume (z, y, x) is needed")
-    if node.ndim not in (3, 4):
-        raise InputError(f"{where}: array {key or '/'} has shape {node.shape}; expected "
-                         "(z, y, x) or (t, z, y, x)")
+    require_volume(node.shape, where, f"array {key or '/'}")
     nz = chunk_nz(node.shape[-3:], node.dtype.itemsize, multiple_of=node.chunks[-3])
     chunks = (nz, -1, -1) if node.ndim == 3 else (1, nz, -1, -1)
     arr = as_4d(da.from_zarr(node, chunks=chunks), f"{where}:{key or '/'}")
