@@ -16,7 +16,7 @@ from dendritect.segment.cracks import (
     component_shapes,
     segment_step,
 )
-from tests.test_preprocess_cell import make_cell
+from tests.test_preprocess_cell import LEVELS, make_cell
 
 PORES = [(25, 40, 22, 3.0), (28, 28, 56, 2.5), (20, 55, 45, 2.0)]
 
@@ -48,6 +48,39 @@ def test_planar_crack_found_and_pore_not():
     assert (seg.pores[pore_truth] > 0).mean() > 0.5
     assert abs(front_depth_vox(seg.crack, geo) - 12) <= 2
 
+
+
+def _cell_with_pore_and_crack(depth_vox: int, seed: int):
+    """Cell whose crack root (x 43-44, y 33-46, from the anode interface at z 14.5 down to
+    ``depth_vox``) runs alongside a pore of radius 3 (the two touch after the blur)."""
+    mu, _ = make_cell(noise=0.0, psf=0.0)
+    z, y, x = np.ogrid[:mu.shape[0], :mu.shape[1], :mu.shape[2]]
+    ball = (z - 19) ** 2 + (y - 40) ** 2 + (x - 40) ** 2 <= 9
+    sheet = (z >= 15) & (z < 15 + depth_vox) & (y >= 33) & (y < 47) & (x >= 43) & (x < 45)
+    mu[ball | sheet] = LEVELS["void"]
+    labels = np.zeros(mu.shape, np.uint8)
+    labels[ball], labels[sheet] = 2, 3
+    noise = np.random.default_rng(seed).normal(0, 0.04, mu.shape)
+    return (ndimage.gaussian_filter(mu, 0.6) + noise).astype(np.float32), labels
+
+
+def test_crack_root_beside_a_pore_stays_crack():
+    # in the first scan the short crack root and the pore make one compact dark blob; the
+    # pore is its part that survives the opening, so the grown crack keeps its root and
+    # stays attached to the anode interface (its front is not cut off from the anode)
+    ref, _ = _cell_with_pore_and_crack(6, seed=1)
+    vol, labels = _cell_with_pore_and_crack(16, seed=2)
+    geo = find_cell(ref, 1.0, anode="top")
+    first = segment_step(ref, geo)
+    seg = segment_step(vol, geo, reference=ref, previous=first.crack)
+    lab, _ = ndimage.label(seg.crack, np.ones((3, 3, 3), bool))
+    deepest = lab[np.nonzero(seg.crack.any(axis=(1, 2)))[0].max()].max()
+    zs = np.nonzero((lab == deepest).any(axis=(1, 2)))[0]
+    assert zs.min() - geo.z_anode_vox <= 2.0  # anchored: starts at the interface
+    assert abs(front_depth_vox(seg.crack, geo) - 16) <= 2
+    assert f1_tolerant(seg.crack, labels == 3) > 0.8
+    assert (seg.pores[labels == 2] > 0).mean() > 0.5
+    assert (seg.crack[labels == 2] > 0).mean() < 0.02
 
 def test_empty_cell_has_no_cracks():
     vol, _ = make_cell(pores=PORES, noise=0.05, seed=4)
