@@ -135,6 +135,7 @@ def _progress(enabled: bool):
 def _echem_table(echem: Any, times_s: np.ndarray) -> tuple[pd.DataFrame | None, Any, list[str]]:
     """Cycler data sampled at the scan times, the short seen in it, and warnings."""
     from dendritect.io.echem import read_echem, sample_at
+    from dendritect.predict.short import detect_short
 
     notes: list[str] = []
     df = read_echem(echem)
@@ -153,14 +154,7 @@ def _echem_table(echem: Any, times_s: np.ndarray) -> tuple[pd.DataFrame | None, 
                      "cycler record; their voltage and charge are left empty")
     sampled = sampled[["voltage_V", "charge_mAh"]].where(
         np.repeat(inside[:, None], 2, axis=1)).reset_index(drop=True)
-    short = None
-    try:
-        from dendritect.predict.short import detect_short
-    except ImportError:  # the short detector is optional: the metrics stand without it
-        detect_short = None
-    if detect_short is not None:
-        short = detect_short(df)
-    return sampled, short, notes
+    return sampled, detect_short(df), notes
 
 
 def analyze(input: str | Path, out_dir: str | Path, *, voxel_size: Any = None,
