@@ -73,30 +73,13 @@ def sheetness_depth(sigmas_vox: float | Sequence[float]) -> int:
 def global_contrast(volume: da.Array | np.ndarray) -> float:
     """The default contrast of :func:`~dendritect.segment.hessian.sheetness`, for a whole volume.
 
-    The sheetness is scaled by the 0.5–99.5 percentile range of the volume. Each chunk would
-    see its own range, so the chunked filter computes it once, on the same sub-sample the
-    whole-volume filter takes (about 2 million voxels, every ``step``-th along each axis).
-
-    Parameters
-    ----------
-    volume : dask.array.Array or numpy.ndarray
-        3D volume.
-
-    Returns
-    -------
-    float
-        ``p99.5 - p0.5`` of the sub-sample, as the whole-volume filter computes it.
+    Each chunk would see its own intensity range, so the chunked filter computes the contrast
+    once, with the whole-volume filter's own rule
+    (:func:`~dendritect.segment.hessian.default_contrast`).
     """
-    size = int(np.prod(volume.shape))
-    step = max(1, round((size / 2e6) ** (1 / 3)))
-    sub = volume[::step, ::step, ::step]
-    if isinstance(sub, da.Array):
-        sub = sub.compute()
-    sub = np.ascontiguousarray(sub, dtype=np.float32)
-    if not np.isfinite(sub).all():
-        raise InputError("sheetness: the volume holds NaN or infinite values")
-    lo, hi = np.percentile(sub, [0.5, 99.5])
-    return float(hi - lo)
+    from dendritect.segment.hessian import default_contrast
+
+    return default_contrast(volume)
 
 
 def _needs_lock() -> bool:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from dendritect.errors import InputError
+from dendritect.segment.hessian import default_contrast
 
 __all__ = [
     "SHEET_KERNEL_BODY",
@@ -138,10 +139,7 @@ def sheetness_gpu(volume: Any, sigmas_vox: float | Sequence[float], *, dark: boo
     if not bool(cupy.isfinite(vol).all()):
         raise InputError("sheetness: the volume holds NaN or infinite values")
     if contrast is None:
-        step = max(1, round((vol.size / 2e6) ** (1 / 3)))
-        sub = to_host(vol[::step, ::step, ::step])
-        lo, hi = np.percentile(sub, [0.5, 99.5])
-        contrast = float(hi - lo)
+        contrast = default_contrast(vol)
     out = cupy.zeros(vol.shape, dtype=cupy.float32)
     if not np.isfinite(contrast) or contrast <= 0:
         return out
