@@ -20,8 +20,22 @@ _LITHIUM_KEYS = ("youngs_modulus_GPa", "poisson_ratio", "yield_strength_MPa",
                  "creep_rate_per_s", "creep_exponent")
 
 
+class _Record:
+    """What the database records share: overrides that name their source, and export."""
+
+    def _with(self, updates: dict[str, float]):
+        if not updates:
+            return self
+        sources = dict(self.sources)  # type: ignore[attr-defined]
+        sources.update({k: "override" for k in updates})
+        return replace(self, sources=sources, **updates)  # type: ignore[type-var]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}  # type: ignore[arg-type]
+
+
 @dataclass(frozen=True)
-class Material:
+class Material(_Record):
     """A solid electrolyte: fracture, elastic and transport properties.
 
     Attributes
@@ -54,19 +68,12 @@ class Material:
         """Return a copy with the material keys of ``overrides`` applied (others ignored)."""
         if not overrides:
             return self
-        upd = {k: _positive(k, v) for k, v in overrides.items() if k in _ELECTROLYTE_KEYS}
-        if not upd:
-            return self
-        src = dict(self.sources)
-        src.update({k: "override" for k in upd})
-        return replace(self, sources=src, **upd)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return self._with({k: _positive(k, v) for k, v in overrides.items()
+                           if k in _ELECTROLYTE_KEYS})
 
 
 @dataclass(frozen=True)
-class Lithium:
+class Lithium(_Record):
     """Lithium metal: elastic and power-law creep properties (ε̇ = ε̇0 (σ/σ0)^m)."""
 
     youngs_modulus_GPa: float
@@ -86,16 +93,8 @@ class Lithium:
     def with_overrides(self, overrides: dict[str, Any] | None) -> Lithium:
         if not overrides:
             return self
-        upd = {k[3:]: _positive(k, v) for k, v in overrides.items()
-               if k.startswith("li_") and k[3:] in _LITHIUM_KEYS}
-        if not upd:
-            return self
-        src = dict(self.sources)
-        src.update({k: "override" for k in upd})
-        return replace(self, sources=src, **upd)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return self._with({k[3:]: _positive(k, v) for k, v in overrides.items()
+                           if k.startswith("li_") and k[3:] in _LITHIUM_KEYS})
 
 
 def _positive(key: str, value: Any) -> float:
