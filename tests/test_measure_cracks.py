@@ -27,10 +27,13 @@ class FlatCell:
     electrode_footprint: np.ndarray
     levels: dict = field(default_factory=dict)
 
-    def electrolyte_mask(self, shape_zyx):
+    def z_mask(self, nz):
         lo, hi = sorted((self.z_anode_vox, self.z_cathode_vox))
-        z = np.arange(shape_zyx[0])[:, None, None]
-        return ((z >= lo) & (z <= hi)) & self.footprint[None]
+        z = np.arange(nz)
+        return (z >= lo) & (z <= hi)
+
+    def electrolyte_mask(self, shape_zyx):
+        return self.z_mask(shape_zyx[0])[:, None, None] & self.footprint[None]
 
     def depth_vox(self, z):
         z = np.asarray(z, dtype=np.float64)

@@ -1,4 +1,9 @@
-"""Measure cracks: per-crack and per-step tables in micrometres."""
+"""Measure cracks: per-crack and per-step tables in micrometres.
+
+:func:`measure_cracks` and :func:`measure_step` take whole-step arrays;
+:func:`measure_cracks_voxels` and :func:`measure_step_voxels` give the same tables from the
+crack voxels' flat indices.
+"""
 
 from dendritect.measure.cracks import (
     CRACK_COLUMNS,
@@ -7,5 +12,14 @@ from dendritect.measure.cracks import (
     measure_cracks,
     measure_step,
 )
+from dendritect.measure.sparse import measure_cracks_voxels, measure_step_voxels
 
-__all__ = ["CRACK_COLUMNS", "STEP_COLUMNS", "CrackHistory", "measure_cracks", "measure_step"]
+__all__ = [
+    "CRACK_COLUMNS",
+    "STEP_COLUMNS",
+    "CrackHistory",
+    "measure_cracks",
+    "measure_cracks_voxels",
+    "measure_step",
+    "measure_step_voxels",
+]

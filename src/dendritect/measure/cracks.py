@@ -14,6 +14,7 @@ electrode (normal along z) and *transverse* cracks run through the electrolyte (
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -153,6 +154,101 @@ def _normal(coords_um: np.ndarray) -> np.ndarray:
     return n if n[np.argmax(np.abs(n))] > 0 else -n
 
 
+@dataclass(frozen=True)
+class _StepFrame:
+    """What every crack of a step is measured against (built once per step)."""
+
+    shape: tuple[int, int, int]
+    spacing: np.ndarray
+    depth: np.ndarray
+    thick: float
+    edge: np.ndarray | None
+    time_s: float
+    t_index: int
+    span_tolerance_vox: float
+
+    @classmethod
+    def of(cls, shape: tuple[int, ...], geometry: Any, spacing: np.ndarray, *, time_s: float,
+           t_index: int, span_tolerance_vox: float) -> _StepFrame:
+        shape3 = (int(shape[0]), int(shape[1]), int(shape[2]))
+        return cls(shape3, spacing, _depth_lut(geometry, shape3[0]), _thickness_vox(geometry),
+                   _edge_distance_map_um(geometry, spacing), float(time_s), int(t_index),
+                   float(span_tolerance_vox))
+
+
+def _crack_row(cid: int, sub: np.ndarray, origin: tuple[int, int, int],
+              lithium: np.ndarray | None, frame: _StepFrame) -> dict[str, Any]:
+    """One row of :func:`measure_cracks`: the measurements of one crack.
+
+    Parameters
+    ----------
+    cid : int
+        The crack's id.
+    sub : ndarray of bool, (z, y, x)
+        The crack's voxels in its bounding box (as :func:`scipy.ndimage.find_objects` gives).
+    origin : (int, int, int)
+        Index of the box's first corner in the step.
+    lithium : ndarray of bool or None
+        Whether each crack voxel holds lithium, in the order of ``np.nonzero(sub)`` (raster
+        order), or None when not known.
+    frame : _StepFrame
+        Geometry, voxel size and step of the crack.
+    """
+    spacing, depth, thick, edge = frame.spacing, frame.depth, frame.thick, frame.edge
+    tol = frame.span_tolerance_vox
+    zz, yy, xx = np.nonzero(sub)
+    zz = zz + origin[0]
+    yy = yy + origin[1]
+    xx = xx + origin[2]
+    d = depth[zz]
+    # Faces of the crack's extent along z: nearest and farthest voxel, half a voxel out.
+    anchored = d.min() - 0.5 <= tol
+    spanning = anchored and d.max() + 0.5 >= thick - tol
+    coords = np.stack([zz, yy, xx], axis=1) * spacing
+    normal = _normal(coords)
+    angle = float(np.degrees(np.arccos(np.clip(abs(normal[0]), 0.0, 1.0))))
+    ap_mean, ap_max = _aperture_um(sub, spacing, normal)
+    surf = _surface_area_um2(sub, spacing)
+    cz, cy, cx = coords.mean(axis=0)
+    if edge is not None:
+        iy = int(np.clip(round(cy / spacing[1]), 0, edge.shape[0] - 1))
+        ix = int(np.clip(round(cx / spacing[2]), 0, edge.shape[1] - 1))
+        edge_d = float(edge[iy, ix])
+    else:
+        edge_d = float("nan")
+    li_front = float("nan")
+    if lithium is not None:
+        li = np.asarray(lithium, dtype=bool)
+        li_front = _front_um(d[li].max(), thick, spacing[0]) if li.any() else 0.0
+    proj = np.unique(yy.astype(np.int64) * frame.shape[2] + xx).size
+    return {
+        "t_index": frame.t_index,
+        "time_s": frame.time_s,
+        "crack_id": int(cid),
+        "n_voxels": int(zz.size),
+        "front_depth_um": thick * spacing[0] if spanning else _front_um(d.max(), thick,
+                                                                           spacing[0]),
+        "li_front_depth_um": li_front,
+        "min_depth_um": float(max(d.min() - 0.5, 0.0) * spacing[0]),
+        "projected_area_um2": float(proj * spacing[1] * spacing[2]),
+        "surface_area_um2": surf,
+        "face_area_um2": float(zz.size * np.prod(spacing) / ap_mean),
+        "volume_um3": float(zz.size * np.prod(spacing)),
+        "aperture_mean_um": ap_mean,
+        "aperture_max_um": ap_max,
+        "normal_angle_deg": angle,
+        "kind": "spallation" if angle < SPALLATION_MAX_ANGLE_DEG else "transverse",
+        "centroid_z_um": float(cz),
+        "centroid_y_um": float(cy),
+        "centroid_x_um": float(cx),
+        "edge_distance_um": edge_d,
+        "origin_edge_distance_um": edge_d,
+        "front_speed_um_s": float("nan"),
+        "anchored": int(anchored),
+        "spanning": int(spanning),
+    }
+
+
 def measure_cracks(labels: np.ndarray, geometry: Any, voxel_size_um: Any, *,
                    lithium: np.ndarray | None = None, time_s: float = 0.0,
                    t_index: int = 0,
@@ -198,9 +294,8 @@ def measure_cracks(labels: np.ndarray, geometry: Any, voxel_size_um: Any, *,
         lithium = _check(lithium, "lithium")
         if lithium.shape != labels.shape:
             raise InputError(f"lithium shape {lithium.shape} differs from labels {labels.shape}")
-    depth = _depth_lut(geometry, labels.shape[0])
-    thick = _thickness_vox(geometry)
-    edge = _edge_distance_map_um(geometry, spacing)
+    frame = _StepFrame.of(labels.shape, geometry, spacing, time_s=time_s, t_index=t_index,
+                          span_tolerance_vox=span_tolerance_vox)
     rows = []
     objects = ndi.find_objects(labels.astype(np.int64, copy=False))
     for i, sl in enumerate(objects):
@@ -208,57 +303,8 @@ def measure_cracks(labels: np.ndarray, geometry: Any, voxel_size_um: Any, *,
             continue
         cid = i + 1
         sub = labels[sl] == cid
-        zz, yy, xx = np.nonzero(sub)
-        zz = zz + sl[0].start
-        yy = yy + sl[1].start
-        xx = xx + sl[2].start
-        d = depth[zz]
-        # Faces of the crack's extent along z: nearest and farthest voxel, half a voxel out.
-        anchored = d.min() - 0.5 <= span_tolerance_vox
-        spanning = anchored and d.max() + 0.5 >= thick - span_tolerance_vox
-        coords = np.stack([zz, yy, xx], axis=1) * spacing
-        normal = _normal(coords)
-        angle = float(np.degrees(np.arccos(np.clip(abs(normal[0]), 0.0, 1.0))))
-        ap_mean, ap_max = _aperture_um(sub, spacing, normal)
-        surf = _surface_area_um2(sub, spacing)
-        cz, cy, cx = coords.mean(axis=0)
-        if edge is not None:
-            iy = int(np.clip(round(cy / spacing[1]), 0, edge.shape[0] - 1))
-            ix = int(np.clip(round(cx / spacing[2]), 0, edge.shape[1] - 1))
-            edge_d = float(edge[iy, ix])
-        else:
-            edge_d = float("nan")
-        li_front = float("nan")
-        if lithium is not None:
-            li = lithium[sl][sub] != 0
-            li_front = _front_um(d[li].max(), thick, spacing[0]) if li.any() else 0.0
-        proj = np.unique(yy.astype(np.int64) * labels.shape[2] + xx).size
-        rows.append({
-            "t_index": int(t_index),
-            "time_s": float(time_s),
-            "crack_id": cid,
-            "n_voxels": int(zz.size),
-            "front_depth_um": thick * spacing[0] if spanning else _front_um(d.max(), thick,
-                                                                               spacing[0]),
-            "li_front_depth_um": li_front,
-            "min_depth_um": float(max(d.min() - 0.5, 0.0) * spacing[0]),
-            "projected_area_um2": float(proj * spacing[1] * spacing[2]),
-            "surface_area_um2": surf,
-            "face_area_um2": float(zz.size * np.prod(spacing) / ap_mean),
-            "volume_um3": float(zz.size * np.prod(spacing)),
-            "aperture_mean_um": ap_mean,
-            "aperture_max_um": ap_max,
-            "normal_angle_deg": angle,
-            "kind": "spallation" if angle < SPALLATION_MAX_ANGLE_DEG else "transverse",
-            "centroid_z_um": float(cz),
-            "centroid_y_um": float(cy),
-            "centroid_x_um": float(cx),
-            "edge_distance_um": edge_d,
-            "origin_edge_distance_um": edge_d,
-            "front_speed_um_s": float("nan"),
-            "anchored": int(anchored),
-            "spanning": int(spanning),
-        })
+        li = None if lithium is None else lithium[sl][sub] != 0
+        rows.append(_crack_row(cid, sub, tuple(s.start for s in sl), li, frame))
     return pd.DataFrame(rows, columns=CRACK_COLUMNS)
 
 
@@ -333,18 +379,38 @@ def measure_step(crack: np.ndarray, geometry: Any, voxel_size_um: Any, *,
     cc, n = ndi.label(crack, structure=_STRUCTURE)
     table = measure_cracks(cc, geometry, spacing, lithium=lithium,
                            span_tolerance_vox=span_tolerance_vox)
+    return _step_metrics(table, n_cracks=int(n), n_voxels=int(crack.sum()),
+                        n_projected=int(crack.any(axis=0).sum()), spacing=spacing,
+                        lithium_known=lithium is not None)
+
+
+def _step_metrics(table: pd.DataFrame, *, n_cracks: int, n_voxels: int, n_projected: int,
+                 spacing: np.ndarray, lithium_known: bool) -> dict[str, float | int]:
+    """The dict of :func:`measure_step` from a step's crack table and voxel counts.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        :func:`measure_cracks` of the step's connected components.
+    n_cracks, n_voxels, n_projected : int
+        Components, crack voxels, and (y, x) columns holding crack.
+    spacing : ndarray, (dz, dy, dx)
+        Voxel size in micrometres.
+    lithium_known : bool
+        Whether lithium inside cracks was given.
+    """
     anchored = table[table["anchored"] > 0]
     out: dict[str, float | int] = {
         "front_depth_um": float(anchored["front_depth_um"].max()) if len(anchored) else 0.0,
-        "front_depth_any_um": float(table["front_depth_um"].max()) if n else 0.0,
+        "front_depth_any_um": float(table["front_depth_um"].max()) if n_cracks else 0.0,
         "li_front_depth_um": float("nan"),
-        "crack_volume_um3": float(crack.sum() * np.prod(spacing)),
+        "crack_volume_um3": float(n_voxels * np.prod(spacing)),
         "crack_area_um2": float(table["face_area_um2"].sum()),
-        "projected_area_um2": float(crack.any(axis=0).sum() * spacing[1] * spacing[2]),
-        "n_cracks": int(n),
-        "spanning": int(table["spanning"].any()) if n else 0,
+        "projected_area_um2": float(n_projected * spacing[1] * spacing[2]),
+        "n_cracks": int(n_cracks),
+        "spanning": int(table["spanning"].any()) if n_cracks else 0,
     }
-    if lithium is not None:
+    if lithium_known:
         out["li_front_depth_um"] = (float(anchored["li_front_depth_um"].max())
                                     if len(anchored) else 0.0)
     return out

@@ -26,6 +26,49 @@ def _components(mask: np.ndarray) -> tuple[np.ndarray, int]:
     return cc.astype(np.int32, copy=False), int(n)
 
 
+def _link_ids(n: int, comp: np.ndarray, old: np.ndarray, next_id: int, *,
+             min_overlap_vox: int = 1) -> tuple[np.ndarray, int]:
+    """Decide the tracked id of each of a step's ``n`` components from their overlaps.
+
+    Parameters
+    ----------
+    n : int
+        Number of components of the step (numbered 1..n in raster order of their first voxel).
+    comp, old : ndarray of int
+        For every voxel that is crack now and was crack before (aligned): its component now
+        and its last known tracked id.
+    next_id : int
+        First id not given yet.
+    min_overlap_vox : int
+        Voxels a component must share with an old crack to inherit its id.
+
+    Returns
+    -------
+    lut : ndarray of int32, shape (n + 1,)
+        Tracked id of every component (``lut[0] == 0``).
+    next_id : int
+        First id not given yet, after this step's new cracks.
+    """
+    lut = np.zeros(n + 1, dtype=np.int32)
+    if not n:
+        return lut, next_id
+    parent = np.zeros(n + 1, dtype=np.int64)
+    if comp.size:
+        pairs = np.stack([np.asarray(comp, dtype=np.int64), np.asarray(old, dtype=np.int64)])
+        uniq, counts = np.unique(pairs, axis=1, return_counts=True)
+        keep = counts >= int(min_overlap_vox)
+        big = np.iinfo(np.int64).max
+        parent[:] = big
+        # The oldest (smallest) id among the cracks a component overlaps: merges keep it.
+        np.minimum.at(parent, uniq[0, keep], uniq[1, keep])
+        parent[parent == big] = 0
+    lut[1:] = parent[1:]
+    # New cracks numbered in raster order of their components: deterministic ids.
+    new = np.flatnonzero(parent[1:] == 0) + 1
+    lut[new] = np.arange(next_id, next_id + new.size, dtype=np.int32)
+    return lut, next_id + int(new.size)
+
+
 def track_cracks(crack_masks: Iterable[np.ndarray], *,
                  min_overlap_vox: int = 1) -> Iterator[np.ndarray]:
     """Give every crack an id that stays the same from step to step.
@@ -63,24 +106,9 @@ def track_cracks(crack_masks: Iterable[np.ndarray], *,
             raise InputError(
                 f"crack mask of step {t} has shape {mask.shape}, expected {memory.shape}")
         cc, n = _components(mask != 0)
-        lut = np.zeros(n + 1, dtype=np.int32)
-        if n:
-            both = (cc > 0) & (memory > 0)
-            parent = np.zeros(n + 1, dtype=np.int64)
-            if both.any():
-                pairs = np.stack([cc[both].astype(np.int64), memory[both].astype(np.int64)])
-                uniq, counts = np.unique(pairs, axis=1, return_counts=True)
-                keep = counts >= int(min_overlap_vox)
-                comp, old = uniq[0, keep], uniq[1, keep]
-                big = np.iinfo(np.int64).max
-                parent[:] = big
-                np.minimum.at(parent, comp, old)
-                parent[parent == big] = 0
-            lut[1:] = parent[1:]
-            # New cracks numbered in raster order of their components: deterministic ids.
-            new = np.flatnonzero(parent[1:] == 0) + 1
-            lut[new] = np.arange(next_id, next_id + new.size, dtype=np.int32)
-            next_id += int(new.size)
+        both = (cc > 0) & (memory > 0)
+        lut, next_id = _link_ids(n, cc[both], memory[both], next_id,
+                                min_overlap_vox=min_overlap_vox)
         labels = lut[cc]
         np.copyto(memory, labels, where=labels > 0)
         yield labels
