@@ -28,14 +28,15 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
-from skimage.filters import apply_hysteresis_threshold
 
 from dendritect.errors import InputError
 
 # Whole-volume numba filter when the step fits the memory budget of the active compute context,
 # chunk by chunk (dask map_overlap, same result) or on the GPU otherwise.
 from dendritect.parallel.chunked import sheetness_auto as sheetness
+from dendritect.parallel.chunked import sheetness_depth
 from dendritect.preprocess.cell import CellGeometry
+from dendritect.segment.slabs import Slabs, plan_slabs, slab_parallelism
 
 __all__ = ["SegmentParams", "StepSegmentation", "axial_lines", "component_shapes",
            "segment_step"]
@@ -129,23 +130,17 @@ def component_shapes(labels: np.ndarray, n: int | None = None) -> dict[str, np.n
     """
     if n is None:
         n = int(labels.max())
+    return _shapes(*Slabs(labels.shape, [(0, labels.shape[0])]).shape_moments(labels, n))
+
+
+def _shapes(size: np.ndarray, cov: np.ndarray) -> dict[str, np.ndarray]:
+    """:func:`component_shapes` from the counts and coordinate covariances."""
+    n = size.size
     out = {k: np.zeros(n) for k in ("size", "planarity", "normal_z", "thickness")}
     if n == 0:
         return out
-    idx = np.flatnonzero(labels)
-    lab = labels.ravel()[idx] - 1
-    zyx = np.unravel_index(idx, labels.shape)
-    size = np.bincount(lab, minlength=n).astype(np.float64)
-    mean = [np.bincount(lab, weights=c, minlength=n) / np.maximum(size, 1) for c in zyx]
-    cen = [c - m[lab] for c, m in zip(zyx, mean, strict=True)]
-    cov = np.zeros((n, 3, 3))
-    for i in range(3):
-        for j in range(i, 3):
-            s = np.bincount(lab, weights=cen[i] * cen[j], minlength=n) / np.maximum(size, 1)
-            cov[:, i, j] = s
-            cov[:, j, i] = s
     # a single voxel has extent 1/12 voxel² along each axis (a unit cube), not zero
-    cov += np.eye(3)[None] / 12.0
+    cov = cov + np.eye(3)[None] / 12.0
     w, v = np.linalg.eigh(cov)  # ascending
     out["size"] = size
     out["planarity"] = 1.0 - np.sqrt(np.clip(w[:, 0], 0, None) / np.maximum(w[:, 1], 1e-12))
@@ -154,29 +149,82 @@ def component_shapes(labels: np.ndarray, n: int | None = None) -> dict[str, np.n
     return out
 
 
-def _background(vs: np.ndarray, inside: np.ndarray, footprint: np.ndarray, level: float,
-                contrast: float, sigma: float) -> np.ndarray:
-    """Expected grey level of crack-free electrolyte at each voxel.
+# Bits of the per-voxel flags of the first pass (uint16 scratch volume).
+_BLOB, _AXIAL, _WEAK, _SEED, _CH_SEED, _CH_WEAK, _KEPT, _LI_RES, _LI_IS = (
+    np.uint16(1 << k) for k in range(9))
+_CROSS = ndimage.generate_binary_structure(3, 1)
 
-    The sum of a z profile (median over the footprint of each slice: it follows the blur of
-    the interfaces, where partial volume with the electrodes darkens the first slices) and a
-    lateral map (beam-hardening cupping, slow texture), both robust to the few dark voxels.
+
+def _smooth(v: np.ndarray, sigma: float) -> np.ndarray:
+    return ndimage.gaussian_filter(v, sigma) if sigma > 0 else v
+
+
+def _smooth_reach(sigma: float) -> int:
+    """Planes a Gaussian reaches (scipy's default truncation at 4 sigma)."""
+    return int(4.0 * float(sigma) + 0.5) if sigma > 0 else 0
+
+
+class _Box:
+    """The region of a step that is segmented (the cell's electrolyte and a margin), read by
+    planes of the box: a NumPy array, a store or a lazy array is never read whole."""
+
+    def __init__(self, geometry: CellGeometry, shape: tuple[int, int, int], pad: int) -> None:
+        self.sl = _bbox(geometry, shape, pad)
+        self.z0 = self.sl[0].start
+        self.shape = tuple(s.stop - s.start for s in self.sl)
+        nz = shape[0]
+        self.zmask = geometry.z_mask(nz)[self.sl[0]]
+        self.z = np.arange(self.sl[0].start, self.sl[0].stop)
+        self.footprint = geometry.footprint[self.sl[1:]]
+
+    def read(self, arr, lo: int, hi: int, dtype=np.float32) -> np.ndarray:
+        """Planes ``lo..hi`` of the box from a full-step array."""
+        part = arr[self.z0 + lo:self.z0 + hi, self.sl[1], self.sl[2]]
+        if hasattr(part, "dask"):
+            # read inside a slab's task: no nested use of the cluster's scheduler
+            part = part.compute(scheduler="sync")
+        return np.ascontiguousarray(np.asarray(part), dtype=dtype)
+
+    def write(self, arr, lo: int, hi: int, values: np.ndarray) -> None:
+        arr[self.z0 + lo:self.z0 + hi, self.sl[1], self.sl[2]] = values
+
+    def inside(self, lo: int, hi: int) -> np.ndarray:
+        """Electrolyte voxels of planes ``lo..hi``."""
+        return self.zmask[lo:hi, None, None] & self.footprint[None]
+
+
+def _background_profile(box: _Box, slabs: Slabs, volume, level: float, contrast: float,
+                        p: SegmentParams) -> tuple[np.ndarray, np.ndarray]:
+    """Expected grey level of crack-free electrolyte: a z profile and a lateral map.
+
+    The profile is the median over the footprint of each smoothed slice (it follows the blur
+    of the interfaces, where partial volume with the electrodes darkens the first slices);
+    the lateral map (beam-hardening cupping, slow texture) the Gaussian-smoothed mean over z
+    of what remains, without the dark voxels. The background at a voxel is their sum.
     """
-    nz = vs.shape[0]
-    fp = footprint if footprint.sum() >= 16 else None
-    prof = np.full(nz, level, np.float32)
-    if fp is not None:
-        for z in range(nz):
-            if inside[z].any():
-                prof[z] = np.median(vs[z][fp])
-    rel = vs - prof[:, None, None]
-    w = (inside & (rel > -0.3 * contrast)).astype(np.float32)
-    num = ndimage.gaussian_filter((rel * w).sum(axis=0), sigma)
-    den = ndimage.gaussian_filter(w.sum(axis=0), sigma)
+    fp = box.footprint if box.footprint.sum() >= 16 else None
+    reach = _smooth_reach(p.smooth_sigma_vox)
+
+    def _pass(lo: int, hi: int, z0: int, z1: int):
+        vs = _smooth(box.read(volume, lo, hi), p.smooth_sigma_vox)[z0 - lo:z1 - lo]
+        inside = box.inside(z0, z1)
+        prof = np.full(z1 - z0, level, np.float32)
+        if fp is not None:
+            for k in range(z1 - z0):
+                if inside[k].any():
+                    prof[k] = np.median(vs[k][fp])
+        rel = vs - prof[:, None, None]
+        w = inside & (rel > -0.3 * contrast)
+        return prof, (rel * w).sum(axis=0, dtype=np.float64), w.sum(axis=0, dtype=np.float64)
+
+    parts = slabs.run(_pass, reach)
+    prof = np.concatenate([q[0] for q in parts])
+    num = ndimage.gaussian_filter(sum(q[1] for q in parts).astype(np.float32),
+                                  p.background_sigma_vox)
+    den = ndimage.gaussian_filter(sum(q[2] for q in parts).astype(np.float32),
+                                  p.background_sigma_vox)
     lat = np.where(den > 0.05, num / np.maximum(den, 1e-6), 0.0).astype(np.float32)
-    return prof[:, None, None] + lat[None]
-
-
+    return prof, lat
 def axial_lines(volume: np.ndarray, contrast: float, *, sigma_vox: float = 1.5,
                 min_curvature: float = 0.04, min_ratio: float = 0.5,
                 min_length_vox: int = 9) -> np.ndarray:
@@ -236,50 +284,259 @@ def axial_lines(volume: np.ndarray, contrast: float, *, sigma_vox: float = 1.5,
     return dot
 
 
-def _find_pores(dark: np.ndarray, inside: np.ndarray, p: SegmentParams) -> np.ndarray:
-    """Compact dark blobs: pores, not cracks.
 
-    A dark component that is compact (low planarity) is a pore. A large planar one is a crack,
-    possibly through pores: an opening that erases thin sheets leaves the pores on it, which
-    are kept when compact.
+
+def _lithium_levels(lv: dict, noise: float, p: SegmentParams) -> tuple[float, float] | None:
+    """Grey levels that mark resolved and lithium-filled crack voxels, or ``None`` when the
+    scan cannot tell lithium from void (levels closer than ``lithium_min_snr`` noise sd)."""
+    li_gap = float(lv["lithium"] - lv["void"])
+    noise = noise if np.isfinite(noise) else 0.0
+    if li_gap <= 0 or li_gap < p.lithium_min_snr * noise:
+        return None
+    e = float(lv["electrolyte"])
+    li_level = float(lv["lithium"])
+    return li_level + 0.25 * (e - li_level), float(lv["void"]) + 0.5 * li_gap
+
+
+def _flags_pass(box: _Box, slabs: Slabs, flags, volume, reference, previous,
+                prof: np.ndarray, lat: np.ndarray, geometry: CellGeometry, contrast: float,
+                li: tuple[float, float] | None, p: SegmentParams, device: str) -> None:
+    """Every per-voxel test of the segmentation, as bits of ``flags``.
+
+    Evidence per voxel (see the module docstring): sheetness, darkness against the background,
+    thinness, change since the first step, the previous step's crack, dark blobs of the first
+    step (pore candidates) and the reconstruction's axial line.
     """
-    blob = dark & inside
-    lab, n = ndimage.label(blob)
-    if n == 0:
-        return blob
-    shp = component_shapes(lab, n)
-    compact = np.zeros(n + 1, bool)
-    compact[1:] = (shp["planarity"] < p.pore_max_planarity) & (shp["size"] >= p.pore_min_vox)
-    pores = compact[lab]
+    from dendritect.parallel.chunked import _sheetness_block
+
+    c32 = np.float32(contrast)
+    lo_i, hi_i = geometry.z_range_vox
+    fp_in = ndimage.binary_erosion(geometry.footprint, iterations=int(p.wall_margin_vox))
+    fp_in = fp_in[box.sl[1:]]
+    iz = p.interface_zone_vox
+    one = len(slabs.slabs) == 1
+
+    def _pass(lo: int, hi: int, z0: int, z1: int) -> None:
+        v = box.read(volume, lo, hi)
+        vs = _smooth(v, p.smooth_sigma_vox)
+        bg = prof[lo:hi, None, None] + lat[None]
+        dark = (bg - vs) / c32
+        inside = box.inside(lo, hi)
+        if one:
+            sheet = sheetness(v, p.sigmas_vox, dark=True, contrast=contrast, alpha=p.alpha)
+        else:
+            sheet = _sheetness_block(v, sigmas=list(p.sigmas_vox), dark=True,
+                                     contrast=contrast, alpha=p.alpha, threads=None,
+                                     device=device)
+        if reference is not None:
+            rs = _smooth(box.read(reference, lo, hi), p.smooth_sigma_vox)
+            rdark = (bg - rs) / c32
+            change = (rs - vs) / c32
+        else:
+            rdark, change = dark, None
+        # keep the crack thin: a voxel must be about as dark as the darkest of its neighbours
+        # (the blur of the scan and of the filters spreads darkness a voxel or two to each
+        # side; the electrodes beyond the interfaces are darker still and do not count)
+        dark_in = np.where(inside, dark, np.float32(0))
+        thin = dark >= np.float32(p.thin_fraction) * ndimage.maximum_filter(dark_in, size=3)
+        axial = None
+        if p.axial_line_length_vox > 0:
+            axial = axial_lines(v, contrast, sigma_vox=p.axial_line_sigma_vox,
+                                min_curvature=p.axial_line_curvature,
+                                min_ratio=p.axial_line_ratio,
+                                min_length_vox=p.axial_line_length_vox)
+        k = slice(z0 - lo, z1 - lo)
+        v, dark, sheet, rdark, thin, inside = v[k], dark[k], sheet[k], rdark[k], thin[k], inside[k]
+        z = box.z[z0:z1]
+        # seeds stay clear of the interfaces and the pellet wall, where partial volume darkens
+        zin = (z > lo_i + p.seed_margin_vox) & (z < hi_i - p.seed_margin_vox)
+        seed_zone = zin[:, None, None] & fp_in[None] & inside
+        # where a crack meets an electrode the sheet response fades (the electrode is dark
+        # too): dark thin voxels next to the interfaces may still extend a crack
+        near = ((z > lo_i) & (z < lo_i + iz)) | ((z < hi_i) & (z > hi_i - iz))
+        out = np.zeros(v.shape, np.uint16)
+        # pores: dark blobs of the first step (they exist there with the same shape)
+        out |= _BLOB * ((rdark > p.pore_darkness) & inside)
+        if axial is not None:
+            out |= _AXIAL * axial[k]
+        weak = inside & thin & (sheet >= p.grow_sheetness) & (dark >= p.grow_darkness)
+        weak |= near[:, None, None] & inside & thin & (dark >= p.interface_darkness)
+        out |= _WEAK * weak
+        out |= _SEED * (seed_zone & (sheet >= p.seed_sheetness) & (dark >= p.seed_darkness))
+        if change is not None:
+            change = change[k]
+            # a new dark sheet since the first step
+            out |= _CH_SEED * (seed_zone & (change >= p.change_seed))
+            # crack tips are narrow tongues with a weak sheet response: new darkening that is
+            # connected to a crack extends it
+            out |= _CH_WEAK * (inside & thin & (change >= p.change_grow)
+                               & (dark >= p.change_grow))
+        if previous is not None:
+            # a crack persists: still darker than the electrolyte where it was, it stays a
+            # crack even where its sheet response faded (lithium-filled, partly closed)
+            prev = box.read(previous, z0, z1, dtype=np.uint8) > 0
+            out |= _KEPT * (prev & inside & thin & (dark >= p.grow_darkness))
+        if li is not None:
+            out |= _LI_RES * (v <= li[0])
+            out |= _LI_IS * (v > li[1])
+        flags[z0:z1] = out
+
+    depth = max(_smooth_reach(p.smooth_sigma_vox) + 1, sheetness_depth(p.sigmas_vox),
+                2 * (int(p.axial_line_length_vox) // 2))
+    slabs.run(_pass, depth)
+
+
+def _pores(slabs: Slabs, flags, p: SegmentParams):
+    """Compact dark blobs of the first step: pores, not cracks.
+
+    A dark component that is compact (low planarity) is a pore. A crack root that meets a
+    pore makes one dark blob with it, compact overall when the crack is short: the pore is
+    the part that survives an opening that erases thin sheets (plus the rim the opening
+    shaved); the thin sheet leaving it is not. A large planar blob is a crack, possibly
+    through pores: the opening leaves the pores on it, which are kept when compact.
+
+    Returns
+    -------
+    callable
+        ``pores(lo, hi)``: the pore mask of planes ``lo..hi``, exact for the planes at least
+        ``reach`` planes from a cut (the second return value).
+    int
+        That reach.
+    """
+    lab1, n1 = slabs.label(flags, "blobs", connectivity=1, bit=_BLOB)
     r = int(p.pore_opening_vox)
-    st = ndimage.generate_binary_structure(3, 1)
-    if r > 0 and pores.any():
-        # a crack root that meets a pore makes one dark blob with it, compact overall when
-        # the crack is short; the pore is the part that survives the opening (plus the rim the
-        # opening shaved), the thin sheet leaving it is not. Blobs too small to survive the
-        # opening at all stay pores whole.
-        core = ndimage.binary_opening(pores, structure=st, iterations=r)
-        has_core = np.zeros(n + 1, bool)
-        has_core[np.unique(lab[core])] = True
+    compact = np.zeros(n1 + 1, bool)
+    if n1:
+        shp = _shapes(*slabs.shape_moments(lab1, n1))
+        compact[1:] = (shp["planarity"] < p.pore_max_planarity) & (shp["size"] >= p.pore_min_vox)
+    use_core = r > 0 and bool(compact.any())
+    has_core = np.zeros(n1 + 1, bool)
+
+    def _first(lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+        """Pore mask before the second look, and the blob labels, of planes lo..hi."""
+        lab = np.asarray(lab1[lo:hi])
+        pores = compact[lab]
+        if use_core:
+            core = ndimage.binary_opening(pores, structure=_CROSS, iterations=r)
+            pores = (pores & ~has_core[lab]) | (
+                ndimage.binary_dilation(core, iterations=r) & has_core[lab])
+        return pores, lab
+
+    if use_core:
+        def _cores(lo: int, hi: int, z0: int, z1: int) -> np.ndarray:
+            lab = np.asarray(lab1[lo:hi])
+            core = ndimage.binary_opening(compact[lab], structure=_CROSS, iterations=r)
+            k = slice(z0 - lo, z1 - lo)
+            return np.unique(lab[k][core[k]])
+
+        for hit in slabs.run(_cores, 2 * r):
+            has_core[hit] = True
         has_core[0] = False
-        pores = (pores & ~has_core[lab]) | (
-            ndimage.binary_dilation(core, iterations=r) & has_core[lab])
-    rest = blob & ~pores & (lab > 0)
-    if r > 0 and rest.any():
-        opened = ndimage.binary_opening(rest, structure=st, iterations=r)
-        lab2, n2 = ndimage.label(opened)
+    if r <= 0 or n1 == 0:
+        return (lambda lo, hi: _first(lo, hi)[0]), 0
+
+    # the rest of each blob, opened: what survives and is compact is a pore too
+    opened = slabs.new("opened", np.uint8)
+
+    def _open(lo: int, hi: int, z0: int, z1: int) -> None:
+        pores, lab = _first(lo, hi)
+        rest = (lab > 0) & ~pores
+        op = ndimage.binary_opening(rest, structure=_CROSS, iterations=r)
+        opened[z0:z1] = op[z0 - lo:z1 - lo]
+
+    slabs.run(_open, 5 * r)
+    lab2, n2 = slabs.label(opened, "opened-labels", connectivity=1)
+    keep = np.zeros(n2 + 1, bool)
+    if n2:
+        keep[1:] = _shapes(*slabs.shape_moments(lab2, n2))["planarity"] < p.pore_max_planarity
+
+    def _final(lo: int, hi: int) -> np.ndarray:
+        pores, lab = _first(lo, hi)
         if n2:
-            shp2 = component_shapes(lab2, n2)
-            keep = np.zeros(n2 + 1, bool)
-            keep[1:] = shp2["planarity"] < p.pore_max_planarity
+            rest = (lab > 0) & ~pores
             # back to the full blob (the opening shaved its rim), without following the crack
-            pores |= ndimage.binary_dilation(keep[lab2], iterations=r) & rest
-    return pores
+            pores = pores | (ndimage.binary_dilation(keep[np.asarray(lab2[lo:hi])],
+                                                     iterations=r) & rest)
+        return pores
+
+    return _final, 3 * r
 
 
-def _lithium(v: np.ndarray, crack: np.ndarray, lv: dict, noise: float,
-             p: SegmentParams) -> np.ndarray | None:
-    """Crack voxels holding lithium, or ``None`` when the scan cannot tell.
+def _cracks(box: _Box, slabs: Slabs, flags, previous, has_change: bool,
+            p: SegmentParams, crack_out, pore_out) -> int:
+    """Grow seeds into weak evidence (hysteresis), then keep crack-like components.
+
+    Writes the crack and pore masks of the box; returns the number of crack voxels.
+    """
+    pores, reach = _pores(slabs, flags, p)
+    score = slabs.new("score", np.uint8)
+
+    def _score(lo: int, hi: int, z0: int, z1: int) -> None:
+        pm = pores(lo, hi)
+        k = slice(z0 - lo, z1 - lo)
+        pore_out(z0, z1, pm[k])
+        not_pore = ~ndimage.binary_dilation(pm, iterations=1)[k]
+        f = np.asarray(flags[z0:z1])
+        # the reconstruction's rotation-axis line is neither crack nor a path for cracks
+        not_pore &= (f & _AXIAL) == 0
+        weak = ((f & _WEAK) != 0) & not_pore
+        seeds = ((f & _SEED) != 0) & weak
+        if has_change:
+            seeds |= ((f & _CH_SEED) != 0) & weak
+            weak = weak | (((f & _CH_WEAK) != 0) & not_pore)
+        if previous is not None:
+            kept = ((f & _KEPT) != 0) & not_pore
+            weak |= kept
+            seeds |= kept
+        score[z0:z1] = weak.astype(np.uint8) + seeds.astype(np.uint8)
+
+    slabs.run(_score, reach + 1)
+    # hysteresis (as skimage.filters.apply_hysteresis_threshold): weak voxels connected to a
+    # seed
+    labw, nw = slabs.label(score, "weak", connectivity=1)
+    seeded = slabs.labels_where(labw, nw, score, value=2)
+    grown = slabs.new("grown", np.uint8)
+
+    def _grow(lo: int, hi: int, z0: int, z1: int) -> None:
+        grown[z0:z1] = seeded[np.asarray(labw[z0:z1])]
+
+    slabs.run(_grow, 0)
+
+    # crack by crack: drop small or compact pieces unless they continue a known crack
+    lab, n = slabs.label(grown, "cracks", connectivity=3)
+    keep = np.zeros(n + 1, bool)
+    if n:
+        shp = _shapes(*slabs.shape_moments(lab, n))
+        # small pieces must be flat; large ones may be curved, kinked or branched cracks
+        # (their global inertia tensor is not flat), which noise and pores do not mimic
+        ok = (shp["size"] >= p.min_size_vox) & (
+            (shp["planarity"] >= p.min_planarity) | (shp["size"] >= p.large_size_vox))
+        if previous is not None:
+            hit = slabs.labels_where(lab, n, _Planes(box, previous))[1:]
+            ok |= hit & (shp["size"] >= 2)
+        keep[1:] = ok
+
+    def _keep(lo: int, hi: int, z0: int, z1: int) -> int:
+        c = keep[np.asarray(lab[z0:z1])]
+        crack_out(z0, z1, c)
+        return int(c.sum())
+
+    return sum(slabs.run(_keep, 0))
+
+
+class _Planes:
+    """Planes of the box of a full-step array, sliced like a box-sized array along z."""
+
+    def __init__(self, box: _Box, arr) -> None:
+        self.box, self.arr = box, arr
+
+    def __getitem__(self, key: slice) -> np.ndarray:
+        return self.box.read(self.arr, key.start, key.stop, dtype=np.uint8)
+
+
+def _lithium(box: _Box, slabs: Slabs, flags, crack, n_crack: int, p: SegmentParams,
+             lithium_out) -> bool:
+    """Crack voxels holding lithium; False (nothing written) when the scan cannot tell.
 
     Lithium attenuates about a tenth as much as the ceramic, so a lithium-filled crack is only
     slightly brighter than an empty one, and only where the crack is resolved (wider than the
@@ -289,40 +546,84 @@ def _lithium(v: np.ndarray, crack: np.ndarray, lv: dict, noise: float,
     and at least ``lithium_min_resolved`` of the crack voxels are resolved; unresolved crack
     voxels take the class of the nearest resolved voxel.
     """
-    li_gap = float(lv["lithium"] - lv["void"])
-    noise = noise if np.isfinite(noise) else 0.0
-    n = int(crack.sum())
-    if n == 0 or li_gap <= 0 or li_gap < p.lithium_min_snr * noise:
-        return None
-    e = float(lv["electrolyte"])
-    li_level = float(lv["lithium"])
-    resolved = crack & (v <= li_level + 0.25 * (e - li_level))
-    if resolved.sum() < p.lithium_min_resolved * n:
-        return None
-    is_li = resolved & (v > float(lv["void"]) + 0.5 * li_gap)
-    # spread the resolved classes over the rest of the crack
-    _, idx = ndimage.distance_transform_edt(~resolved, return_indices=True)
-    spread = is_li[tuple(idx)]
-    return (crack & spread).astype(np.uint8)
+    if n_crack == 0:
+        return False
+
+    def _resolved(lo: int, hi: int, z0: int, z1: int) -> tuple[np.ndarray, np.ndarray]:
+        f = np.asarray(flags[z0:z1])
+        c = np.asarray(crack[z0:z1]) != 0
+        res = c & ((f & _LI_RES) != 0)
+        idx = np.flatnonzero(res)
+        zyx = np.stack(np.unravel_index(idx, res.shape), axis=1)
+        zyx[:, 0] += z0
+        return zyx, ((f.ravel()[idx] & _LI_IS) != 0)
+
+    parts = slabs.run(_resolved, 0)
+    pts = np.concatenate([q[0] for q in parts])
+    is_li = np.concatenate([q[1] for q in parts])
+    if pts.shape[0] < p.lithium_min_resolved * n_crack or pts.shape[0] == 0:
+        return False
+    if slabs.in_memory:
+        # spread the resolved classes over the rest of the crack
+        c = np.asarray(crack) != 0
+        res = np.zeros(c.shape, bool)
+        res[tuple(pts.T)] = True
+        li = np.zeros(c.shape, bool)
+        li[tuple(pts.T)] = is_li
+        _, idx = ndimage.distance_transform_edt(~res, return_indices=True)
+        lithium_out(0, c.shape[0], c & li[tuple(idx)])
+        return True
+    # across slabs: the nearest resolved voxel from a k-d tree of the (few) resolved voxels;
+    # equal to the distance transform's choice except between equally near voxels
+    from scipy.spatial import cKDTree
+
+    tree = cKDTree(pts)
+
+    def _spread(lo: int, hi: int, z0: int, z1: int) -> None:
+        c = np.asarray(crack[z0:z1]) != 0
+        idx = np.flatnonzero(c)
+        zyx = np.stack(np.unravel_index(idx, c.shape), axis=1)
+        zyx[:, 0] += z0
+        out = np.zeros(c.shape, bool)
+        if idx.size:
+            _, near = tree.query(zyx, k=1)
+            out.ravel()[idx] = is_li[near]
+        lithium_out(z0, z1, out)
+
+    slabs.run(_spread, 0)
+    return True
 
 
-def segment_step(volume: np.ndarray, geometry: CellGeometry, *,
-                 reference: np.ndarray | None = None, previous: np.ndarray | None = None,
-                 params: SegmentParams | None = None) -> StepSegmentation:
+def segment_step(volume, geometry: CellGeometry, *, reference=None, previous=None,
+                 params: SegmentParams | None = None, memory_limit: str | int | None = None,
+                 out: dict | None = None, scratch=None) -> StepSegmentation:
     """Segment the cracks of one registered, intensity-normalised step.
 
     Parameters
     ----------
-    volume : numpy.ndarray
-        3D (z, y, x) float32 step in the frame (and grey levels) of step 0.
+    volume : numpy.ndarray or array-like
+        3D (z, y, x) step in the frame (and grey levels) of step 0: an array, or a store read
+        by slicing (:class:`zarr.Array`, :class:`h5py.Dataset`, dask array).
     geometry : CellGeometry
         From :func:`dendritect.preprocess.cell.find_cell` on step 0.
-    reference : numpy.ndarray, optional
+    reference : array-like, optional
         Step 0 likewise (``None`` when ``volume`` is step 0).
-    previous : numpy.ndarray, optional
+    previous : array-like, optional
         Crack mask of the previous step.
     params : SegmentParams, optional
         Thresholds; defaults when not given.
+    memory_limit : str or int, optional
+        Budget for the segmentation's working memory (default: the active
+        :func:`~dendritect.parallel.compute_context`'s; none: the whole step at once). Above
+        it the step is segmented in z-slabs (:mod:`dendritect.segment.slabs`) with
+        intermediate volumes on disk; the masks are the same.
+    out : dict, optional
+        Arrays of the volume's shape to write ``"crack"``, ``"lithium"`` and ``"pores"`` into
+        (e.g. Zarr arrays; zero outside the electrolyte's box beforehand). Default: new NumPy
+        arrays.
+    scratch : path, optional
+        Folder for the intermediate volumes of a step segmented in slabs (default: a
+        temporary folder).
 
     Returns
     -------
@@ -331,109 +632,59 @@ def segment_step(volume: np.ndarray, geometry: CellGeometry, *,
         holding lithium, or ``None`` when the scan cannot tell lithium from void in the cracks
         (levels too close for the noise, or cracks thinner than the blur; see ``_lithium``).
     """
+    from dendritect.parallel.chunked import _budget
+
     p = params or SegmentParams()
-    vol = np.asarray(volume)
-    if vol.ndim != 3:
-        raise InputError(f"segment: expected a 3D (z, y, x) volume, got shape {vol.shape}")
-    if vol.shape[1:] != geometry.footprint.shape:
-        raise InputError(f"segment: volume shape {vol.shape} does not match the cell geometry "
+    vol = volume if hasattr(volume, "shape") and hasattr(volume, "__getitem__") else (
+        np.asarray(volume))
+    shape = tuple(int(s) for s in vol.shape)
+    if len(shape) != 3:
+        raise InputError(f"segment: expected a 3D (z, y, x) volume, got shape {shape}")
+    if shape[1:] != geometry.footprint.shape:
+        raise InputError(f"segment: volume shape {shape} does not match the cell geometry "
                          f"{geometry.footprint.shape}")
     for name, arr in (("reference", reference), ("previous", previous)):
-        if arr is not None and np.shape(arr) != vol.shape:
-            raise InputError(f"segment: {name} shape {np.shape(arr)} differs from {vol.shape}")
+        if arr is not None and tuple(np.shape(arr)) != shape:
+            raise InputError(f"segment: {name} shape {np.shape(arr)} differs from {shape}")
 
     lv = geometry.levels
     contrast = float(lv["electrolyte"] - lv["void"])
     if not np.isfinite(contrast) or contrast <= 0:
         raise InputError("segment: the electrolyte is not brighter than voids in this scan")
     pad = int(np.ceil(3 * max(p.sigmas_vox))) + 2
-    box = _bbox(geometry, vol.shape, pad)
-    v = np.ascontiguousarray(vol[box], dtype=np.float32)
-    full_inside = geometry.electrolyte_mask(vol.shape)
-    inside = full_inside[box]
+    box = _Box(geometry, shape, pad)
+    limit, device, n_par = _budget(memory_limit, None)
+    halo = max(_smooth_reach(p.smooth_sigma_vox) + 1, sheetness_depth(p.sigmas_vox),
+               2 * (int(p.axial_line_length_vox) // 2))
+    plane = box.shape[1] * box.shape[2]
+    plan = plan_slabs(box.shape[0], plane, halo, limit, n_par)
 
-    # seeds stay clear of the interfaces and the pellet wall, where partial volume darkens
-    lo, hi = geometry.z_range_vox
-    z = np.arange(box[0].start, box[0].stop)
-    zin = (z > lo + p.seed_margin_vox) & (z < hi - p.seed_margin_vox)
-    fp_in = ndimage.binary_erosion(geometry.footprint, iterations=int(p.wall_margin_vox))
-    seed_zone = zin[:, None, None] & fp_in[box[1:]][None] & inside
+    if out is None:
+        out = {k: np.zeros(shape, np.uint8) for k in ("crack", "lithium", "pores")}
+    li = _lithium_levels(lv, geometry.noise, p)
 
-    vs = ndimage.gaussian_filter(v, p.smooth_sigma_vox) if p.smooth_sigma_vox > 0 else v
-    bg = _background(vs, inside, geometry.footprint[box[1:]], float(lv["electrolyte"]),
-                     contrast, p.background_sigma_vox)
-    dark = (bg - vs) / np.float32(contrast)
-    sheet = sheetness(v, p.sigmas_vox, dark=True, contrast=contrast, alpha=p.alpha)
+    with Slabs(box.shape, plan, scratch,
+               slab_parallelism(plane, halo, limit, n_par)) as slabs:
+        prof, lat = _background_profile(box, slabs, vol, float(lv["electrolyte"]), contrast, p)
+        flags = slabs.new("flags", np.uint16)
+        _flags_pass(box, slabs, flags, vol, reference, previous, prof, lat, geometry,
+                    contrast, li, p, device)
+        # the slabs' tasks write scratch volumes chunked like the slabs; ``out`` (chunked
+        # otherwise) is written here, one slab after the other
+        masks = {k: slabs.new(k, np.uint8) for k in ("crack", "pores", "lithium")}
 
-    # pores: from the first step (they exist there with the same shape)
-    if reference is not None:
-        r = np.ascontiguousarray(np.asarray(reference)[box], dtype=np.float32)
-        rs = ndimage.gaussian_filter(r, p.smooth_sigma_vox) if p.smooth_sigma_vox > 0 else r
-        rdark = (bg - rs) / np.float32(contrast)
-        change = (rs - vs) / np.float32(contrast)
-    else:
-        rdark = dark
-        change = None
-    pores = _find_pores(rdark > p.pore_darkness, inside, p)
-    not_pore = ~ndimage.binary_dilation(pores, iterations=1)
-    if p.axial_line_length_vox > 0:
-        # the reconstruction's rotation-axis line is neither crack nor a path for cracks
-        not_pore &= ~axial_lines(v, contrast, sigma_vox=p.axial_line_sigma_vox,
-                                 min_curvature=p.axial_line_curvature,
-                                 min_ratio=p.axial_line_ratio,
-                                 min_length_vox=p.axial_line_length_vox)
+        def _writer(name: str):
+            def write(z0: int, z1: int, mask: np.ndarray) -> None:
+                masks[name][z0:z1] = mask
 
-    # keep the crack thin: a voxel must be about as dark as the darkest of its neighbours
-    # (the blur of the scan and of the filters spreads darkness a voxel or two to each side)
-    # (the electrodes beyond the interfaces are darker still and must not count as neighbours)
-    dark_in = np.where(inside, dark, np.float32(0))
-    thin = dark >= np.float32(p.thin_fraction) * ndimage.maximum_filter(dark_in, size=3)
-    weak = inside & not_pore & thin & (sheet >= p.grow_sheetness) & (dark >= p.grow_darkness)
-    # where a crack meets an electrode the sheet response fades (the electrode is dark too):
-    # dark thin voxels next to the interfaces may still extend a crack
-    iz = p.interface_zone_vox
-    near = ((z > lo) & (z < lo + iz)) | ((z < hi) & (z > hi - iz))
-    weak |= (near[:, None, None] & inside & not_pore & thin & (dark >= p.interface_darkness))
-    seeds = seed_zone & weak & (sheet >= p.seed_sheetness) & (dark >= p.seed_darkness)
-    if change is not None:
-        # a new dark sheet since the first step
-        seeds |= seed_zone & weak & (change >= p.change_seed)
-        # crack tips are narrow tongues with a weak sheet response: new darkening that is
-        # connected to a crack extends it
-        weak |= inside & not_pore & thin & (change >= p.change_grow) & (dark >= p.change_grow)
-    if previous is not None:
-        # a crack persists: still darker than the electrolyte where it was, it stays a crack
-        # even where its sheet response faded (filled with lithium, partly closed)
-        prev = np.asarray(previous)[box] > 0
-        kept = prev & inside & not_pore & thin & (dark >= p.grow_darkness)
-        weak |= kept
-        seeds |= kept
-    score = weak.astype(np.float32) + seeds.astype(np.float32)
-    crack = apply_hysteresis_threshold(score, 0.5, 1.5)
+            return write
 
-    # crack by crack: drop small or compact pieces unless they continue a known crack
-    lab, n = ndimage.label(crack, structure=np.ones((3, 3, 3), bool))
-    if n:
-        shp = component_shapes(lab, n)
-        keep = np.zeros(n + 1, bool)
-        # small pieces must be flat; large ones may be curved, kinked or branched cracks
-        # (their global inertia tensor is not flat), which noise and pores do not mimic
-        ok = (shp["size"] >= p.min_size_vox) & (
-            (shp["planarity"] >= p.min_planarity) | (shp["size"] >= p.large_size_vox))
-        if previous is not None:
-            hit = np.bincount(lab[prev].ravel(), minlength=n + 1)[1:] > 0
-            ok |= hit & (shp["size"] >= 2)
-        keep[1:] = ok
-        crack = keep[lab]
-
-    lithium = _lithium(v, crack, lv, geometry.noise, p)
-    if lithium is not None:
-        li_full = np.zeros(vol.shape, np.uint8)
-        li_full[box] = lithium
-        lithium = li_full
-
-    out = np.zeros(vol.shape, np.uint8)
-    out[box] = crack
-    pore_out = np.zeros(vol.shape, np.uint8)
-    pore_out[box] = pores
-    return StepSegmentation(crack=out, lithium=lithium, pores=pore_out)
+        n_crack = _cracks(box, slabs, flags, previous, reference is not None, p,
+                          _writer("crack"), _writer("pores"))
+        has_li = li is not None and _lithium(box, slabs, flags, masks["crack"], n_crack, p,
+                                             _writer("lithium"))
+        for name in ("crack", "pores", "lithium") if has_li else ("crack", "pores"):
+            for z0, z1 in slabs.slabs:
+                box.write(out[name], z0, z1, np.asarray(masks[name][z0:z1], dtype=np.uint8))
+    return StepSegmentation(crack=out["crack"], lithium=out["lithium"] if has_li else None,
+                            pores=out["pores"])
