@@ -317,34 +317,38 @@ def _flags_pass(box: _Box, slabs: Slabs, flags, volume, reference, previous,
     one = len(slabs.slabs) == 1
 
     def _pass(lo: int, hi: int, z0: int, z1: int) -> None:
+        # the filters with the most temporaries first, while little else is held
         v = box.read(volume, lo, hi)
-        vs = _smooth(v, p.smooth_sigma_vox)
-        bg = prof[lo:hi, None, None] + lat[None]
-        dark = (bg - vs) / c32
-        inside = box.inside(lo, hi)
         if one:
             sheet = sheetness(v, p.sigmas_vox, dark=True, contrast=contrast, alpha=p.alpha)
         else:
             sheet = _sheetness_block(v, sigmas=list(p.sigmas_vox), dark=True,
                                      contrast=contrast, alpha=p.alpha, threads=None,
                                      device=device)
-        if reference is not None:
-            rs = _smooth(box.read(reference, lo, hi), p.smooth_sigma_vox)
-            rdark = (bg - rs) / c32
-            change = (rs - vs) / c32
-        else:
-            rdark, change = dark, None
-        # keep the crack thin: a voxel must be about as dark as the darkest of its neighbours
-        # (the blur of the scan and of the filters spreads darkness a voxel or two to each
-        # side; the electrodes beyond the interfaces are darker still and do not count)
-        dark_in = np.where(inside, dark, np.float32(0))
-        thin = dark >= np.float32(p.thin_fraction) * ndimage.maximum_filter(dark_in, size=3)
         axial = None
         if p.axial_line_length_vox > 0:
             axial = axial_lines(v, contrast, sigma_vox=p.axial_line_sigma_vox,
                                 min_curvature=p.axial_line_curvature,
                                 min_ratio=p.axial_line_ratio,
                                 min_length_vox=p.axial_line_length_vox)
+        vs = _smooth(v, p.smooth_sigma_vox)
+        bg = prof[lo:hi, None, None] + lat[None]
+        dark = (bg - vs) / c32
+        inside = box.inside(lo, hi)
+        if reference is not None:
+            rs = _smooth(box.read(reference, lo, hi), p.smooth_sigma_vox)
+            rdark = (bg - rs) / c32
+            change = (rs - vs) / c32
+            del rs
+        else:
+            rdark, change = dark, None
+        del bg, vs
+        # keep the crack thin: a voxel must be about as dark as the darkest of its neighbours
+        # (the blur of the scan and of the filters spreads darkness a voxel or two to each
+        # side; the electrodes beyond the interfaces are darker still and do not count)
+        dark_in = np.where(inside, dark, np.float32(0))
+        thin = dark >= np.float32(p.thin_fraction) * ndimage.maximum_filter(dark_in, size=3)
+        del dark_in
         k = slice(z0 - lo, z1 - lo)
         v, dark, sheet, rdark, thin, inside = v[k], dark[k], sheet[k], rdark[k], thin[k], inside[k]
         z = box.z[z0:z1]

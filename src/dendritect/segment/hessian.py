@@ -101,7 +101,7 @@ def _eig3(a: float, b: float, c: float, d: float, e: float, f: float):
     return e1, e2, e3
 
 
-@njit(parallel=True, fastmath=False, cache=True)
+@njit(parallel=True, fastmath=False, cache=True, error_model="numpy")
 def _eig3_arrays(a, b, c, d, e, f, o1, o2, o3):  # pragma: no cover - compiled
     n = a.size
     for i in prange(n):
@@ -133,7 +133,36 @@ def eigvalsh3(hxx, hxy, hxz, hyy, hyz, hzz) -> np.ndarray:
     return out.reshape((3, *shape))
 
 
-@njit(parallel=True, fastmath=False, cache=True)
+# Row kernels. Each loop touches one output and one input so that the compiler vectorises it
+# (with many arrays in one loop it gives up on the run-time aliasing checks); every voxel still
+# sees the same operations in the same order as a tap-by-tap loop.
+@njit(inline="always")
+def _row_scale(acc, src, w):
+    for x in range(acc.size):
+        acc[x] = w * src[x]
+
+
+@njit(inline="always")
+def _row_zero(acc):
+    for x in range(acc.size):
+        acc[x] = 0.0
+
+
+@njit(inline="always")
+def _row_even(acc, lo, hi, w):
+    """``acc += w * (lo + hi)``: one folded tap pair of an even kernel."""
+    for x in range(acc.size):
+        acc[x] += w * (lo[x] + hi[x])
+
+
+@njit(inline="always")
+def _row_odd(acc, lo, hi, w):
+    """``acc += w * (hi - lo)``: one folded tap pair of an odd kernel (``lo`` at −j)."""
+    for x in range(acc.size):
+        acc[x] += w * (hi[x] - lo[x])
+
+
+@njit(parallel=True, fastmath=False, cache=True, error_model="numpy")
 def _xy_pass(v, g0, g1, g2, b00, b01, b02, b10, b11, b20):  # pragma: no cover - compiled
     """Per z slice: x-derivatives of order 0,1,2 then the y-derivatives each needs.
 
@@ -150,60 +179,40 @@ def _xy_pass(v, g0, g1, g2, b00, b01, b02, b10, b11, b20):  # pragma: no cover -
         buf = np.empty(nx + 2 * r, np.float32)
         for y in range(ny):
             for i in range(nx + 2 * r):
-                j = min(max(i - r, 0), nx - 1)
-                buf[i] = v[z, y, j]
-            for x in range(nx):
-                c = buf[x + r]
-                s0 = g0[r] * c
-                s1 = np.float32(0.0)
-                s2 = g2[r] * c
-                for j in range(1, r + 1):
-                    lo = buf[x + r - j]
-                    hi = buf[x + r + j]
-                    # convolution: out[x] = sum_k w[k] in[x + r - k]; k = r - j pairs with x + j
-                    s0 += g0[r + j] * (lo + hi)
-                    s1 += g1[r - j] * (hi - lo)
-                    s2 += g2[r + j] * (lo + hi)
-                a0[y, x] = s0
-                a1[y, x] = s1
-                a2[y, x] = s2
-        r0 = np.empty(nx, np.float32)
-        r1 = np.empty(nx, np.float32)
-        r2 = np.empty(nx, np.float32)
-        r3 = np.empty(nx, np.float32)
-        r4 = np.empty(nx, np.float32)
-        r5 = np.empty(nx, np.float32)
+                buf[i] = v[z, y, min(max(i - r, 0), nx - 1)]
+            c = buf[r:r + nx]
+            _row_scale(a0[y], c, g0[r])
+            _row_zero(a1[y])
+            _row_scale(a2[y], c, g2[r])
+            for j in range(1, r + 1):
+                # convolution: out[x] = sum_k w[k] in[x + r - k]; k = r - j pairs with x + j
+                lo = buf[r - j:r - j + nx]
+                hi = buf[r + j:r + j + nx]
+                _row_even(a0[y], lo, hi, g0[r + j])
+                _row_odd(a1[y], lo, hi, g1[r - j])
+                _row_even(a2[y], lo, hi, g2[r + j])
         for y in range(ny):
-            w0 = g0[r]
-            w2 = g2[r]
-            for x in range(nx):
-                r0[x] = w0 * a0[y, x]
-                r1[x] = 0.0
-                r2[x] = w2 * a0[y, x]
-                r3[x] = w0 * a1[y, x]
-                r4[x] = 0.0
-                r5[x] = w0 * a2[y, x]
+            o00 = b00[z, y]
+            o01 = b01[z, y]
+            o02 = b02[z, y]
+            o10 = b10[z, y]
+            o11 = b11[z, y]
+            o20 = b20[z, y]
+            _row_scale(o00, a0[y], g0[r])
+            _row_zero(o01)
+            _row_scale(o02, a0[y], g2[r])
+            _row_scale(o10, a1[y], g0[r])
+            _row_zero(o11)
+            _row_scale(o20, a2[y], g0[r])
             for j in range(1, r + 1):
                 ym = max(y - j, 0)
                 yp = min(y + j, ny - 1)
-                w0 = g0[r + j]
-                w1 = g1[r - j]
-                w2 = g2[r + j]
-                for x in range(nx):
-                    p0 = a0[ym, x] + a0[yp, x]
-                    r0[x] += w0 * p0
-                    r1[x] += w1 * (a0[yp, x] - a0[ym, x])
-                    r2[x] += w2 * p0
-                    r3[x] += w0 * (a1[ym, x] + a1[yp, x])
-                    r4[x] += w1 * (a1[yp, x] - a1[ym, x])
-                    r5[x] += w0 * (a2[ym, x] + a2[yp, x])
-            for x in range(nx):
-                b00[z, y, x] = r0[x]
-                b01[z, y, x] = r1[x]
-                b02[z, y, x] = r2[x]
-                b10[z, y, x] = r3[x]
-                b11[z, y, x] = r4[x]
-                b20[z, y, x] = r5[x]
+                _row_even(o00, a0[ym], a0[yp], g0[r + j])
+                _row_odd(o01, a0[ym], a0[yp], g1[r - j])
+                _row_even(o02, a0[ym], a0[yp], g2[r + j])
+                _row_even(o10, a1[ym], a1[yp], g0[r + j])
+                _row_odd(o11, a1[ym], a1[yp], g1[r - j])
+                _row_even(o20, a2[ym], a2[yp], g0[r + j])
 
 
 @njit(inline="always")
@@ -220,77 +229,257 @@ def _sheet_measure(e1, e2, e3, inv_ref, inv_2a2):
     return min(s, 1.0)
 
 
-@njit(parallel=True, fastmath=False, cache=True)
+# Largest root of the depressed cubic b^3 - 3 b - 2 r = 0 (b = 2 cos(acos(r) / 3)) as a
+# polynomial in t = sqrt((1 + r) / 2), where it is smooth on [0, 1]: a least-squares fit at
+# Chebyshev nodes, max error 2.2e-11, shifted up by 5e-11 so that it never lies below the root.
+_B1_POLY = (1.0000000000211773 + 5e-11, 1.1547005320872759, -0.22222191077543083,
+            0.10691062537867083, -0.06578131887497884, 0.04535394385992893,
+            -0.03261168858868649, 0.022547716058431276, -0.013477076169300696,
+            0.006134433906557685, -0.0018065118951513556, 0.00025125500710594835)
+
+
+@njit(inline="always")
+def _b1_guess(t):
+    """Upper bound on the largest root, within 8e-11 of it (Horner)."""
+    b = _B1_POLY[11]
+    b = b * t + _B1_POLY[10]
+    b = b * t + _B1_POLY[9]
+    b = b * t + _B1_POLY[8]
+    b = b * t + _B1_POLY[7]
+    b = b * t + _B1_POLY[6]
+    b = b * t + _B1_POLY[5]
+    b = b * t + _B1_POLY[4]
+    b = b * t + _B1_POLY[3]
+    b = b * t + _B1_POLY[2]
+    b = b * t + _B1_POLY[1]
+    b = b * t + _B1_POLY[0]
+    return min(b, 2.0)
+
+
+@njit(inline="always")
+def _largest_root(r):
+    """``2 cos(acos(r) / 3)`` without trigonometry: Newton from above on b^3 - 3 b - 2 r.
+
+    The cubic is convex and increasing above its largest root, so Newton steps from an upper
+    bound decrease monotonically to the root; it stops once a step is below 1e-12 (the root
+    lies in [1, 2], so that is double precision up to rounding).
+    """
+    if r <= -1.0:
+        return 1.0
+    if r >= 1.0:
+        return 2.0
+    b = _b1_guess(math.sqrt(0.5 * (1.0 + r)))
+    for _ in range(60):  # near the double root b = 1 convergence is only linear
+        d = 3.0 * (b * b - 1.0)
+        if d <= 0.0:
+            break
+        step = ((b * b - 3.0) * b - 2.0 * r) / d
+        b -= step
+        if step <= 1e-12:
+            break
+    return b
+
+
+@njit(inline="always")
+def _lambda1(a0, a1, a2, a3, a4, a5, cq, cp, norm, n, cb, fix):
+    """``cb[k]`` = largest root b1 of b^3 - 3 b - 2 r (λ1 = q + p b1, Smith's form).
+
+    A polynomial upper bound then one Newton step, branch-free so that it vectorises;
+    ``fix[k]`` marks the few not yet converged (near the double root b = 1).
+    """
+    for k in range(n):
+        q = cq[k]
+        p = cp[k]
+        inv = 1.0 / p if p > 0.0 else 0.0
+        b11 = (norm * np.float64(a0[k]) - q) * inv
+        b22 = (norm * np.float64(a3[k]) - q) * inv
+        b33 = (norm * np.float64(a5[k]) - q) * inv
+        b12 = norm * np.float64(a1[k]) * inv
+        b13 = norm * np.float64(a2[k]) * inv
+        b23 = norm * np.float64(a4[k]) * inv
+        det = (b11 * (b22 * b33 - b23 * b23) - b12 * (b12 * b33 - b23 * b13)
+               + b13 * (b12 * b23 - b22 * b13))
+        r = min(max(0.5 * det, -1.0), 1.0)
+        b = _b1_guess(math.sqrt(0.5 * (1.0 + r)))
+        d = 3.0 * (b * b - 1.0)
+        step = ((b * b - 3.0) * b - 2.0 * r) / d if d > 0.0 else 0.0
+        b -= step
+        cb[k] = b
+        # one step from within 8e-11 above the root leaves an error below b step² / (b² - 1)
+        fix[k] = (b * step * step > 1e-15 * (b * b - 1.0)) | (r <= -1.0)
+    for k in range(n):
+        if fix[k]:
+            q = cq[k]
+            p = cp[k]
+            inv = 1.0 / p if p > 0.0 else 0.0
+            b11 = (norm * np.float64(a0[k]) - q) * inv
+            b22 = (norm * np.float64(a3[k]) - q) * inv
+            b33 = (norm * np.float64(a5[k]) - q) * inv
+            b12 = norm * np.float64(a1[k]) * inv
+            b13 = norm * np.float64(a2[k]) * inv
+            b23 = norm * np.float64(a4[k]) * inv
+            det = (b11 * (b22 * b33 - b23 * b23) - b12 * (b12 * b33 - b23 * b13)
+                   + b13 * (b12 * b23 - b22 * b13))
+            cb[k] = _largest_root(0.5 * det)
+
+
+@njit(inline="always")
+def _plate(a0, a1, a2, a3, a4, a5, cq, cp, cb, cc, norm, inv_ref, inv_2a2, n, cg, ce, ok):
+    """λ1 (``ce``), max(|λ2|, |λ3|) (``cg``) and whether the measure can beat ``cc``."""
+    for k in range(n):
+        q = cq[k]
+        p = cp[k]
+        hxx = norm * np.float64(a0[k])
+        hxy = norm * np.float64(a1[k])
+        hxz = norm * np.float64(a2[k])
+        hyy = norm * np.float64(a3[k])
+        hyz = norm * np.float64(a4[k])
+        hzz = norm * np.float64(a5[k])
+        e1 = q + p * cb[k]
+        # the other two from the trace and the sum of principal minors, as in _eig3
+        s23 = 3.0 * q - e1
+        m2 = hxx * hyy - hxy * hxy + hxx * hzz - hxz * hxz + hyy * hzz - hyz * hyz
+        prod = m2 - e1 * s23
+        disc = 0.25 * s23 * s23 - prod
+        h = math.sqrt(max(disc, 0.0))
+        e2 = min(0.5 * s23 + h, e1)
+        e3 = 0.5 * s23 - h
+        deg = p <= 0.0
+        e1 = q if deg else e1
+        e2 = q if deg else e2
+        e3 = q if deg else e3
+        mid = max(abs(e2), abs(e3))
+        cg[k] = mid
+        ce[k] = e1
+        # exp(-y) <= 1 / (1 + y): skip the exponential where even that bound on the measure,
+        # e1 / (1 + R² / 2α²) with R = mid / e1, cannot beat the running maximum
+        ub = e1 * e1 * e1 * inv_ref * 1.000000000001
+        ok[k] = ok[k] & (e1 > 0.0) & (-e3 <= e1) & (ub > cc[k] * (e1 * e1 + mid * mid * inv_2a2))
+
+
+@njit(cache=True, error_model="numpy")
+def _row_sheet(a0, a1, a2, a3, a4, a5, norm, inv_ref, inv_2a2, orow, w, wf, idx, flag):
+    """Raise ``orow`` to the sheet measure of one row of Hessians (entries ``norm * aK``).
+
+    Works in stages over the row, each a simple loop of independent iterations that the
+    compiler vectorises, rather than one long dependent chain per voxel: a cheap bound on
+    λ1 for every voxel, then the eigenvalues where it passes (all voxels when most pass,
+    else only those, packed), the exponential only where it can matter. Gives :func:`_eig3`
+    + :func:`_sheet_measure` to double rounding. ``w``, ``wf``, ``idx``, ``flag``: scratch.
+    """
+    nx = a0.size
+    cq, cp, cc, cb, cg, ce = w[0], w[1], w[2], w[3], w[4], w[5]
+    ok, fix = flag[0], flag[1]
+    n = 0
+    for x in range(nx):
+        hxx = norm * np.float64(a0[x])
+        hxy = norm * np.float64(a1[x])
+        hxz = norm * np.float64(a2[x])
+        hyy = norm * np.float64(a3[x])
+        hyz = norm * np.float64(a4[x])
+        hzz = norm * np.float64(a5[x])
+        q = (hxx + hyy + hzz) / 3.0
+        p1 = hxy * hxy + hxz * hxz + hyz * hyz
+        aq = hxx - q
+        dq = hyy - q
+        fq = hzz - q
+        p2 = aq * aq + dq * dq + fq * fq + 2.0 * p1
+        p = math.sqrt(p2 / 6.0)
+        cur = max(np.float64(orow[x]), 1e-2)
+        cq[x] = q
+        cp[x] = p
+        cc[x] = cur
+        # λ1 <= q + 2p: where even that stays below the running maximum (or 0.01) there is
+        # nothing to gain
+        keep = (q + 2.0 * p) * inv_ref > cur
+        ok[x] = keep
+        n += keep
+    if n == 0:
+        return
+    if 2 * n > nx:  # most pass: work on the whole row, masked
+        n = nx
+        s0, s1, s2, s3, s4, s5 = a0, a1, a2, a3, a4, a5
+        for x in range(nx):
+            idx[x] = x
+    else:  # pack the survivors (branch-free; in place, the write index never passes x)
+        s0, s1, s2, s3, s4, s5 = wf[0], wf[1], wf[2], wf[3], wf[4], wf[5]
+        k = 0
+        for x in range(nx):
+            idx[k] = x
+            s0[k] = a0[x]
+            s1[k] = a1[x]
+            s2[k] = a2[x]
+            s3[k] = a3[x]
+            s4[k] = a4[x]
+            s5[k] = a5[x]
+            cq[k] = cq[x]
+            cp[k] = cp[x]
+            cc[k] = cc[x]
+            ok[k] = ok[x]
+            k += ok[x]
+    _lambda1(s0, s1, s2, s3, s4, s5, cq, cp, norm, n, cb, fix)
+    _plate(s0, s1, s2, s3, s4, s5, cq, cp, cb, cc, norm, inv_ref, inv_2a2, n, cg, ce, ok)
+    for k in range(n):
+        if ok[k]:
+            e1 = ce[k]
+            ra = cg[k] / e1
+            s = math.exp(-ra * ra * inv_2a2) * e1 * inv_ref
+            if s >= 1e-2:
+                s = min(s, 1.0)
+                x = idx[k]
+                if s > orow[x]:
+                    orow[x] = s
+
+
+@njit(parallel=True, fastmath=False, cache=True, error_model="numpy")
 def _z_pass_sheet(b00, b01, b02, b10, b11, b20, g0, g1, g2, norm, inv_ref, inv_2a2,
                   out, hess_out, want_hess):  # pragma: no cover - compiled
     """Finish the Hessian along z, take eigenvalues and keep the maximum sheetness in ``out``.
 
-    ``norm`` is σ² times the sign (−σ² for bright sheets).
+    ``norm`` is σ² times the sign (−σ² for bright sheets). Threads split the rows (y) and
+    walk z innermost, so the 2r + 1 rows of the z window are reused from cache rather than
+    read again from memory for every z.
     """
     nz, ny, nx = b00.shape
     r = (g0.size - 1) // 2
-    for z in prange(nz):
+    for y in prange(ny):
         a0 = np.empty(nx, np.float32)
         a1 = np.empty(nx, np.float32)
         a2 = np.empty(nx, np.float32)
         a3 = np.empty(nx, np.float32)
         a4 = np.empty(nx, np.float32)
         a5 = np.empty(nx, np.float32)
-        for y in range(ny):
-            w0 = g0[r]
-            w2 = g2[r]
-            for x in range(nx):
-                a0[x] = w0 * b20[z, y, x]
-                a1[x] = w0 * b11[z, y, x]
-                a2[x] = 0.0
-                a3[x] = w0 * b02[z, y, x]
-                a4[x] = 0.0
-                a5[x] = w2 * b00[z, y, x]
+        w = np.empty((6, nx), np.float64)
+        wf = np.empty((6, nx), np.float32)
+        idx = np.empty(nx, np.int64)
+        flag = np.empty((2, nx), np.uint8)
+        for z in range(nz):
+            _row_scale(a0, b20[z, y], g0[r])
+            _row_scale(a1, b11[z, y], g0[r])
+            _row_zero(a2)
+            _row_scale(a3, b02[z, y], g0[r])
+            _row_zero(a4)
+            _row_scale(a5, b00[z, y], g2[r])
             for j in range(1, r + 1):
                 zm = max(z - j, 0)
                 zq = min(z + j, nz - 1)
-                w0 = g0[r + j]
-                w1 = g1[r - j]
-                w2 = g2[r + j]
-                for x in range(nx):
-                    a0[x] += w0 * (b20[zm, y, x] + b20[zq, y, x])  # xx
-                    a1[x] += w0 * (b11[zm, y, x] + b11[zq, y, x])  # xy
-                    a2[x] += w1 * (b10[zq, y, x] - b10[zm, y, x])  # xz
-                    a3[x] += w0 * (b02[zm, y, x] + b02[zq, y, x])  # yy
-                    a4[x] += w1 * (b01[zq, y, x] - b01[zm, y, x])  # yz
-                    a5[x] += w2 * (b00[zm, y, x] + b00[zq, y, x])  # zz
+                _row_even(a0, b20[zm, y], b20[zq, y], g0[r + j])  # xx
+                _row_even(a1, b11[zm, y], b11[zq, y], g0[r + j])  # xy
+                _row_odd(a2, b10[zm, y], b10[zq, y], g1[r - j])  # xz
+                _row_even(a3, b02[zm, y], b02[zq, y], g0[r + j])  # yy
+                _row_odd(a4, b01[zm, y], b01[zq, y], g1[r - j])  # yz
+                _row_even(a5, b00[zm, y], b00[zq, y], g2[r + j])  # zz
+            if not want_hess:
+                _row_sheet(a0, a1, a2, a3, a4, a5, norm, inv_ref, inv_2a2, out[z, y], w, wf,
+                           idx, flag)
+                continue
             for x in range(nx):
-                hxx = norm * np.float64(a0[x])
-                hxy = norm * np.float64(a1[x])
-                hxz = norm * np.float64(a2[x])
-                hyy = norm * np.float64(a3[x])
-                hyz = norm * np.float64(a4[x])
-                hzz = norm * np.float64(a5[x])
-                if not want_hess:
-                    # cheap bounds (λ1 <= q + 2p, and the plate factor from the norm): skip the
-                    # trigonometry where the result cannot raise the running maximum (or stays
-                    # below the 0.01 resolution)
-                    q = (hxx + hyy + hzz) / 3.0
-                    dx_ = hxx - q
-                    dy_ = hyy - q
-                    dz_ = hzz - q
-                    p2 = (dx_ * dx_ + dy_ * dy_ + dz_ * dz_
-                          + 2.0 * (hxy * hxy + hxz * hxz + hyz * hyz))
-                    l1 = q + 2.0 * math.sqrt(p2 / 6.0)
-                    cur = max(out[z, y, x], 1e-2)
-                    if l1 * inv_ref <= cur:
-                        continue
-                    # and the plate factor: |λ2|² + |λ3|² = ||H||² − λ1² >= ||H||² − l1²
-                    rest = 3.0 * q * q + p2 - l1 * l1
-                    if rest > 0.0:
-                        rmin2 = 0.5 * rest / (l1 * l1)
-                        if math.exp(-rmin2 * inv_2a2) * l1 * inv_ref <= cur:
-                            continue
-                e1, e2, e3 = _eig3(hxx, hxy, hxz, hyy, hyz, hzz)
-                if want_hess:
-                    hess_out[0, z, y, x] = e1
-                    hess_out[1, z, y, x] = e2
-                    hess_out[2, z, y, x] = e3
+                e1, e2, e3 = _eig3(norm * np.float64(a0[x]), norm * np.float64(a1[x]),
+                                   norm * np.float64(a2[x]), norm * np.float64(a3[x]),
+                                   norm * np.float64(a4[x]), norm * np.float64(a5[x]))
+                hess_out[0, z, y, x] = e1
+                hess_out[1, z, y, x] = e2
+                hess_out[2, z, y, x] = e3
                 s = _sheet_measure(e1, e2, e3, inv_ref, inv_2a2)
                 if s > out[z, y, x]:
                     out[z, y, x] = s
