@@ -71,7 +71,7 @@ class FakeStages:
 
     @staticmethod
     def find_cell(volume, voxel_size_um, *, anode="auto", where="step 0"):
-        if volume.max() < 0.9:
+        if float(volume.max()) < 0.9:
             raise InputError(f"no electrolyte layer found in {where}")
         fp = np.ones(volume.shape[1:], bool)
         side = "top" if anode == "auto" else anode
@@ -87,25 +87,23 @@ class FakeStages:
         return np.zeros(3)
 
     @staticmethod
-    def apply_shift(volume, shift, order=1):
-        return np.asarray(volume, np.float32)
-
-    @staticmethod
-    def match_intensity(volume, reference, mask=None):
-        return np.asarray(volume, np.float32)
+    def align_step(moving, reference, shift, out, *, mask_fn=None):
+        out[...] = np.asarray(moving, np.float32)
+        return 1.0, 0.0
 
     @classmethod
-    def segment_step(cls, volume, geometry, *, reference=None, previous=None, params=None):
+    def segment_step(cls, volume, geometry, *, reference=None, previous=None, params=None,
+                     **kwargs):
         t = len(cls.calls)
         if cls.fail_at is not None and t == cls.fail_at:
             cls.fail_at = None
             raise RuntimeError("simulated interruption")
         cls.calls.append(t)
-        crack = (volume < params.threshold).astype(np.uint8)
+        crack = (np.asarray(volume[...]) < params.threshold).astype(np.uint8)
         crack[: int(Z_ANODE) + 1] = 0
         crack[int(Z_CATHODE) + 1:] = 0
         if previous is not None:
-            crack |= previous
+            crack |= np.asarray(previous[...])
         return _Seg(crack, None, np.zeros_like(crack))
 
 

@@ -34,11 +34,8 @@ from dendritect.measure.cracks import (
     CRACK_COLUMNS,
     SPAN_TOLERANCE_VOX,
     CrackHistory,
-    measure_cracks,
-    measure_step,
 )
 from dendritect.predict.forecast import forecast_span
-from dendritect.track.link import time_of_arrival, track_cracks
 
 __all__ = ["METRIC_COLUMNS", "analyze"]
 
@@ -89,37 +86,102 @@ class _Stages:
 
     def __init__(self) -> None:
         from dendritect.io.readers import check_volume
-        from dendritect.preprocess.cell import decide_anode, find_cell
-        from dendritect.preprocess.normalise import match_intensity
-        from dendritect.preprocess.register import apply_shift, estimate_shift
+        from dendritect.preprocess.large import (
+            align_step,
+            decide_anode_bounded,
+            estimate_shift_bounded,
+            find_cell_bounded,
+        )
         from dendritect.segment.cracks import SegmentParams, segment_step
 
         self.check_volume = check_volume
-        self.find_cell = find_cell
-        self.decide_anode = decide_anode
-        self.match_intensity = match_intensity
-        self.estimate_shift = estimate_shift
-        self.apply_shift = apply_shift
+        self.find_cell = find_cell_bounded
+        self.decide_anode = decide_anode_bounded
+        self.estimate_shift = estimate_shift_bounded
+        self.align_step = align_step
         self.segment_step = segment_step
         self.SegmentParams = SegmentParams
 
 
-def _read_step(series: Any, t: int, stages: _Stages) -> np.ndarray:
-    vol = series.step(t)
+class _StepView:
+    """Step ``t`` of a (t, z, y, x) Zarr array, sliced like a 3D array (nothing loaded)."""
+
+    def __init__(self, arr: Any, t: int) -> None:
+        self.arr, self.t = arr, int(t)
+        self.shape = tuple(arr.shape[1:])
+        self.dtype = arr.dtype
+        self.ndim = 3
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        key = key if isinstance(key, tuple) else (key,)
+        return self.arr[(self.t, *key)]
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        key = key if isinstance(key, tuple) else (key,)
+        self.arr[(self.t, *key)] = value
+
+
+class _Discard:
+    """Accepts writes and keeps nothing (the pore masks are not part of the results)."""
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        pass
+
+
+def _step(series: Any, t: int, stages: _Stages) -> Any:
+    """Step ``t``, lazy (read plane by plane by the stages), after the input checks."""
+    vol = series.data[t]
     stages.check_volume(vol, f"{series.source} step {t}")
-    return np.asarray(vol, dtype=np.float32)
+    return vol
 
 
-def _aligned(series: Any, t: int, reference: np.ndarray, mask: np.ndarray | None,
-             stages: _Stages) -> tuple[np.ndarray, np.ndarray]:
-    """Step ``t`` registered onto step 0 and intensity-matched to it; and the shift used."""
-    vol = _read_step(series, t, stages)
+def _plane_chunk(shape: tuple[int, int, int]) -> int:
+    """Planes per chunk of the stored masks: whole steps when small, ~16 MB of uint8 else."""
+    return int(max(1, min(shape[0], 2**24 // max(1, shape[1] * shape[2]))))
+
+
+def _mask_fn(geometry: Any, shape: tuple[int, int, int]):
+    """The electrolyte mask of planes ``z0..z1`` (grey levels are matched on it)."""
+    zmask = geometry.z_mask(shape[0])
+    fp = np.asarray(geometry.footprint, dtype=bool)
+
+    def mask(z0: int, z1: int) -> np.ndarray:
+        return zmask[z0:z1, None, None] & fp[None]
+
+    return mask
+
+
+def _aligned(series: Any, t: int, reference: Any, geometry: Any, out: Any,
+             stages: _Stages) -> tuple[Any, np.ndarray]:
+    """Step ``t`` registered onto step 0 and intensity-matched to it (written into ``out``);
+    and the shift used. Step 0 is the reference itself."""
     if t == 0:
         return reference, np.zeros(3)
-    shift = np.asarray(stages.estimate_shift(reference, vol), dtype=np.float64)
-    moved = stages.apply_shift(vol, shift)
-    return np.asarray(stages.match_intensity(moved, reference, mask=mask),
-                      dtype=np.float32), shift
+    moving = _step(series, t, stages)
+    shift = np.asarray(stages.estimate_shift(reference, moving), dtype=np.float64)
+    stages.align_step(moving, reference, shift, out,
+                      mask_fn=_mask_fn(geometry, tuple(reference.shape)))
+    return out, shift
+
+
+def _plane(vol: Any, key: Any) -> np.ndarray:
+    return np.asarray(vol[key], dtype=np.float32)
+
+
+def _aligned_store(work: Path, shape: tuple[int, int, int]) -> Any:
+    """Where each registered step is written: memory when a step fits the budget (or no
+    budget is set), else a float32 Zarr array of z-slabs in the run's scratch folder."""
+    from dendritect.parallel.cluster import current_context
+
+    ctx = current_context()
+    limit = None if ctx is None else ctx.memory_limit_bytes
+    nbytes = 4 * int(np.prod(shape))
+    if limit is None or 4 * nbytes <= limit:
+        return np.zeros(shape, np.float32)
+    work.mkdir(parents=True, exist_ok=True)
+    return zarr.create_array(store=str(work / "aligned.zarr"), shape=shape, dtype="float32",
+                             chunks=(_plane_chunk(shape) // 4 or 1, *shape[1:]),
+                             overwrite=True)
 
 
 def _progress(enabled: bool):
@@ -280,26 +342,33 @@ def _analyze(input_path: Path, out: Path, *, voxel_size: Any, dataset: str | Non
             raise InputError(f"--resume: the unfinished run in {out} used other settings; "
                              "run again with the same options, or without --resume")
 
-        reference = _read_step(series, 0, stages)
+        # Nothing below holds a whole step in float32 unless it fits the memory budget: steps
+        # are read plane by plane, the aligned step goes to a scratch store, and tracking and
+        # measuring work on the crack voxels.
+        reference = _step(series, 0, stages)
         geometry = stages.find_cell(reference, spacing, anode=anode,
                                     where=f"{input_path} step 0")
+        work = partial / "work"
+        aligned = _aligned_store(work, shape)
+        if isinstance(aligned, np.ndarray):
+            # the step fits the budget: read step 0 once
+            reference = np.asarray(reference, dtype=np.float32)
         if state is None:
             decided = anode
             if anode == "auto":
                 if n > 1:
-                    mask = geometry.electrolyte_mask(shape)
-                    last, _ = _aligned(series, n - 1, reference, mask, stages)
+                    last, _ = _aligned(series, n - 1, reference, geometry, aligned, stages)
                     decided = str(stages.decide_anode(reference, last, geometry))
-                    del last
                 else:
                     decided = str(geometry.anode)
             state = {"fingerprint": fp, "anode": decided, "done": [], "shifts": {}}
             cz = zarr.open_group(str(partial / "cracks.zarr"), mode="w")
-            chunks = (1, *shape)
+            chunks = (1, _plane_chunk(shape), *shape[1:])
             R.create_array(cz, "crack", (n, *shape), "uint8", chunks=chunks)
             R.create_array(cz, "lithium", (n, *shape), "uint8", chunks=chunks)
             R.create_array(cz, "labels", (n, *shape), "int32", chunks=chunks)
-            R.create_array(cz, "time_of_arrival", shape, "int16", chunks=shape, fill_value=-1)
+            R.create_array(cz, "time_of_arrival", shape, "int16", chunks=chunks[1:],
+                           fill_value=-1)
             pz = zarr.open_group(str(partial / "previews.zarr"), mode="w")
             R.create_array(pz, "yx", (n, shape[1], shape[2]), "float32",
                            chunks=(1, shape[1], shape[2]), fill_value=0.0)
@@ -317,7 +386,6 @@ def _analyze(input_path: Path, out: Path, *, voxel_size: Any, dataset: str | Non
             elif state["anode"] != geometry.anode:
                 geometry = stages.find_cell(reference, spacing, anode=state["anode"],
                                             where=f"{input_path} step 0")
-        mask = geometry.electrolyte_mask(shape)
         zi, yi, xi = _preview_index(geometry, shape)
         cz = zarr.open_group(str(partial / "cracks.zarr"), mode="r+")
         pz = zarr.open_group(str(partial / "previews.zarr"), mode="r+")
@@ -328,26 +396,27 @@ def _analyze(input_path: Path, out: Path, *, voxel_size: Any, dataset: str | Non
         has_lithium = bool(state.get("has_lithium", True))
 
         done = set(int(t) for t in state["done"])
-        previous: np.ndarray | None = None
         todo = [t for t in range(n) if t not in done]
-        if todo and todo[0] > 0:
-            previous = np.asarray(cz["crack"][todo[0] - 1])
         with _progress(progress) as bar:
             task = bar.add_task("segmenting", total=n, completed=len(done)) if bar else None
             for t in todo:
-                vol, shift = _aligned(series, t, reference, mask, stages)
-                seg = stages.segment_step(vol, geometry, reference=None if t == 0 else reference,
-                                          previous=previous, params=params)
-                crack = np.asarray(seg.crack, dtype=np.uint8)
-                cz["crack"][t] = crack
+                vol, shift = _aligned(series, t, reference, geometry, aligned, stages)
+                crack_t = _StepView(cz["crack"], t)
+                li_t = _StepView(cz["lithium"], t)
+                seg = stages.segment_step(
+                    vol, geometry, reference=None if t == 0 else reference,
+                    previous=None if t == 0 else _StepView(cz["crack"], t - 1), params=params,
+                    out={"crack": crack_t, "lithium": li_t, "pores": _Discard()},
+                    scratch=work / "segment")
+                if seg.crack is not crack_t:
+                    crack_t[...] = np.asarray(seg.crack, dtype=np.uint8)
                 if seg.lithium is None:
                     has_lithium = False
-                else:
-                    cz["lithium"][t] = np.asarray(seg.lithium, dtype=np.uint8)
-                pz["yx"][t] = vol[zi]
-                pz["zx"][t] = vol[:, yi, :]
-                pz["zy"][t] = vol[:, :, xi]
-                previous = crack
+                elif seg.lithium is not li_t:
+                    li_t[...] = np.asarray(seg.lithium, dtype=np.uint8)
+                pz["yx"][t] = _plane(vol, zi)
+                pz["zx"][t] = _plane(vol, (slice(None), yi))
+                pz["zy"][t] = _plane(vol, (slice(None), slice(None), xi))
                 state["done"] = sorted(done | {t})
                 done.add(t)
                 state["shifts"][str(t)] = [round(float(s), 6) for s in shift]
@@ -355,27 +424,50 @@ def _analyze(input_path: Path, out: Path, *, voxel_size: Any, dataset: str | Non
                 R.write_state(partial, state)
                 if bar:
                     bar.advance(task)
-        del previous
+        shutil.rmtree(work, ignore_errors=True)
 
-        # Tracking, time of arrival and measurements stream over the stored masks.
-        def masks() -> Iterator[np.ndarray]:
-            for t in range(n):
-                yield np.asarray(cz["crack"][t])
+        # Tracking, time of arrival and measurements work on the crack voxels of each step
+        # (flat indices), read plane by plane from the stored masks.
+        from dendritect.measure.sparse import measure_cracks_voxels, measure_step_voxels
+        from dendritect.track.sparse import (
+            arrival_voxels,
+            mask_voxels,
+            track_voxels,
+            write_voxels,
+        )
 
-        cz["time_of_arrival"][...] = time_of_arrival(masks())
+        def crack_voxels(t: int) -> np.ndarray:
+            return mask_voxels(_StepView(cz["crack"], t))
+
+        first_flat, first_step = arrival_voxels(crack_voxels(t) for t in range(n))
+        write_voxels(cz["time_of_arrival"], first_flat, first_step, fill=-1)
+        del first_flat, first_step
         history = CrackHistory()
         crack_tables = []
         metric_rows = []
         shifts = [state["shifts"][str(t)] for t in range(n)]
-        for t, labels in enumerate(track_cracks(masks(), min_overlap_vox=min_overlap_vox)):
-            cz["labels"][t] = labels
-            lith = np.asarray(cz["lithium"][t]) if has_lithium else None
-            table = measure_cracks(labels, geometry, spacing, lithium=lith, time_s=float(times[t]),
-                                   t_index=t, span_tolerance_vox=span_tolerance_vox)
+        current: dict[int, np.ndarray] = {}
+
+        def steps() -> Iterator[np.ndarray]:
+            for t in range(n):
+                current[t] = crack_voxels(t)
+                yield current[t]
+
+        for t, labels in enumerate(track_voxels(steps(), shape,
+                                                min_overlap_vox=min_overlap_vox)):
+            flat = current.pop(t)
+            write_voxels(cz["labels"], flat, labels, t=t)
+            lith = None
+            if has_lithium:
+                li_flat = mask_voxels(_StepView(cz["lithium"], t))
+                lith = np.isin(flat, li_flat, assume_unique=True)
+            table = measure_cracks_voxels(flat, labels, shape, geometry, spacing, lithium=lith,
+                                          time_s=float(times[t]), t_index=t,
+                                          span_tolerance_vox=span_tolerance_vox)
             crack_tables.append(history.update(table))
             row = {"t_index": t, "time_s": float(times[t])}
-            row.update(measure_step(labels > 0, geometry, spacing, lithium=lith,
-                                    span_tolerance_vox=span_tolerance_vox))
+            row.update(measure_step_voxels(flat, shape, geometry, spacing, lithium=lith,
+                                           span_tolerance_vox=span_tolerance_vox))
             row.update(zip(("shift_dz_vox", "shift_dy_vox", "shift_dx_vox"), shifts[t],
                            strict=True))
             metric_rows.append(row)

@@ -216,14 +216,16 @@ def check_volume(volume: np.ndarray, where: str) -> None:
     InputError
         When ``volume`` is not 3D, has no voxels, or holds only NaN.
     """
-    vol = np.asarray(volume)
-    if vol.ndim != 3:
-        raise InputError(f"{where}: expected a 3D volume (z, y, x), got shape {vol.shape}")
-    if vol.size == 0:
-        raise InputError(f"{where}: empty volume (shape {vol.shape})")
-    if vol.dtype.kind in "fc":
+    # a lazy (dask) step stays lazy: only what the checks need is read
+    vol = volume if hasattr(volume, "ndim") and hasattr(volume, "dtype") else np.asarray(volume)
+    shape = tuple(vol.shape)
+    if len(shape) != 3:
+        raise InputError(f"{where}: expected a 3D volume (z, y, x), got shape {shape}")
+    if 0 in shape:
+        raise InputError(f"{where}: empty volume (shape {shape})")
+    if np.dtype(vol.dtype).kind in "fc":
         # A finite first voxel settles it without scanning the whole volume.
-        if not np.isnan(vol.flat[0]):
+        if not np.isnan(np.asarray(vol[0, 0, 0])):
             return
-        if np.isnan(vol).all():
+        if bool(np.isnan(vol).all()):
             raise InputError(f"{where}: every voxel is NaN (no data in this step)")
