@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import zarr
@@ -27,7 +29,7 @@ def _same(a, b) -> None:
 @pytest.mark.parametrize("planes", [3, 7])
 def test_slabs_equal_whole_step(planes):
     ref, _ = make_cell(pores=PORES, noise=0.04, seed=3)
-    vol, truth = make_cell(pores=PORES, cracks=[(40, 12, 1.0), (22, 20, 1.5)], noise=0.04,
+    vol, _ = make_cell(pores=PORES, cracks=[(40, 12, 1.0), (22, 20, 1.5)], noise=0.04,
                            seed=4)
     geo = find_cell(ref, 1.0, anode="top")
     first = segment_step(ref, geo)
@@ -63,7 +65,7 @@ def test_slabs_from_and_into_zarr(tmp_path):
 
 
 def test_lithium_in_slabs_matches_whole_step():
-    vol, truth = make_cell(cracks=[(30, 12, 3.0)], crack_li=True, noise=0.01, psf=0.3)
+    vol, _ = make_cell(cracks=[(30, 12, 3.0)], crack_li=True, noise=0.01, psf=0.3)
     geo = find_cell(vol, 1.0, anode="top")
     whole = segment_step(vol, geo)
     sliced = segment_step(vol, geo, memory_limit=_limit(vol, 4))
@@ -101,7 +103,7 @@ def test_shape_moments_over_slabs_equal_component_shapes(tmp_path):
 def test_plan_slabs_covers_and_fits():
     plan = plan_slabs(100, 1000, 8, 60 * 1000 * SEGMENT_BYTES_PER_VOXEL, 2)
     assert plan[0][0] == 0 and plan[-1][1] == 100
-    assert all(a[1] == b[0] for a, b in zip(plan, plan[1:], strict=False))
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(plan))
     assert max(b - a for a, b in plan) + 16 <= 30  # two slabs and their halos in the budget
     # below that, slabs stay as thick as their halo (else the halo is most of the work)
     assert max(b - a for a, b in plan_slabs(100, 1000, 8, 1000, 2)) >= 8
