@@ -108,3 +108,19 @@ def test_plan_slabs_covers_and_fits():
     # below that, slabs stay as thick as their halo (else the halo is most of the work)
     assert max(b - a for a, b in plan_slabs(100, 1000, 8, 1000, 2)) >= 8
     assert plan_slabs(100, 1000, 8, None) == [(0, 100)]
+
+
+def test_slabs_on_a_local_cluster_equal_whole_step(tmp_path):
+    """Slab tasks run in two worker processes (a real scheduler on loopback)."""
+    pytest.importorskip("distributed")
+    from dendritect.parallel import compute_context
+
+    ref, _ = make_cell(pores=PORES, noise=0.04, seed=3)
+    vol, _ = make_cell(pores=PORES, cracks=[(40, 12, 1.0)], noise=0.04, seed=4)
+    geo = find_cell(ref, 1.0, anode="top")
+    whole = segment_step(vol, geo, reference=ref)
+    with compute_context(workers=2, memory_limit="256MB") as ctx:
+        assert ctx.kind == "local" and ctx.n_workers == 2
+        sliced = segment_step(vol, geo, reference=ref, memory_limit=_limit(vol, 4),
+                              scratch=tmp_path / "scratch")
+    _same(whole, sliced)
