@@ -11,14 +11,19 @@ from scipy import ndimage
 
 from dendritect.preprocess.cell import find_cell
 from dendritect.segment.cracks import component_shapes, segment_step
-from dendritect.segment.slabs import SEGMENT_BYTES_PER_VOXEL, Slabs, plan_slabs
+from dendritect.segment.slabs import (
+    SEGMENT_BYTES_PER_VOXEL,
+    Slabs,
+    plan_slabs,
+    slab_budget,
+)
 from tests.test_preprocess_cell import make_cell
 from tests.test_segment_cracks import PORES, _cell_with_pore_and_crack
 
 
 def _limit(vol, planes: int) -> int:
     """A budget that gives slabs of about ``planes`` planes plus halo (one task at a time)."""
-    return (planes + 16) * vol.shape[1] * vol.shape[2] * SEGMENT_BYTES_PER_VOXEL
+    return 4 * (planes + 16) * vol.shape[1] * vol.shape[2] * SEGMENT_BYTES_PER_VOXEL
 
 
 def _same(a, b) -> None:
@@ -36,7 +41,8 @@ def test_slabs_equal_whole_step(planes):
     whole = segment_step(vol, geo, reference=ref, previous=first.crack)
     assert whole.crack.sum() > 100  # a real crack, not an empty answer both ways
     lim = _limit(vol, planes)
-    assert len(plan_slabs(vol.shape[0], vol.shape[1] * vol.shape[2], 8, lim, 1)) > 3
+    assert len(plan_slabs(vol.shape[0], vol.shape[1] * vol.shape[2], 8, slab_budget(lim),
+                          1)) > 3
     sl_first = segment_step(ref, geo, memory_limit=lim)
     _same(first, sl_first)
     sliced = segment_step(vol, geo, reference=ref, previous=sl_first.crack, memory_limit=lim)
@@ -108,6 +114,10 @@ def test_plan_slabs_covers_and_fits():
     # below that, slabs stay as thick as their halo (else the halo is most of the work)
     assert max(b - a for a, b in plan_slabs(100, 1000, 8, 1000, 2)) >= 8
     assert plan_slabs(100, 1000, 8, None) == [(0, 100)]
+    # the process itself is budgeted outside the slabs
+    assert slab_budget(3 * 10**9) == 3 * 10**9 - 512 * 2**20
+    assert slab_budget(20 * 10**6) == 5 * 10**6
+    assert slab_budget(None) is None
 
 
 def test_slabs_on_a_local_cluster_equal_whole_step(tmp_path):

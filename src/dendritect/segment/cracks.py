@@ -36,7 +36,7 @@ from dendritect.errors import InputError
 from dendritect.parallel.chunked import sheetness_auto as sheetness
 from dendritect.parallel.chunked import sheetness_depth
 from dendritect.preprocess.cell import CellGeometry
-from dendritect.segment.slabs import Slabs, plan_slabs, slab_parallelism
+from dendritect.segment.slabs import Slabs, plan_slabs, slab_budget, slab_parallelism
 
 __all__ = ["SegmentParams", "StepSegmentation", "axial_lines", "component_shapes",
            "segment_step"]
@@ -658,6 +658,7 @@ def segment_step(volume, geometry: CellGeometry, *, reference=None, previous=Non
     pad = int(np.ceil(3 * max(p.sigmas_vox))) + 2
     box = _Box(geometry, shape, pad)
     limit, device, n_par = _budget(memory_limit, None)
+    limit = slab_budget(limit)
     halo = max(_smooth_reach(p.smooth_sigma_vox) + 1, sheetness_depth(p.sigmas_vox),
                2 * (int(p.axial_line_length_vox) // 2))
     plane = box.shape[1] * box.shape[2]

@@ -28,12 +28,26 @@ import dask
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["Slabs", "plan_slabs", "slab_parallelism"]
+__all__ = ["Slabs", "plan_slabs", "slab_budget", "slab_parallelism"]
 
 # Bytes per voxel of a slab (halo included) that the segmentation's first pass holds at once:
 # input, smoothed, background, darkness, sheetness and its filter's temporaries, the
 # axial-line filter. Measured: ~45 B (tracemalloc) over a whole step's segmentation.
 SEGMENT_BYTES_PER_VOXEL = 64
+
+
+# Memory the process needs beside the slabs' working sets: the interpreter with its libraries
+# (~280 MB measured), readers' and Zarr's buffers, the results being assembled.
+PROCESS_RESERVE_BYTES = 512 * 2**20
+
+
+def slab_budget(memory_limit_bytes: int | None) -> int | None:
+    """The part of a memory limit that slabs may use: the limit less
+    :data:`PROCESS_RESERVE_BYTES`, and at least a quarter of it."""
+    if memory_limit_bytes is None:
+        return None
+    lim = int(memory_limit_bytes)
+    return max(lim // 4, lim - PROCESS_RESERVE_BYTES)
 
 
 def plan_slabs(nz: int, plane_voxels: int, halo: int, memory_limit_bytes: int | None,
