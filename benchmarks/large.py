@@ -146,6 +146,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--out", type=Path, default=None, help="work folder (default: temporary)")
     ap.add_argument("--keep", action="store_true", help="keep the work folder")
     ap.add_argument("--no-analyze", action="store_true")
+    ap.add_argument("--no-filter", action="store_true",
+                    help="skip the filter-only pass (run analyze alone)")
     args = ap.parse_args(argv)
     if not 0 < args.scale <= 4:
         ap.error("--scale must be in (0, 4]")
@@ -163,37 +165,38 @@ def main(argv: list[str] | None = None) -> dict:
     try:
         result["write_seconds"] = write_series(store, shape)
         print(f"wrote {store} in {result['write_seconds']:.1f} s", flush=True)
-        rss_before = peak_rss_bytes()
-        with compute_context(args.scheduler, args.workers, limit) as ctx:
-            import zarr
+        if not args.no_filter:
+            rss_before = peak_rss_bytes()
+            with compute_context(args.scheduler, args.workers, limit) as ctx:
+                import zarr
 
-            series = zarr.open_array(str(store), mode="r")
-            masks = zarr.create_array(store=str(work / "candidates.zarr"),
-                                      shape=series.shape, dtype="uint8",
-                                      chunks=(1, *series.chunks[1:]), overwrite=True)
-            rows = []
-            t_all = time.perf_counter()
-            for t in range(N_STEPS):
-                t0 = time.perf_counter()
-                # each task reads its own block and halo from the store
-                s = sheetness_chunked(StepView(series, t), SIGMAS,
-                                      memory_limit=ctx.memory_per_task_bytes, n_parallel=1)
-                cand = (s > 0.3).astype(np.uint8)
-                da.store(cand[None], masks, regions=(slice(t, t + 1),), lock=False)
-                n_cand = int(da.from_zarr(masks)[t].sum().compute())
-                sec = time.perf_counter() - t0
-                rows.append({"t": t, "seconds": sec, "mvox_per_s": n_vox / sec / 1e6,
-                             "candidate_voxels": n_cand, "chunks": [c[0] for c in s.chunks]})
-                print(f"step {t}: {sec:7.1f} s  {n_vox / sec / 1e6:6.2f} Mvox/s  "
-                      f"{n_cand} crack-candidate voxels  chunks {rows[-1]['chunks']}",
-                      flush=True)
-            result["filter"] = {"scheduler": ctx.kind, "n_parallel": ctx.n_parallel,
-                                "memory_per_task_bytes": ctx.memory_per_task_bytes,
-                                "seconds": time.perf_counter() - t_all, "steps": rows}
-        result["peak_rss_mb"] = peak_rss_bytes() / 1e6
-        result["peak_rss_before_filter_mb"] = rss_before / 1e6
-        print(f"peak RSS {result['peak_rss_mb']:.0f} MB (limit {limit / 1e6:.0f} MB)",
-              flush=True)
+                series = zarr.open_array(str(store), mode="r")
+                masks = zarr.create_array(store=str(work / "candidates.zarr"),
+                                          shape=series.shape, dtype="uint8",
+                                          chunks=(1, *series.chunks[1:]), overwrite=True)
+                rows = []
+                t_all = time.perf_counter()
+                for t in range(N_STEPS):
+                    t0 = time.perf_counter()
+                    # each task reads its own block and halo from the store
+                    s = sheetness_chunked(StepView(series, t), SIGMAS,
+                                          memory_limit=ctx.memory_per_task_bytes, n_parallel=1)
+                    cand = (s > 0.3).astype(np.uint8)
+                    da.store(cand[None], masks, regions=(slice(t, t + 1),), lock=False)
+                    n_cand = int(da.from_zarr(masks)[t].sum().compute())
+                    sec = time.perf_counter() - t0
+                    rows.append({"t": t, "seconds": sec, "mvox_per_s": n_vox / sec / 1e6,
+                                 "candidate_voxels": n_cand, "chunks": [c[0] for c in s.chunks]})
+                    print(f"step {t}: {sec:7.1f} s  {n_vox / sec / 1e6:6.2f} Mvox/s  "
+                          f"{n_cand} crack-candidate voxels  chunks {rows[-1]['chunks']}",
+                          flush=True)
+                result["filter"] = {"scheduler": ctx.kind, "n_parallel": ctx.n_parallel,
+                                    "memory_per_task_bytes": ctx.memory_per_task_bytes,
+                                    "seconds": time.perf_counter() - t_all, "steps": rows}
+            result["peak_rss_mb"] = peak_rss_bytes() / 1e6
+            result["peak_rss_before_filter_mb"] = rss_before / 1e6
+            print(f"peak RSS {result['peak_rss_mb']:.0f} MB (limit {limit / 1e6:.0f} MB)",
+                  flush=True)
         if not args.no_analyze:
             result["analyze"] = _analyze(store, work, limit, args.scale)
     finally:

@@ -250,3 +250,14 @@ def test_align_step_bad_input():
         align_step(vol, vol, (0, 0, 0), np.zeros_like(vol),
                    mask_fn=lambda z0, z1: np.zeros((z1 - z0, 10, 12), bool))
     assert MAX_WHOLE_VOXELS == 2**25
+
+
+def test_find_cell_bounded_footprint_stays_inside_the_pellet(cell):
+    # 4x4 binning: a footprint upsampled from blocks would reach up to 3 voxels past the
+    # pellet wall and take in the dark die, which the segmentation would read as a crack
+    s0 = cell.scans[0]
+    want = find_cell(np.asarray(s0, np.float32), cell.voxel_size_um)
+    assert bin_factor(SHAPE, 2**16)[1] == 4
+    got = find_cell_bounded(_zarr(s0), cell.voxel_size_um, max_voxels=2**16)
+    assert _iou(got.footprint, want.footprint) >= 0.99
+    assert not (got.footprint & ~ndimage.binary_dilation(want.footprint)).any()

@@ -336,7 +336,9 @@ def find_cell_bounded(volume: Any, voxel_size_um: Any = None, *, anode: str = "a
     z_top, z_bot = _z_to_full(geo.z_anode_vox, kz), _z_to_full(geo.z_cathode_vox, kz)
     if z_top > z_bot:
         z_top, z_bot = z_bot, z_top
-    footprint = _upsampled(geo.footprint, ky, kx, ny, nx)
+    footprint = _full_footprint(volume, z_top, z_bot, float(geo.levels["electrolyte"]))
+    if footprint is None:
+        footprint = _upsampled(geo.footprint, ky, kx, ny, nx)
     # Block means of correlated noise (the point-spread function, reconstruction) keep more
     # than 1/sqrt(n) of its spread, and thin gaps beside the electrodes blur away: the noise
     # and the electrode footprints are measured again at full resolution, on a few slices.
@@ -374,6 +376,36 @@ def find_cell_bounded(volume: Any, voxel_size_um: Any = None, *, anode: str = "a
                         noise=float(noise), counter_electrode_footprint=fp_bot, flags=geo.flags)
     # __post_init__ puts interfaces and electrode footprints on the anode's side
     return dataclasses.replace(full, anode=geo.anode)
+
+
+def _full_footprint(volume: Any, z_top: float, z_bot: float, level_e: float,
+                    slab_vox: int = 16) -> np.ndarray | None:
+    """The pellet footprint at full resolution, by ``find_cell``'s rule.
+
+    The mean of the middle half of the layer, smoothed, thresholded between the pellet and
+    what surrounds it. An upsampled binned footprint is up to a block too wide at the pellet
+    wall, and the dark die or gap it then takes in reads as a crack along the wall.
+    """
+    from skimage.filters import threshold_otsu
+
+    _, ny, nx = (int(n) for n in volume.shape)
+    z0, z1 = int(np.ceil(z_top)), int(np.floor(z_bot)) + 1
+    q = max(1, (z1 - z0) // 4)
+    a, b = z0 + q, z1 - q
+    if b <= a:
+        return None
+    acc = np.zeros((ny, nx))
+    for lo in range(a, b, slab_vox):
+        acc += _read_f32(volume, lo, min(b, lo + slab_vox)).sum(axis=0, dtype=np.float64)
+    mid = ndimage.gaussian_filter((acc / (b - a)).astype(np.float32), 1.0)
+    sub = mid[:: max(1, ny // 256), :: max(1, nx // 256)]
+    try:
+        t_fp = threshold_otsu(sub)
+    except ValueError:
+        return None
+    t_fp = max(t_fp, 0.5 * (level_e + np.percentile(sub, 1)))
+    fp = _cell._largest_component(mid > t_fp)
+    return fp if fp.any() else None
 
 
 def _full_noise(volume: Any, footprint: np.ndarray, z_top: float, z_bot: float,
