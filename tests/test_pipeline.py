@@ -87,7 +87,7 @@ class FakeStages:
         return np.zeros(3)
 
     @staticmethod
-    def align_step(moving, reference, shift, out, *, mask_fn=None):
+    def align_step(moving, reference, shift, out, *, mask_fn=None, **kwargs):
         out[...] = np.asarray(moving, np.float32)
         return 1.0, 0.0
 

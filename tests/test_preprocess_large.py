@@ -218,6 +218,15 @@ def test_align_step_equals_whole_step(shift, slab, as_zarr):
                                want, rtol=1e-5)
     np.testing.assert_array_equal(s0, s0_before)
     np.testing.assert_array_equal(last, last_before)
+    # the reference's samples kept from one step to the next give the same answer
+    kept: dict = {}
+    for _ in range(2):
+        again = np.zeros(shape, np.float32)
+        assert align_step(src, ref, shift, again, slab_vox=slab, reference_samples=kept,
+                          mask_fn=lambda z0, z1: zm[z0:z1, None, None] & geo.footprint[None]
+                          ) == (gain, offset)
+        np.testing.assert_array_equal(again, np.asarray(out[...]))
+    assert len(kept) == 1
 
 
 def test_align_step_subsampled_fit_and_no_mask():

@@ -152,15 +152,23 @@ def _mask_fn(geometry: Any, shape: tuple[int, int, int]):
 
 
 def _aligned(series: Any, t: int, reference: Any, geometry: Any, out: Any,
-             stages: _Stages) -> tuple[Any, np.ndarray]:
+             stages: _Stages, samples: dict | None = None) -> tuple[Any, np.ndarray]:
     """Step ``t`` registered onto step 0 and intensity-matched to it (written into ``out``);
-    and the shift used. Step 0 is the reference itself."""
+    and the shift used. Step 0 is the reference itself. ``samples`` keeps the reference's
+    grey-level samples from one step to the next."""
     if t == 0:
         return reference, np.zeros(3)
     moving = _step(series, t, stages)
+    kwargs: dict[str, Any] = {}
+    if isinstance(out, np.ndarray):
+        # the step fits the budget: read it once, align it in one slab
+        moving = np.asarray(moving, dtype=np.float32)
+        kwargs["slab_vox"] = out.shape[0]
+    if samples is not None:
+        kwargs["reference_samples"] = samples
     shift = np.asarray(stages.estimate_shift(reference, moving), dtype=np.float64)
     stages.align_step(moving, reference, shift, out,
-                      mask_fn=_mask_fn(geometry, tuple(reference.shape)))
+                      mask_fn=_mask_fn(geometry, tuple(reference.shape)), **kwargs)
     return out, shift
 
 
@@ -399,8 +407,9 @@ def _analyze(input_path: Path, out: Path, *, voxel_size: Any, dataset: str | Non
         todo = [t for t in range(n) if t not in done]
         with _progress(progress) as bar:
             task = bar.add_task("segmenting", total=n, completed=len(done)) if bar else None
+            samples: dict = {}
             for t in todo:
-                vol, shift = _aligned(series, t, reference, geometry, aligned, stages)
+                vol, shift = _aligned(series, t, reference, geometry, aligned, stages, samples)
                 crack_t = _StepView(cz["crack"], t)
                 li_t = _StepView(cz["lithium"], t)
                 seg = stages.segment_step(

@@ -678,7 +678,8 @@ def _fit_samples(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 
 def align_step(moving: Any, reference: Any, shift: Any, out: Any, *,
                mask_fn: Callable[[int, int], np.ndarray] | None = None, slab_vox: int = 32,
-               max_voxels: int = MAX_WHOLE_VOXELS) -> tuple[float, float]:
+               max_voxels: int = MAX_WHOLE_VOXELS,
+               reference_samples: dict | None = None) -> tuple[float, float]:
     """Register a step and match its grey levels to the reference, slab by slab, into ``out``.
 
     Writes what ``match_intensity(apply_shift(moving, shift), reference, mask=mask)`` gives
@@ -702,6 +703,10 @@ def align_step(moving: Any, reference: Any, shift: Any, out: Any, *,
     max_voxels : int
         Unused by the computation (every size takes the same slab path, whose result does not
         depend on the slab size); kept so that every bounded function takes the same options.
+    reference_samples : dict, optional
+        A dict kept by the caller for one reference and one mask: the reference's smoothed
+        samples are stored in it at the first call and reused at the next ones (they are the
+        same for every step), which saves reading and smoothing the reference again.
 
     Returns
     -------
@@ -752,6 +757,8 @@ def align_step(moving: Any, reference: Any, shift: Any, out: Any, *,
     step = max(1, total // _normalise._MAX_SAMPLES)
 
     shifter = _Shifter(moving, s, nz)
+    key = (shape, tuple(slabs), tuple(counts), step)
+    cached = None if reference_samples is None else reference_samples.get(key)
     xs: list[np.ndarray] = []
     ys: list[np.ndarray] = []
     before = 0
@@ -761,13 +768,18 @@ def align_step(moving: Any, reference: Any, shift: Any, out: Any, *,
             m = mask_of(z0, z1)
             first = (-before) % step  # first masked voxel of this slab with index % step == 0
             sx = _smoothed(shifter.rows, z0, z1, nz)
-            sy = _smoothed(lambda a, b: _read_f32(reference, a, b), z0, z1, nz)
             vx = sx[m] if m is not None else sx.ravel()
-            vy = sy[m] if m is not None else sy.ravel()
             xs.append(vx[first::step].astype(np.float64))
-            ys.append(vy[first::step].astype(np.float64))
+            if cached is None:
+                sy = _smoothed(lambda a, b: _read_f32(reference, a, b), z0, z1, nz)
+                vy = sy[m] if m is not None else sy.ravel()
+                ys.append(vy[first::step].astype(np.float64))
         before += n_in
-    gain, offset = _fit_samples(np.concatenate(xs), np.concatenate(ys))
+    if cached is None:
+        cached = np.concatenate(ys)
+        if reference_samples is not None:
+            reference_samples[key] = cached
+    gain, offset = _fit_samples(np.concatenate(xs), cached)
     g32, o32 = np.float32(gain), np.float32(offset)
     for z0, z1 in slabs:
         # the same float32 operations as match_intensity
