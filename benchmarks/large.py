@@ -213,14 +213,19 @@ def _analyze(store: Path, work: Path, limit: int, scale: float) -> dict:
     import sys
 
     out_dir = work / "results"
-    cmd = [sys.executable, "-c", "from dendritect.cli.main import main; raise SystemExit(main())",
-           "analyze", str(store), "--out", str(out_dir), "--memory-limit", str(limit),
-           "--quiet", "--overwrite"]
+    # the child reports its own peak: a child's ru_maxrss as seen from here also counts the
+    # pages it shared with this process between fork and exec
+    code = ("import resource, sys\nfrom dendritect.cli.main import main\nrc = main(sys.argv[1:])\n"
+            "print('PEAK_KIB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "
+            "file=sys.stderr)\nraise SystemExit(rc)")
+    cmd = [sys.executable, "-c", code, "analyze", str(store), "--out", str(out_dir),
+           "--memory-limit", str(limit), "--quiet", "--overwrite"]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     sec = time.perf_counter() - t0
-    # ru_maxrss of the children: the analysis process (KiB on Linux)
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+    peaks = [int(line.split()[1]) for line in proc.stderr.splitlines()
+             if line.startswith("PEAK_KIB")]
+    peak = (peaks[-1] if peaks else resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) * 1024
     if proc.returncode != 0:
         print(f"analyze failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
         return {"error": proc.stderr.strip()[-2000:], "seconds": sec}
