@@ -644,38 +644,6 @@ def _slabs(nz: int, slab: int) -> list[tuple[int, int]]:
     return [(z, min(nz, z + slab)) for z in range(0, nz, slab)]
 
 
-def _fit_samples(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """The fit of :func:`~dendritect.preprocess.normalise.fit_gain_offset` on sampled pairs.
-
-    Mirrors the body of ``fit_gain_offset`` after smoothing and sampling, line by line (that
-    function takes whole volumes); the quantile fallback is normalise's own.
-    """
-    if not (np.isfinite(x).all() and np.isfinite(y).all()):
-        raise InputError("match_intensity: the volume holds NaN or infinite values")
-    if np.ptp(x) <= 0 or np.ptp(y) <= 0:
-        return 1.0, float(np.median(y) - np.median(x))
-    keep = np.ones(x.size, bool)
-    gain = offset = float("nan")
-    for _ in range(4):
-        xs, ys = x[keep], y[keep]
-        if xs.size < 100:
-            break
-        r = np.corrcoef(xs, ys)[0, 1]
-        if not np.isfinite(r) or r < 0.5:
-            return _normalise._quantile_fit(x, y)
-        gain = float(np.std(ys) / np.std(xs))
-        offset = float(np.mean(ys) - gain * np.mean(xs))
-        res = y - (gain * x + offset)
-        sd = 1.4826 * float(np.median(np.abs(res[keep] - np.median(res[keep]))))
-        new = np.abs(res) <= 3.5 * max(sd, 1e-12 * np.ptp(y))
-        if np.array_equal(new, keep):
-            break
-        keep = new
-    if not np.isfinite(gain) or gain <= 0:
-        return _normalise._quantile_fit(x, y)
-    return gain, offset
-
-
 def align_step(moving: Any, reference: Any, shift: Any, out: Any, *,
                mask_fn: Callable[[int, int], np.ndarray] | None = None, slab_vox: int = 32,
                max_voxels: int = MAX_WHOLE_VOXELS,
@@ -779,7 +747,7 @@ def align_step(moving: Any, reference: Any, shift: Any, out: Any, *,
         cached = np.concatenate(ys)
         if reference_samples is not None:
             reference_samples[key] = cached
-    gain, offset = _fit_samples(np.concatenate(xs), cached)
+    gain, offset = _normalise.fit_samples(np.concatenate(xs), cached)
     g32, o32 = np.float32(gain), np.float32(offset)
     for z0, z1 in slabs:
         # the same float32 operations as match_intensity

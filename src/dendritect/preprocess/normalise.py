@@ -64,6 +64,22 @@ def fit_gain_offset(volume: np.ndarray, reference: np.ndarray, *,
     # and their blurred edges remain
     x = _sample(ndimage.gaussian_filter(vol.astype(np.float32), _SMOOTH_VOX), m)
     y = _sample(ndimage.gaussian_filter(ref.astype(np.float32), _SMOOTH_VOX), m)
+    return fit_samples(x, y)
+
+
+def fit_samples(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """The robust gain/offset fit of :func:`fit_gain_offset` on sampled voxel pairs.
+
+    Parameters
+    ----------
+    x, y : numpy.ndarray
+        Smoothed grey levels of the step and of the reference at the same voxels.
+
+    Returns
+    -------
+    tuple of float
+        ``(gain, offset)`` with ``gain * x + offset ≈ y``.
+    """
     if not (np.isfinite(x).all() and np.isfinite(y).all()):
         raise InputError("match_intensity: the volume holds NaN or infinite values")
     if np.ptp(x) <= 0 or np.ptp(y) <= 0:
