@@ -687,8 +687,9 @@ def align_step(moving: Any, reference: Any, shift: Any, out: Any, *,
     smoothed shifted and reference values exactly as ``fit_gain_offset`` does: it takes every
     ``step``-th masked voxel in C order, ``step = max(1, n_masked // 2_000_000)``, so the masked
     voxels are counted per slab first and each slab keeps those whose global index is a
-    multiple of ``step``. The gain and offset are fitted on those pairs by the same loop; the
-    second pass rescales ``out`` in place.
+    multiple of ``step``. The gain and offset are fitted on those pairs by the same function
+    (:func:`~dendritect.preprocess.normalise.fit_samples`); the second pass rescales ``out``
+    in place.
     """
     shape = _check_volume(moving, "moving")
     shape_r = _check_volume(reference, "reference")
