@@ -292,6 +292,23 @@ def _largest_root(r):
 
 
 @njit(inline="always")
+def _half_det(a0, a1, a2, a3, a4, a5, cq, cp, norm, k):
+    """r = det(B) / 2 of voxel ``k``, B = (H − q I) / p (Smith's form of the cubic)."""
+    q = cq[k]
+    p = cp[k]
+    inv = 1.0 / p if p > 0.0 else 0.0
+    b11 = (norm * np.float64(a0[k]) - q) * inv
+    b22 = (norm * np.float64(a3[k]) - q) * inv
+    b33 = (norm * np.float64(a5[k]) - q) * inv
+    b12 = norm * np.float64(a1[k]) * inv
+    b13 = norm * np.float64(a2[k]) * inv
+    b23 = norm * np.float64(a4[k]) * inv
+    det = (b11 * (b22 * b33 - b23 * b23) - b12 * (b12 * b33 - b23 * b13)
+           + b13 * (b12 * b23 - b22 * b13))
+    return 0.5 * det
+
+
+@njit(inline="always")
 def _lambda1(a0, a1, a2, a3, a4, a5, cq, cp, norm, n, cb, fix):
     """``cb[k]`` = largest root b1 of b^3 - 3 b - 2 r (λ1 = q + p b1, Smith's form).
 
@@ -299,18 +316,7 @@ def _lambda1(a0, a1, a2, a3, a4, a5, cq, cp, norm, n, cb, fix):
     ``fix[k]`` marks the few not yet converged (near the double root b = 1).
     """
     for k in range(n):
-        q = cq[k]
-        p = cp[k]
-        inv = 1.0 / p if p > 0.0 else 0.0
-        b11 = (norm * np.float64(a0[k]) - q) * inv
-        b22 = (norm * np.float64(a3[k]) - q) * inv
-        b33 = (norm * np.float64(a5[k]) - q) * inv
-        b12 = norm * np.float64(a1[k]) * inv
-        b13 = norm * np.float64(a2[k]) * inv
-        b23 = norm * np.float64(a4[k]) * inv
-        det = (b11 * (b22 * b33 - b23 * b23) - b12 * (b12 * b33 - b23 * b13)
-               + b13 * (b12 * b23 - b22 * b13))
-        r = min(max(0.5 * det, -1.0), 1.0)
+        r = min(max(_half_det(a0, a1, a2, a3, a4, a5, cq, cp, norm, k), -1.0), 1.0)
         b = _b1_guess(math.sqrt(0.5 * (1.0 + r)))
         d = 3.0 * (b * b - 1.0)
         step = ((b * b - 3.0) * b - 2.0 * r) / d if d > 0.0 else 0.0
@@ -320,18 +326,7 @@ def _lambda1(a0, a1, a2, a3, a4, a5, cq, cp, norm, n, cb, fix):
         fix[k] = (b * step * step > 1e-15 * (b * b - 1.0)) | (r <= -1.0)
     for k in range(n):
         if fix[k]:
-            q = cq[k]
-            p = cp[k]
-            inv = 1.0 / p if p > 0.0 else 0.0
-            b11 = (norm * np.float64(a0[k]) - q) * inv
-            b22 = (norm * np.float64(a3[k]) - q) * inv
-            b33 = (norm * np.float64(a5[k]) - q) * inv
-            b12 = norm * np.float64(a1[k]) * inv
-            b13 = norm * np.float64(a2[k]) * inv
-            b23 = norm * np.float64(a4[k]) * inv
-            det = (b11 * (b22 * b33 - b23 * b23) - b12 * (b12 * b33 - b23 * b13)
-                   + b13 * (b12 * b23 - b22 * b13))
-            cb[k] = _largest_root(0.5 * det)
+            cb[k] = _largest_root(_half_det(a0, a1, a2, a3, a4, a5, cq, cp, norm, k))
 
 
 @njit(inline="always")
