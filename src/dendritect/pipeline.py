@@ -172,6 +172,34 @@ def _aligned(series: Any, t: int, reference: Any, geometry: Any, out: Any,
     return out, shift
 
 
+def _aligned_steps(series: Any, todo: list[int], reference: Any, geometry: Any, aligned: Any,
+                   stages: _Stages) -> Iterator[tuple[Any, np.ndarray]]:
+    """The steps of ``todo`` registered and intensity-matched, in order.
+
+    When a step fits the budget (``aligned`` in memory), the next step is registered in a
+    second buffer while the caller segments the current one: registration is mostly SciPy and
+    FFT code that releases the GIL, segmentation mostly numba, so the two overlap on the cores.
+    Larger steps are registered one after the other (two at once would not fit the budget).
+    """
+    samples: dict = {}
+    if not isinstance(aligned, np.ndarray) or len(todo) < 2:
+        for t in todo:
+            yield _aligned(series, t, reference, geometry, aligned, stages, samples)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    buffers = (aligned, np.zeros_like(aligned))
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        nxt = pool.submit(_aligned, series, todo[0], reference, geometry, buffers[0], stages,
+                          samples)
+        for i in range(len(todo)):
+            cur = nxt.result()
+            if i + 1 < len(todo):
+                nxt = pool.submit(_aligned, series, todo[i + 1], reference, geometry,
+                                  buffers[(i + 1) % 2], stages, samples)
+            yield cur
+
+
 def _plane(vol: Any, key: Any) -> np.ndarray:
     return np.asarray(vol[key], dtype=np.float32)
 
@@ -407,9 +435,8 @@ def _analyze(input_path: Path, out: Path, *, voxel_size: Any, dataset: str | Non
         todo = [t for t in range(n) if t not in done]
         with _progress(progress) as bar:
             task = bar.add_task("segmenting", total=n, completed=len(done)) if bar else None
-            samples: dict = {}
-            for t in todo:
-                vol, shift = _aligned(series, t, reference, geometry, aligned, stages, samples)
+            for t, (vol, shift) in zip(todo, _aligned_steps(series, todo, reference, geometry,
+                                                            aligned, stages), strict=True):
                 crack_t = _StepView(cz["crack"], t)
                 li_t = _StepView(cz["lithium"], t)
                 seg = stages.segment_step(
