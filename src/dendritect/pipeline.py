@@ -172,6 +172,9 @@ def _aligned(series: Any, t: int, reference: Any, geometry: Any, out: Any,
     return out, shift
 
 
+_PREFETCH_BYTES_PER_VOXEL = 128
+
+
 def _aligned_steps(series: Any, todo: list[int], reference: Any, geometry: Any, aligned: Any,
                    stages: _Stages) -> Iterator[tuple[Any, np.ndarray]]:
     """The steps of ``todo`` registered and intensity-matched, in order.
@@ -179,10 +182,17 @@ def _aligned_steps(series: Any, todo: list[int], reference: Any, geometry: Any, 
     When a step fits the budget (``aligned`` in memory), the next step is registered in a
     second buffer while the caller segments the current one: registration is mostly SciPy and
     FFT code that releases the GIL, segmentation mostly numba, so the two overlap on the cores.
-    Larger steps are registered one after the other (two at once would not fit the budget).
+    Otherwise (larger steps, or a budget that would not hold both) steps are registered one
+    after the other.
     """
+    from dendritect.parallel.cluster import current_context
+
+    ctx = current_context()
+    limit = None if ctx is None else ctx.memory_limit_bytes
+    # registering (~70 B a voxel) beside segmenting (~40 B) must fit the budget too
+    ahead = limit is None or _PREFETCH_BYTES_PER_VOXEL * int(np.prod(aligned.shape)) <= limit
     samples: dict = {}
-    if not isinstance(aligned, np.ndarray) or len(todo) < 2:
+    if not isinstance(aligned, np.ndarray) or len(todo) < 2 or not ahead:
         for t in todo:
             yield _aligned(series, t, reference, geometry, aligned, stages, samples)
         return
