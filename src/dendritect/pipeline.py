@@ -1,14 +1,17 @@
 """``dendritect analyze``: from a CT series to the results folder.
 
-Stages, one step in memory at a time::
+Stages, one step at a time::
 
     open_series -> find_cell (step 0) -> per step: check, register onto step 0, match intensity,
     segment -> track -> time of arrival -> measure -> span, forecast, short -> results folder
 
-The per-step loop writes each step's masks into ``DIR/.partial/cracks.zarr`` (one chunk per
-step) and records the step in ``DIR/.partial/state.json``; ``resume=True`` continues from the
-last recorded step. Tracking and measuring then stream over the stored masks. The results are
-moved into ``DIR`` at the end, ``summary.json`` last.
+A step that fits the memory budget is held whole; a larger one is read plane by plane,
+registered into a scratch store and segmented in z-slabs (``preprocess.large``,
+``segment.slabs``), with the same results. The per-step loop writes each step's masks into
+``DIR/.partial/cracks.zarr`` (z-slab chunks) and records the step in
+``DIR/.partial/state.json``; ``resume=True`` continues from the last recorded step. Tracking
+and measuring then stream over the stored masks, working on each step's crack voxels. The
+results are moved into ``DIR`` at the end, ``summary.json`` last.
 """
 
 from __future__ import annotations
