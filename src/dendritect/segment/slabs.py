@@ -32,8 +32,10 @@ __all__ = ["Slabs", "plan_slabs", "slab_budget", "slab_parallelism"]
 
 # Bytes per voxel of a slab (halo included) that the segmentation's first pass holds at once:
 # input, smoothed, background, darkness, sheetness and its filter's temporaries, the
-# axial-line filter. Measured: ~45 B (tracemalloc) over a whole step's segmentation.
-SEGMENT_BYTES_PER_VOXEL = 64
+# axial-line filter. Measured: ~40-45 B as RSS growth over a whole step; planned at 80 B for
+# what the allocator keeps and the readers' buffers (a full-size run planned at 64 B peaked at
+# the 3 GB limit).
+SEGMENT_BYTES_PER_VOXEL = 80
 
 
 # Memory the process needs beside the slabs' working sets: the interpreter with its libraries
