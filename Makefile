@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.install-stamp
 
-.PHONY: install demo test lint bench bench-large browser-check clean
+.PHONY: install demo test lint bench bench-large bench-robust browser-check clean
 
 install: $(STAMP)
 
@@ -29,6 +29,11 @@ bench: install
 # A 4-step 512x1024x1024 uint16 series through analyze with --memory-limit 3GB (long; not in CI).
 bench-large: install
 	$(BIN)/python -m benchmarks.large
+
+# Worst-case accuracy over randomised twin cells: tuning seeds 0-19, held-out 100-139
+# (docs/accuracy.md; long, not in CI). ROBUST_ARGS="--seeds 0-19" runs a part.
+bench-robust: install
+	$(BIN)/python -m benchmarks.robust --jobs 2 --write-docs $(ROBUST_ARGS)
 
 # Open the demo report in headless Chromium: no console errors, no network request, a screenshot.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
