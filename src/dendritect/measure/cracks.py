@@ -34,10 +34,10 @@ __all__ = [
 
 CRACK_COLUMNS = [
     "t_index", "time_s", "crack_id", "n_voxels", "front_depth_um", "li_front_depth_um",
-    "min_depth_um", "projected_area_um2", "surface_area_um2", "face_area_um2", "volume_um3",
-    "aperture_mean_um", "aperture_max_um", "normal_angle_deg", "kind",
-    "centroid_z_um", "centroid_y_um", "centroid_x_um", "edge_distance_um",
-    "origin_edge_distance_um", "front_speed_um_s", "anchored", "spanning",
+    "dry_tip_lead_um", "min_depth_um", "projected_area_um2", "surface_area_um2",
+    "face_area_um2", "volume_um3", "aperture_mean_um", "aperture_max_um", "normal_angle_deg",
+    "kind", "centroid_z_um", "centroid_y_um", "centroid_x_um", "edge_distance_um",
+    "origin_edge_distance_um", "front_speed_um_s", "anchored", "spanning", "volume_vox_um3",
 ]
 STEP_COLUMNS = [
     "front_depth_um", "front_depth_any_um", "li_front_depth_um", "crack_volume_um3",
@@ -142,6 +142,29 @@ def _aperture_um(mask: np.ndarray, spacing: np.ndarray,
     return float(ap.mean()), float(ap.max())
 
 
+def _face_area_um2(zz: np.ndarray, yy: np.ndarray, xx: np.ndarray, normal: np.ndarray,
+                   spacing: np.ndarray) -> float:
+    """Area of a crack's mid-surface (one face), µm², independent of its thickness.
+
+    The crack's voxels are projected along the voxel axis closest to its plane normal (PCA):
+    the distinct columns along that axis, times their cross-section, are the area of the
+    crack's shadow on the plane across that axis, which is the face area times the normal's
+    component along the axis. Dividing by that component gives the face area. For a flat crack
+    this is exact whatever its thickness and tilt (up to 54.7 degrees from the axis, the
+    most a nearest axis can be away): a thicker crack has longer columns, not more of them.
+    A curved crack is measured as its projection on its mean plane.
+    """
+    n = np.abs(np.asarray(normal, dtype=np.float64))
+    k = int(np.argmax(n))
+    idx = (zz, yy, xx)
+    a, b = (i for i in range(3) if i != k)
+    ia = np.asarray(idx[a], dtype=np.int64)
+    ib = np.asarray(idx[b], dtype=np.int64)
+    width = int(ib.max()) + 1 if ib.size else 1
+    cols = np.unique(ia * width + ib).size
+    return float(cols * spacing[a] * spacing[b] / max(n[k], 1.0 / np.sqrt(3.0)))
+
+
 def _normal(coords_um: np.ndarray) -> np.ndarray:
     """Unit normal of the best-fit plane (PCA: direction of least spread)."""
     if coords_um.shape[0] < 3:
@@ -177,7 +200,8 @@ class _StepFrame:
 
 
 def _crack_row(cid: int, sub: np.ndarray, origin: tuple[int, int, int],
-              lithium: np.ndarray | None, frame: _StepFrame) -> dict[str, Any]:
+              lithium: np.ndarray | None, frame: _StepFrame,
+              fraction: np.ndarray | None = None) -> dict[str, Any]:
     """One row of :func:`measure_cracks`: the measurements of one crack.
 
     Parameters
@@ -193,6 +217,10 @@ def _crack_row(cid: int, sub: np.ndarray, origin: tuple[int, int, int],
         order), or None when not known.
     frame : _StepFrame
         Geometry, voxel size and step of the crack.
+    fraction : ndarray of float or None
+        Crack fraction (deficit volume, voxels) of each crack voxel in the same order, from
+        :func:`dendritect.measure.deficit.crack_fraction`; gives ``volume_um3`` and
+        ``aperture_mean_um`` from the grey-level deficit. Without it both come from the mask.
     """
     spacing, depth, thick, edge = frame.spacing, frame.depth, frame.thick, frame.edge
     tol = frame.span_tolerance_vox
@@ -221,20 +249,30 @@ def _crack_row(cid: int, sub: np.ndarray, origin: tuple[int, int, int],
         li = np.asarray(lithium, dtype=bool)
         li_front = _front_um(d[li].max(), thick, spacing[0]) if li.any() else 0.0
     proj = np.unique(yy.astype(np.int64) * frame.shape[2] + xx).size
+    front = thick * spacing[0] if spanning else _front_um(d.max(), thick, spacing[0])
+    vol_vox = float(zz.size * np.prod(spacing))
+    if fraction is None:
+        volume, ap_used = vol_vox, ap_mean
+        face = float(zz.size * np.prod(spacing) / ap_mean)
+    else:
+        frac = np.asarray(fraction, dtype=np.float64)
+        volume = float(max(frac.sum(), 0.0) * np.prod(spacing))
+        face = _face_area_um2(zz, yy, xx, normal, spacing)
+        ap_used = volume / face if face > 0 else float("nan")
     return {
         "t_index": frame.t_index,
         "time_s": frame.time_s,
         "crack_id": int(cid),
         "n_voxels": int(zz.size),
-        "front_depth_um": thick * spacing[0] if spanning else _front_um(d.max(), thick,
-                                                                           spacing[0]),
+        "front_depth_um": front,
         "li_front_depth_um": li_front,
+        "dry_tip_lead_um": front - li_front,
         "min_depth_um": float(max(d.min() - 0.5, 0.0) * spacing[0]),
         "projected_area_um2": float(proj * spacing[1] * spacing[2]),
         "surface_area_um2": surf,
-        "face_area_um2": float(zz.size * np.prod(spacing) / ap_mean),
-        "volume_um3": float(zz.size * np.prod(spacing)),
-        "aperture_mean_um": ap_mean,
+        "face_area_um2": face,
+        "volume_um3": volume,
+        "aperture_mean_um": ap_used,
         "aperture_max_um": ap_max,
         "normal_angle_deg": angle,
         "kind": "spallation" if angle < SPALLATION_MAX_ANGLE_DEG else "transverse",
@@ -246,12 +284,13 @@ def _crack_row(cid: int, sub: np.ndarray, origin: tuple[int, int, int],
         "front_speed_um_s": float("nan"),
         "anchored": int(anchored),
         "spanning": int(spanning),
+        "volume_vox_um3": vol_vox,
     }
 
 
 def measure_cracks(labels: np.ndarray, geometry: Any, voxel_size_um: Any, *,
-                   lithium: np.ndarray | None = None, time_s: float = 0.0,
-                   t_index: int = 0,
+                   lithium: np.ndarray | None = None, fraction: np.ndarray | None = None,
+                   time_s: float = 0.0, t_index: int = 0,
                    span_tolerance_vox: float = SPAN_TOLERANCE_VOX) -> pd.DataFrame:
     """Measure every labelled crack of one step.
 
@@ -264,7 +303,11 @@ def measure_cracks(labels: np.ndarray, geometry: Any, voxel_size_um: Any, *,
     voxel_size_um : float or (dz, dy, dx)
         Voxel size in micrometres.
     lithium : ndarray, optional
-        1 where a crack voxel holds lithium; gives ``li_front_depth_um`` (NaN without it).
+        1 where a crack voxel holds lithium; gives ``li_front_depth_um`` and
+        ``dry_tip_lead_um`` (NaN without it).
+    fraction : ndarray of float, optional
+        Crack fraction of every voxel (:func:`dendritect.measure.deficit.crack_fraction`):
+        ``volume_um3`` and ``aperture_mean_um`` then come from the grey-level deficit.
     time_s, t_index : float, int
         Written into every row.
     span_tolerance_vox : float
@@ -276,12 +319,18 @@ def measure_cracks(labels: np.ndarray, geometry: Any, voxel_size_um: Any, *,
     pandas.DataFrame
         One row per crack id, columns :data:`CRACK_COLUMNS`, sorted by ``crack_id``:
         ``front_depth_um`` far face of the deepest voxel below the anode interface (the
-        thickness for a spanning crack);
+        thickness for a spanning crack); ``dry_tip_lead_um`` how far the front runs ahead
+        of the lithium in the crack (``front_depth_um - li_front_depth_um``);
         ``projected_area_um2`` area of the crack's shadow on the interface plane;
         ``surface_area_um2`` area of the crack's whole boundary by marching cubes (both faces
-        and the rim); ``face_area_um2`` area of its mid-surface, volume divided by mean aperture
-        (one face); ``volume_um3`` voxel count times voxel volume;
-        ``aperture_mean_um``/``aperture_max_um`` opening on the mid-surface; ``normal_angle_deg``
+        and the rim); ``face_area_um2`` area of its mid-surface (one face);
+        ``volume_um3`` voxel count times voxel volume, or with ``fraction`` the sum of the
+        crack fraction over its voxels times the voxel volume (at least 0); ``volume_vox_um3``
+        always the voxel count times voxel volume; ``aperture_mean_um`` volume divided by
+        face area (with ``fraction``; the face area is the distinct columns along the voxel
+        axis nearest the crack normal over that axis' normal component) or, without it, the
+        opening on the mid-surface, with ``face_area_um2`` the volume divided by it;
+        ``aperture_max_um`` largest opening of the mask on the mid-surface; ``normal_angle_deg``
         angle between the crack's plane normal (PCA) and z, and ``kind`` "spallation" below 45°
         else "transverse"; ``edge_distance_um`` in-plane distance of the centroid from the
         electrode edge. ``origin_edge_distance_um`` (the value where the crack was first seen)
@@ -294,6 +343,11 @@ def measure_cracks(labels: np.ndarray, geometry: Any, voxel_size_um: Any, *,
         lithium = _check(lithium, "lithium")
         if lithium.shape != labels.shape:
             raise InputError(f"lithium shape {lithium.shape} differs from labels {labels.shape}")
+    if fraction is not None:
+        fraction = _check(fraction, "fraction")
+        if fraction.shape != labels.shape:
+            raise InputError(f"fraction shape {fraction.shape} differs from labels "
+                             f"{labels.shape}")
     frame = _StepFrame.of(labels.shape, geometry, spacing, time_s=time_s, t_index=t_index,
                           span_tolerance_vox=span_tolerance_vox)
     rows = []
@@ -304,7 +358,8 @@ def measure_cracks(labels: np.ndarray, geometry: Any, voxel_size_um: Any, *,
         cid = i + 1
         sub = labels[sl] == cid
         li = None if lithium is None else lithium[sl][sub] != 0
-        rows.append(_crack_row(cid, sub, tuple(s.start for s in sl), li, frame))
+        fr = None if fraction is None else fraction[sl][sub]
+        rows.append(_crack_row(cid, sub, tuple(s.start for s in sl), li, frame, fr))
     return pd.DataFrame(rows, columns=CRACK_COLUMNS)
 
 
@@ -344,7 +399,7 @@ class CrackHistory:
 
 
 def measure_step(crack: np.ndarray, geometry: Any, voxel_size_um: Any, *,
-                 lithium: np.ndarray | None = None,
+                 lithium: np.ndarray | None = None, fraction: np.ndarray | None = None,
                  span_tolerance_vox: float = SPAN_TOLERANCE_VOX) -> dict[str, float | int]:
     """Whole-step metrics of a crack mask (one row of ``metrics.csv``).
 
@@ -358,6 +413,10 @@ def measure_step(crack: np.ndarray, geometry: Any, voxel_size_um: Any, *,
         Voxel size in micrometres.
     lithium : ndarray, optional
         1 where a crack voxel holds lithium. Without it ``li_front_depth_um`` is NaN.
+    fraction : ndarray of float, optional
+        Crack fraction of every voxel (:func:`dendritect.measure.deficit.crack_fraction`):
+        ``crack_volume_um3`` is then the sum of the cracks' deficit volumes, else the voxel
+        count times the voxel volume.
     span_tolerance_vox : float
         A connected crack touches an interface when its nearest face comes within this many
         voxels of it, and spans the electrolyte when it touches both.
@@ -377,15 +436,17 @@ def measure_step(crack: np.ndarray, geometry: Any, voxel_size_um: Any, *,
     crack = _check(crack, "crack") != 0
     spacing = _spacing(voxel_size_um)
     cc, n = ndi.label(crack, structure=_STRUCTURE)
-    table = measure_cracks(cc, geometry, spacing, lithium=lithium,
+    table = measure_cracks(cc, geometry, spacing, lithium=lithium, fraction=fraction,
                            span_tolerance_vox=span_tolerance_vox)
     return _step_metrics(table, n_cracks=int(n), n_voxels=int(crack.sum()),
                         n_projected=int(crack.any(axis=0).sum()), spacing=spacing,
-                        lithium_known=lithium is not None)
+                        lithium_known=lithium is not None,
+                        fraction_known=fraction is not None)
 
 
 def _step_metrics(table: pd.DataFrame, *, n_cracks: int, n_voxels: int, n_projected: int,
-                 spacing: np.ndarray, lithium_known: bool) -> dict[str, float | int]:
+                 spacing: np.ndarray, lithium_known: bool,
+                 fraction_known: bool = False) -> dict[str, float | int]:
     """The dict of :func:`measure_step` from a step's crack table and voxel counts.
 
     Parameters
@@ -398,13 +459,17 @@ def _step_metrics(table: pd.DataFrame, *, n_cracks: int, n_voxels: int, n_projec
         Voxel size in micrometres.
     lithium_known : bool
         Whether lithium inside cracks was given.
+    fraction_known : bool
+        Whether the table's volumes come from the crack fraction: ``crack_volume_um3`` is then
+        their sum, else the voxel count times the voxel volume.
     """
     anchored = table[table["anchored"] > 0]
     out: dict[str, float | int] = {
         "front_depth_um": float(anchored["front_depth_um"].max()) if len(anchored) else 0.0,
         "front_depth_any_um": float(table["front_depth_um"].max()) if n_cracks else 0.0,
         "li_front_depth_um": float("nan"),
-        "crack_volume_um3": float(n_voxels * np.prod(spacing)),
+        "crack_volume_um3": (float(table["volume_um3"].sum()) if fraction_known
+                             else float(n_voxels * np.prod(spacing))),
         "crack_area_um2": float(table["face_area_um2"].sum()),
         "projected_area_um2": float(n_projected * spacing[1] * spacing[2]),
         "n_cracks": int(n_cracks),

@@ -37,8 +37,8 @@ def _aligned(values: Any, flat: np.ndarray, name: str) -> np.ndarray:
 
 
 def measure_cracks_voxels(flat: Any, labels: Any, shape: Any, geometry: Any,
-                          voxel_size_um: Any, *, lithium: Any = None, time_s: float = 0.0,
-                          t_index: int = 0,
+                          voxel_size_um: Any, *, lithium: Any = None, fraction: Any = None,
+                          time_s: float = 0.0, t_index: int = 0,
                           span_tolerance_vox: float = SPAN_TOLERANCE_VOX) -> pd.DataFrame:
     """Measure every labelled crack of one step, given by its voxels.
 
@@ -58,6 +58,10 @@ def measure_cracks_voxels(flat: Any, labels: Any, shape: Any, geometry: Any,
     lithium : array_like of bool, optional
         Aligned with ``flat``: nonzero where the crack voxel holds lithium; gives
         ``li_front_depth_um`` (NaN without it).
+    fraction : array_like of float, optional
+        Aligned with ``flat``: the crack fraction of each crack voxel
+        (:func:`dendritect.measure.deficit.crack_fraction_voxels`); gives ``volume_um3`` and
+        ``aperture_mean_um`` from the grey-level deficit.
     time_s, t_index : float, int
         Written into every row.
     span_tolerance_vox : float
@@ -78,6 +82,8 @@ def measure_cracks_voxels(flat: Any, labels: Any, shape: Any, geometry: Any,
         raise InputError("labels must not be negative")
     if lithium is not None:
         lithium = _aligned(lithium, flat, "lithium")
+    if fraction is not None:
+        fraction = _aligned(fraction, flat, "fraction")
     spacing = _spacing(voxel_size_um)
     frame = _StepFrame.of(shape, geometry, spacing, time_s=time_s, t_index=t_index,
                           span_tolerance_vox=span_tolerance_vox)
@@ -97,12 +103,13 @@ def measure_cracks_voxels(flat: Any, labels: Any, shape: Any, geometry: Any,
         sub = np.zeros(tuple(h - low for h, low in zip(hi, lo, strict=True)), dtype=bool)
         sub[z - lo[0], y - lo[1], x - lo[2]] = True
         li = None if lithium is None else lithium[idx] != 0
-        rows.append(_crack_row(cid, sub, lo, li, frame))
+        fr = None if fraction is None else fraction[idx]
+        rows.append(_crack_row(cid, sub, lo, li, frame, fr))
     return pd.DataFrame(rows, columns=CRACK_COLUMNS)
 
 
 def measure_step_voxels(flat: Any, shape: Any, geometry: Any, voxel_size_um: Any, *,
-                        lithium: Any = None,
+                        lithium: Any = None, fraction: Any = None,
                         span_tolerance_vox: float = SPAN_TOLERANCE_VOX) -> dict[str, float | int]:
     """Whole-step metrics (one row of ``metrics.csv``) from a step's crack voxels.
 
@@ -118,6 +125,9 @@ def measure_step_voxels(flat: Any, shape: Any, geometry: Any, voxel_size_um: Any
         Voxel size in micrometres.
     lithium : array_like of bool, optional
         Aligned with ``flat``: nonzero where the crack voxel holds lithium.
+    fraction : array_like of float, optional
+        Aligned with ``flat``: the crack fraction of each crack voxel; ``crack_volume_um3`` is
+        then the sum of the cracks' deficit volumes.
     span_tolerance_vox : float
         How close (voxels) a connected crack must come to an interface to touch it.
 
@@ -131,10 +141,13 @@ def measure_step_voxels(flat: Any, shape: Any, geometry: Any, voxel_size_um: Any
     flat = check_voxels(flat, shape)
     if lithium is not None:
         lithium = _aligned(lithium, flat, "lithium")
+    if fraction is not None:
+        fraction = _aligned(fraction, flat, "fraction")
     spacing = _spacing(voxel_size_um)
     labels, n = label_voxels(flat, shape, connectivity=3)
     table = measure_cracks_voxels(flat, labels, shape, geometry, spacing, lithium=lithium,
-                                  span_tolerance_vox=span_tolerance_vox)
+                                  fraction=fraction, span_tolerance_vox=span_tolerance_vox)
     n_projected = int(np.unique(flat % (shape[1] * shape[2])).size)
     return _step_metrics(table, n_cracks=n, n_voxels=int(flat.size), n_projected=n_projected,
-                         spacing=spacing, lithium_known=lithium is not None)
+                         spacing=spacing, lithium_known=lithium is not None,
+                         fraction_known=fraction is not None)
