@@ -21,7 +21,7 @@ from skimage.filters import threshold_otsu
 
 from dendritect.errors import InputError
 
-__all__ = ["CellGeometry", "anode_evidence", "decide_anode", "find_cell"]
+__all__ = ["CellGeometry", "anode_evidence", "decide_anode", "find_cell", "shear_columns"]
 
 _MIN_LAYER_VOX = 4  # a thinner bright band is a foil or a sheet, not a pellet
 _MIN_FOOTPRINT_FRAC = 0.05  # of the slice area
@@ -52,6 +52,15 @@ class CellGeometry:
         Cross-section of the electrode on the cathode side (used by :meth:`with_anode`).
     flags : tuple of str
         Notes on how the geometry was decided (e.g. ``"anode-undecided"``).
+    tilt_vox : (float, float)
+        Slope of the (parallel) interface planes: their z shift, in voxels, per voxel along y
+        and along x. ``(0, 0)`` for a cell whose axis is the scanner's z axis.
+    axis_yx : (float, float)
+        The column (y, x) at which ``z_anode_vox`` and ``z_cathode_vox`` are given; the planes
+        pass through them there.
+    cos_tilt : float
+        Cosine of the angle between the cell's normal and z, in micrometre space: depths and
+        the thickness are measured along the normal.
     """
 
     anode: str
@@ -63,6 +72,9 @@ class CellGeometry:
     noise: float = float("nan")
     counter_electrode_footprint: np.ndarray | None = field(default=None, repr=False)
     flags: tuple[str, ...] = ()
+    tilt_vox: tuple[float, float] = (0.0, 0.0)
+    axis_yx: tuple[float, float] = (0.0, 0.0)
+    cos_tilt: float = 1.0
 
     def __post_init__(self) -> None:
         if self.anode not in ("top", "bottom"):
@@ -78,21 +90,59 @@ class CellGeometry:
                 object.__setattr__(self, "counter_electrode_footprint", other)
 
     @property
+    def tilted(self) -> bool:
+        """Whether the interfaces are planes inclined to the scanner's (y, x) plane."""
+        return bool(self.tilt_vox[0] or self.tilt_vox[1])
+
+    @property
     def thickness_vox(self) -> float:
-        """Electrolyte thickness along z, voxels."""
-        return abs(self.z_cathode_vox - self.z_anode_vox)
+        """Electrolyte thickness along the cell's normal, in units of the z voxel size."""
+        return abs(self.z_cathode_vox - self.z_anode_vox) * float(self.cos_tilt)
 
     @property
     def z_range_vox(self) -> tuple[float, float]:
-        """``(low z, high z)`` interface positions."""
+        """``(low z, high z)`` interface positions at the reference column ``axis_yx``."""
         return (min(self.z_anode_vox, self.z_cathode_vox),
                 max(self.z_anode_vox, self.z_cathode_vox))
 
+    def z_offset(self, y, x) -> np.ndarray:
+        """z shift of the interface planes at columns ``(y, x)`` from ``axis_yx``, voxels."""
+        sy, sx = self.tilt_vox
+        y = np.asarray(y, dtype=np.float64)
+        x = np.asarray(x, dtype=np.float64)
+        return sy * (y - self.axis_yx[0]) + sx * (x - self.axis_yx[1])
+
+    def offset_map(self) -> np.ndarray:
+        """:meth:`z_offset` of every column of the footprint's (y, x) grid, float64."""
+        ny, nx = self.footprint.shape
+        if not self.tilted:
+            return np.zeros((ny, nx))
+        return self.z_offset(np.arange(ny)[:, None], np.arange(nx)[None, :])
+
+    def z_extent_vox(self) -> tuple[float, float]:
+        """Lowest and highest interface z over the footprint (the z range of the pellet)."""
+        lo, hi = self.z_range_vox
+        if not self.tilted or not self.footprint.any():
+            return lo, hi
+        off = self.offset_map()[self.footprint]
+        return lo + float(off.min()), hi + float(off.max())
+
     def z_mask(self, nz: int) -> np.ndarray:
-        """Slices whose centres lie between the interfaces."""
+        """Slices whose centres lie between the interfaces (at the reference column)."""
         z = np.arange(nz)
         lo, hi = self.z_range_vox
         return (z > lo) & (z < hi)
+
+    def inside(self, z0: int, z1: int, yx: tuple[slice, slice] | None = None) -> np.ndarray:
+        """Electrolyte voxels of planes ``z0..z1`` (of the columns ``yx``): between the
+        interface planes and within the footprint."""
+        yx = yx or (slice(None), slice(None))
+        fp = self.footprint[yx]
+        lo, hi = self.z_range_vox
+        z = np.arange(z0, z1, dtype=np.float64)[:, None, None]
+        if self.tilted:
+            z = z - self.offset_map()[yx][None]
+        return (z > lo) & (z < hi) & fp[None]
 
     def electrolyte_mask(self, shape_zyx) -> np.ndarray:
         """3D bool mask of the electrolyte: between the interfaces, within the footprint."""
@@ -100,14 +150,21 @@ class CellGeometry:
         if (ny, nx) != self.footprint.shape:
             raise InputError(f"electrolyte_mask: shape {tuple(shape_zyx)} does not match the "
                              f"footprint's {self.footprint.shape}")
-        return self.z_mask(nz)[:, None, None] & self.footprint[None]
+        return self.inside(0, nz)
 
-    def depth_vox(self, z) -> np.ndarray:
-        """Distance of ``z`` from the anode interface toward the cathode, voxels."""
+    def depth_vox(self, z, y=None, x=None) -> np.ndarray:
+        """Distance of ``z`` (at columns ``y, x``) from the anode interface toward the
+        cathode, along the cell's normal, in units of the z voxel size. Without ``y, x`` the
+        reference column's."""
         z = np.asarray(z, dtype=np.float64)
-        if self.anode == "top":
-            return z - self.z_anode_vox
-        return self.z_anode_vox - z
+        if self.tilted and y is not None and x is not None:
+            z = z - self.z_offset(y, x)
+        d = z - self.z_anode_vox if self.anode == "top" else self.z_anode_vox - z
+        return d * float(self.cos_tilt) if self.tilted else d
+
+    def tilt_deg(self) -> float:
+        """Angle between the cell's normal and z, degrees."""
+        return float(np.degrees(np.arccos(np.clip(self.cos_tilt, -1.0, 1.0))))
 
     def with_anode(self, anode: str, *, flag: str | None = None) -> CellGeometry:
         """The same cell with the anode on ``anode`` ("top" or "bottom")."""
@@ -239,6 +296,20 @@ def find_cell(volume: np.ndarray, voxel_size_um=None, *, anode: str = "auto",
     z_top, z_bot = zs
     contrast = level_in - max(dark_levels)
 
+    # 3b. A tilted cell: interface planes fitted to the interfaces of column blocks. The
+    # checks and levels below then look at the cell with each column shifted along z by the
+    # planes' (rounded) offset, so that its layers are flat.
+    tilt = _fit_tilt(v, inner, z_top, z_bot, level_in, dark_levels)
+    sy = sx = 0.0
+    axis = (0.0, 0.0)
+    cos_tilt = 1.0
+    if tilt is not None:
+        sy, sx, axis, z_top, z_bot = tilt
+        dz_, dy_, dx_ = _spacing3(voxel_size_um)
+        cos_tilt = float(1.0 / np.sqrt(1.0 + (dz_ * sy / dy_) ** 2 + (dz_ * sx / dx_) ** 2))
+        off = sy * (np.arange(ny)[:, None] - axis[0]) + sx * (np.arange(nx)[None, :] - axis[1])
+        v = shear_columns(v, np.rint(off).astype(np.int64))
+
     # 4. The layer must be uniform, flat and clearly brighter than both neighbours.
     el = v[int(np.ceil(z_top)) + 1:int(np.floor(z_bot))][:, inner]
     step_s = max(1, el.size // 2_000_000)
@@ -269,12 +340,94 @@ def find_cell(volume: np.ndarray, voxel_size_um=None, *, anode: str = "auto",
     geo = CellGeometry(anode="top", z_anode_vox=float(z_top), z_cathode_vox=float(z_bot),
                        footprint=footprint, electrode_footprint=fp_top, levels=levels,
                        noise=float(noise), counter_electrode_footprint=fp_bot,
-                       flags=("anode-undecided",) if anode == "auto" else ())
+                       flags=("anode-undecided",) if anode == "auto" else (),
+                       tilt_vox=(float(sy), float(sx)), axis_yx=axis, cos_tilt=cos_tilt)
     if anode == "bottom":
         geo = geo.with_anode("bottom")
     elif anode == "top":
         geo = geo.with_anode("top")
     return geo
+
+
+def _spacing3(voxel_size_um) -> tuple[float, float, float]:
+    if voxel_size_um is None:
+        return 1.0, 1.0, 1.0
+    vs = np.broadcast_to(np.atleast_1d(np.asarray(voxel_size_um, dtype=np.float64)), (3,))
+    return float(vs[0]), float(vs[1]), float(vs[2])
+
+
+def shear_columns(volume: np.ndarray, shift: np.ndarray, pad: int = 0) -> np.ndarray:
+    """Each column ``(y, x)`` moved along z by ``-shift[y, x]`` voxels (integers).
+
+    ``out[z, y, x] = volume[z - pad + shift[y, x], y, x]``, indices clipped to the volume
+    (``pad`` extra planes on each side keep every voxel). With the rounded offsets of a tilted
+    cell's interface planes this makes its layers flat; the shift back is exact.
+    """
+    v = np.asarray(volume)
+    nz = v.shape[0]
+    z = np.arange(nz + 2 * pad)[:, None, None] - pad + shift[None]
+    return np.take_along_axis(v, np.clip(z, 0, nz - 1), axis=0)
+
+
+#: A tilt that moves the interfaces by less than this over the pellet (voxels) is ignored.
+_MIN_TILT_SHIFT_VOX = 0.5
+
+
+def _fit_tilt(v: np.ndarray, inner: np.ndarray, z_top: float, z_bot: float, level_in: float,
+              dark_levels: list[float]):
+    """Interface planes of a tilted cell: ``(sy, sx, axis_yx, z_top, z_bot)`` or ``None``.
+
+    The layer's footprint is cut into blocks of columns; in each, the median profile along z
+    gives both interfaces (half-level crossings, from the middle of the layer outward).
+    Parallel planes are fitted to them by least squares with outliers (pores, cracks, the
+    wall) rejected; ``None`` when they move the interfaces by less than half a voxel over
+    the pellet (the footprint-averaged interfaces are then exact).
+    """
+    nz, ny, nx = v.shape
+    b = int(max(4, round(min(ny, nx) / 20)))
+    zm = round(0.5 * (z_top + z_bot))
+    if not 0 < zm < nz - 1:
+        return None
+    half = (0.5 * (level_in + dark_levels[0]), 0.5 * (level_in + dark_levels[1]))
+    rows = []
+    for y0 in range(0, ny - b + 1, b):
+        for x0 in range(0, nx - b + 1, b):
+            blk = inner[y0:y0 + b, x0:x0 + b]
+            if blk.mean() < 0.75:
+                continue
+            ys, xs = np.nonzero(blk)
+            prof = np.median(v[:, y0 + ys, x0 + xs], axis=1)
+            zt = _crossing(prof, half[0], zm, -1, -1)
+            zb = _crossing(prof, half[1], zm, 1, nz)
+            if zt == zm or zb == zm:
+                continue
+            rows.append((y0 + (b - 1) / 2, x0 + (b - 1) / 2, zt, zb))
+    if len(rows) < 6:
+        return None
+    r = np.asarray(rows)
+    ay, ax = float(r[:, 0].mean()), float(r[:, 1].mean())
+    n = r.shape[0]
+    a = np.zeros((2 * n, 4))
+    a[:n, 0] = 1.0
+    a[n:, 1] = 1.0
+    a[:, 2] = np.tile(r[:, 0] - ay, 2)
+    a[:, 3] = np.tile(r[:, 1] - ax, 2)
+    z = np.concatenate([r[:, 2], r[:, 3]])
+    keep = np.ones(2 * n, bool)
+    coef = np.zeros(4)
+    for _ in range(3):
+        coef = np.linalg.lstsq(a[keep], z[keep], rcond=None)[0]
+        res = np.abs(z - a @ coef)
+        mad = 1.4826 * float(np.median(res[keep]))
+        keep = res <= max(3.0 * mad, 0.75)
+        if keep.sum() < 8:
+            return None
+    sy, sx = float(coef[2]), float(coef[3])
+    yy, xx = np.nonzero(inner)
+    reach = float(np.max(np.abs(sy * (yy - ay) + sx * (xx - ax)))) if yy.size else 0.0
+    if reach < _MIN_TILT_SHIFT_VOX:
+        return None
+    return sy, sx, (ay, ax), float(coef[0]), float(coef[1])
 
 
 def _pick_layer(prof: np.ndarray) -> tuple[int, int, float] | None:

@@ -373,7 +373,11 @@ def find_cell_bounded(volume: Any, voxel_size_um: Any = None, *, anode: str = "a
         levels.update(lithium=lithium, void=min(void, lithium))
     full = CellGeometry(anode="top", z_anode_vox=z_top, z_cathode_vox=z_bot,
                         footprint=footprint, electrode_footprint=fp_top, levels=levels,
-                        noise=float(noise), counter_electrode_footprint=fp_bot, flags=geo.flags)
+                        noise=float(noise), counter_electrode_footprint=fp_bot, flags=geo.flags,
+                        tilt_vox=(geo.tilt_vox[0] * kz / ky, geo.tilt_vox[1] * kz / kx),
+                        axis_yx=(geo.axis_yx[0] * ky + (ky - 1) / 2,
+                                 geo.axis_yx[1] * kx + (kx - 1) / 2),
+                        cos_tilt=geo.cos_tilt)
     # __post_init__ puts interfaces and electrode footprints on the anode's side
     return dataclasses.replace(full, anode=geo.anode)
 
@@ -460,6 +464,9 @@ def _binned_geometry(geometry: CellGeometry, factor: tuple[int, int, int]) -> Ce
         counter_electrode_footprint=_downsampled(geometry.counter_electrode_footprint, ky, kx),
         levels=dict(geometry.levels),
         noise=float(geometry.noise) / math.sqrt(kz * ky * kx),
+        tilt_vox=(geometry.tilt_vox[0] * ky / kz, geometry.tilt_vox[1] * kx / kz),
+        axis_yx=((geometry.axis_yx[0] - (ky - 1) / 2) / ky,
+                 (geometry.axis_yx[1] - (kx - 1) / 2) / kx),
     )
 
 
