@@ -437,6 +437,11 @@ def _analyze(input_path: Path, out: Path, *, voxel_size: Any, dataset: str | Non
                                             where=f"{input_path} step 0")
         zi, yi, xi = _preview_index(geometry, shape)
         cz = zarr.open_group(str(partial / "cracks.zarr"), mode="r+")
+        if "fraction" not in cz:
+            # crack fraction from the grey-level deficit (measure.deficit), at crack voxels
+            R.create_array(cz, "fraction", (n, *shape), "float32", chunks=cz["crack"].chunks,
+                           fill_value=0.0)
+        from dendritect.measure.deficit import can_measure, store_crack_fraction, values_at
         pz = zarr.open_group(str(partial / "previews.zarr"), mode="r+")
         if not pz["yx"].attrs.get("z_index") == zi:
             pz["yx"].attrs["z_index"] = zi
@@ -463,6 +468,10 @@ def _analyze(input_path: Path, out: Path, *, voxel_size: Any, dataset: str | Non
                     has_lithium = False
                 elif seg.lithium is not li_t:
                     li_t[...] = np.asarray(seg.lithium, dtype=np.uint8)
+                if can_measure(geometry):
+                    store_crack_fraction(vol, crack_t, geometry, cz["fraction"], t=t,
+                                         lithium=None if seg.lithium is None else li_t)
+                    state["fraction"] = sorted(set(state.get("fraction", [])) | {t})
                 pz["yx"][t] = _plane(vol, zi)
                 pz["zx"][t] = _plane(vol, (slice(None), yi))
                 pz["zy"][t] = _plane(vol, (slice(None), slice(None), xi))
@@ -496,6 +505,7 @@ def _analyze(input_path: Path, out: Path, *, voxel_size: Any, dataset: str | Non
         metric_rows = []
         shifts = [state["shifts"][str(t)] for t in range(n)]
         current: dict[int, np.ndarray] = {}
+        with_fraction = set(int(t) for t in state.get("fraction", []))
 
         def steps() -> Iterator[np.ndarray]:
             for t in range(n):
@@ -510,12 +520,14 @@ def _analyze(input_path: Path, out: Path, *, voxel_size: Any, dataset: str | Non
             if has_lithium:
                 li_flat = mask_voxels(_StepView(cz["lithium"], t))
                 lith = np.isin(flat, li_flat, assume_unique=True)
+            frac = values_at(cz["fraction"], flat, t=t) if t in with_fraction else None
             table = measure_cracks_voxels(flat, labels, shape, geometry, spacing, lithium=lith,
-                                          time_s=float(times[t]), t_index=t,
+                                          fraction=frac, time_s=float(times[t]), t_index=t,
                                           span_tolerance_vox=span_tolerance_vox)
             crack_tables.append(history.update(table))
             row = {"t_index": t, "time_s": float(times[t])}
             row.update(measure_step_voxels(flat, shape, geometry, spacing, lithium=lith,
+                                           fraction=frac,
                                            span_tolerance_vox=span_tolerance_vox))
             row.update(zip(("shift_dz_vox", "shift_dy_vox", "shift_dx_vox"), shifts[t],
                            strict=True))
