@@ -43,6 +43,7 @@ __all__ = [
     "can_measure",
     "crack_fraction",
     "crack_fraction_voxels",
+    "store_crack_fraction",
     "values_at",
 ]
 
@@ -326,6 +327,39 @@ def crack_fraction(volume: Any, crack: Any, geometry: Any, *, lithium: Any = Non
     out = np.zeros(shape, dtype=np.float32)
     out.reshape(-1)[flat] = frac
     return out
+
+
+def store_crack_fraction(volume: Any, crack: Any, geometry: Any, out: Any, *,
+                         t: int | None = None, lithium: Any = None, pores: Any = None,
+                         reach_vox: int = REACH_VOX,
+                         background_sigma_vox: float = BACKGROUND_SIGMA_VOX) -> np.ndarray:
+    """Compute the crack fraction of a step and write it into ``out``, one z-slab at a time.
+
+    The out-of-core form of :func:`crack_fraction`: the step is read only around its cracks
+    and the result is scattered into ``out`` (zero away from the crack voxels, every slab
+    written, so a rerun overwrites what an earlier one left).
+
+    Parameters
+    ----------
+    volume, crack, geometry, lithium, pores, reach_vox, background_sigma_vox
+        As for :func:`crack_fraction` (arrays may be stores read by slicing).
+    out : array-like, (z, y, x), or (t, z, y, x) with ``t``
+        Float array written in place (e.g. the ``fraction`` array of ``cracks.zarr``).
+    t : int, optional
+        Step of a 4D ``out``.
+
+    Returns
+    -------
+    numpy.ndarray of float32
+        The fraction at the crack voxels, aligned with their sorted flat indices.
+    """
+    from dendritect.track.sparse import write_voxels
+
+    flat, frac = crack_fraction_voxels(volume, crack, geometry, lithium=lithium, pores=pores,
+                                       reach_vox=reach_vox,
+                                       background_sigma_vox=background_sigma_vox)
+    write_voxels(out, flat, frac, t=t, fill=0.0)
+    return frac
 
 
 def aperture_from_volume(volume_um3: Any, face_area_um2: Any) -> Any:
