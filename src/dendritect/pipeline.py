@@ -243,13 +243,17 @@ def _progress(enabled: bool):
                     TimeElapsedColumn(), console=Console(stderr=True), transient=True)
 
 
-def _echem_table(echem: Any, times_s: np.ndarray) -> tuple[pd.DataFrame | None, Any, list[str]]:
-    """Cycler data sampled at the scan times, the short seen in it, and warnings."""
+def _echem_table(echem: Any, times_s: np.ndarray, copy_to: Path | None = None,
+                 ) -> tuple[pd.DataFrame | None, Any, list[str]]:
+    """Cycler data sampled at the scan times, the short seen in it, and warnings; the whole
+    record (decimated) is copied to ``copy_to`` for the report's voltage trace."""
     from dendritect.io.echem import read_echem, sample_at
     from dendritect.predict.short import detect_short
 
     notes: list[str] = []
     df = read_echem(echem)
+    if copy_to is not None:
+        R.write_echem_copy(copy_to, df)
     t = df["time_s"].to_numpy(dtype=np.float64)
     with warnings.catch_warnings():
         # Scans outside the record are reported below, once, in words that name the option.
@@ -275,7 +279,7 @@ def analyze(input: str | Path, out_dir: str | Path, *, voxel_size: Any = None,
             min_overlap_vox: int = 1, span_tolerance_vox: float = SPAN_TOLERANCE_VOX,
             report: bool = True, memory_limit: str | int | None = None,
             workers: int | None = None, scheduler: str | None = None,
-            device: str = "cpu") -> dict[str, Any]:
+            device: str = "cpu", force_units: bool = False) -> dict[str, Any]:
     """Segment, track and measure the cracks of a CT series; write the results folder.
 
     Parameters
@@ -313,6 +317,9 @@ def analyze(input: str | Path, out_dir: str | Path, *, voxel_size: Any = None,
         ``dask.distributed`` scheduler at ``scheduler`` (``tcp://host:port``).
     device : {"cpu", "gpu", "auto"}
         Where the filters run; ``gpu`` needs CuPy and a CUDA device.
+    force_units : bool
+        Accept implausible voxel sizes, times or cell thickness (with a warning) instead of
+        refusing them (:mod:`dendritect.plausible`).
 
     Returns
     -------
@@ -334,11 +341,15 @@ def analyze(input: str | Path, out_dir: str | Path, *, voxel_size: Any = None,
     compute = contextlib.ExitStack()
     compute.enter_context(compute_context(scheduler, workers, memory_limit, device=device))
     try:
+        # One run per results folder, taken before anything is written into it.
+        from dendritect.lock import results_lock
+
+        compute.enter_context(results_lock(out, "analyze"))
         return _analyze(input_path, out, voxel_size=voxel_size, dataset=dataset,
                         times_s=times_s, interval=interval, anode=anode, echem=echem,
                         resume=resume, overwrite=overwrite, progress=progress, params=params,
                         min_overlap_vox=min_overlap_vox, span_tolerance_vox=span_tolerance_vox,
-                        report=report)
+                        report=report, force_units=force_units)
     finally:
         compute.close()
 
@@ -346,14 +357,19 @@ def analyze(input: str | Path, out_dir: str | Path, *, voxel_size: Any = None,
 def _analyze(input_path: Path, out: Path, *, voxel_size: Any, dataset: str | None,
              times_s: Any, interval: Any, anode: str, echem: str | Path | None, resume: bool,
              overwrite: bool, progress: bool, params: Any, min_overlap_vox: int,
-             span_tolerance_vox: float, report: bool) -> dict[str, Any]:
-    """The body of :func:`analyze`, run inside its compute context."""
+             span_tolerance_vox: float, report: bool,
+             force_units: bool = False) -> dict[str, Any]:
+    """The body of :func:`analyze`, run inside its compute context and the folder's lock."""
     from dendritect.io import open_series
+    from dendritect.plausible import check_thickness, check_units
 
-    existed = out.exists()
-    partial, finished = R.prepare(out, resume=resume, overwrite=overwrite)
-    if finished:
+    partial, phase = R.prepare(out, resume=resume, overwrite=overwrite)
+    if phase == "finished":
         return json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    if phase == "finishing":  # computed before a kill: only the moves and the report are left
+        summary = R.read_summary(out, partial)
+        _complete(out, partial, summary, report)
+        return summary
 
     try:
         stages = _Stages()
@@ -379,11 +395,12 @@ def _analyze(input_path: Path, out: Path, *, voxel_size: Any, dataset: str | Non
         }
         fp = _fingerprint(settings)
         notes: list[str] = []
+        notes.extend(check_units(spacing, times, shape, force=force_units))
 
         # Echem first: an unreadable cycler file must fail before hours of segmentation.
         sampled = short = None
         if echem is not None:
-            sampled, short, enotes = _echem_table(echem, times)
+            sampled, short, enotes = _echem_table(echem, times, copy_to=partial / "echem.csv")
             notes.extend(enotes)
 
         state = R.read_state(partial) if resume else None
@@ -397,6 +414,7 @@ def _analyze(input_path: Path, out: Path, *, voxel_size: Any, dataset: str | Non
         reference = _step(series, 0, stages)
         geometry = stages.find_cell(reference, spacing, anode=anode,
                                     where=f"{input_path} step 0")
+        notes.extend(check_thickness(geometry, spacing, force=force_units))
         work = partial / "work"
         aligned = _aligned_store(work, shape)
         if isinstance(aligned, np.ndarray):
@@ -593,20 +611,24 @@ def _analyze(input_path: Path, out: Path, *, voxel_size: Any, dataset: str | Non
         for note in notes:
             warnings.warn(note, UserWarning, stacklevel=2)
         summary = json.loads(R.dumps_json(summary))
-        R.finish(out, partial, summary)
-        if report:
-            _write_report(out)
+        _complete(out, partial, summary, report)
         return summary
 
     except InputError:
         # Bad input found before any step was analysed: leave no half-made folder behind.
         st = R.read_state(partial)
         if st is None or not st.get("done"):
-            shutil.rmtree(partial, ignore_errors=True)
-            if not existed:
-                with contextlib.suppress(OSError):
-                    out.rmdir()
+            R.abandon(out, partial)
         raise
+
+
+def _complete(out: Path, partial: Path, summary: dict[str, Any], report: bool) -> None:
+    """Move the results into place, write the report, then mark the run finished: a kill at
+    any moment here leaves a folder that ``--resume`` completes (R.finish is idempotent)."""
+    R.finish(out, partial, summary)
+    if report:
+        _write_report(out)
+    R.mark_finished(out)
 
 def _write_report(out: Path) -> None:
     """Write ``report.html`` when the report module is installed; the results stand without it."""

@@ -19,6 +19,7 @@ import pandas as pd
 
 from dendritect.atomic import atomic_write
 from dendritect.errors import InputError
+from dendritect.faults import checkpoint
 from dendritect.report import figures as F
 from dendritect.report.mesh import CrackMesh, crack_mesh
 from dendritect.report.results import Results, load_results
@@ -266,6 +267,16 @@ def write_report(results_dir: str | Path, *, movie: bool = True,
     InputError
         When ``results_dir`` is not a readable results folder.
     """
+    from dendritect.lock import results_lock
+    from dendritect.results import note_report
+
+    with results_lock(results_dir, "report", create=False):
+        path = _write_report(results_dir, movie=movie, max_triangles=max_triangles)
+        note_report(results_dir)
+    return path
+
+
+def _write_report(results_dir: str | Path, *, movie: bool, max_triangles: int) -> Path:
     res = load_results(results_dir)
     gif = None
     note = None
@@ -285,4 +296,5 @@ def write_report(results_dir: str | Path, *, movie: bool = True,
     else:
         note = "Movie not written (run `dendritect report` without --no-movie)."
     page = render_html(res, movie_gif=gif, movie_note=note, max_triangles=max_triangles)
+    checkpoint("report:page")
     return atomic_write(res.root / "report.html", lambda p: p.write_text(page, encoding="utf-8"))
