@@ -77,15 +77,22 @@ def analyze(
         "overrides the metadata."),
     anode: str = typer.Option("auto", "--anode", help="Plated electrode: top (low z), bottom "
                               "(high z) or auto (decided from the data)."),
-    echem: Path | None = typer.Option(None, "--echem", help="Cycler data (EC-Lab .mpr/.mpt or "
-                                      "CSV with time, voltage and current columns)."),
+    echem: Path | None = typer.Option(
+        None, "--echem", help="Cycler data: EC-Lab .mpr/.mpt, Neware .nda/.ndax, Maccor text "
+        "export, BDF (.bdf/.csv) or CSV with time, voltage and current columns and units "
+        "(time/s,Ewe/V,I/mA). A decimated copy goes into the results (echem.csv)."),
     times_s: str | None = typer.Option(None, "--times-s", help="Acquisition time of each step, "
                                        "comma-separated (0,600,1200 or 0,10min,20min)."),
     interval: str | None = typer.Option(None, "--interval", help="Time between steps (10min)."),
     dataset: str | None = typer.Option(None, "--dataset", help="Array inside an HDF5/NeXus or "
                                        "Zarr file."),
-    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a finished run in --out."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out "
+                                "(or finish one stopped while writing its report)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the run in --out; only "
+                                   "the files dendritect wrote there are removed."),
+    force_units: bool = typer.Option(False, "--force-units", help="Accept a voxel size outside "
+                                     "10 nm - 1 mm, times that do not increase or a cell "
+                                     "thicker than 10 cm (with a warning) instead of refusing."),
     param: list[str] | None = typer.Option(
         None, "--param", help="Segmentation setting KEY=VALUE (repeatable); see "
         "docs/analysis.md for the settings."),
@@ -125,7 +132,7 @@ def analyze(
                       progress=not quiet and sys.stderr.isatty(), params=params,
                       min_overlap_vox=min_overlap, span_tolerance_vox=span_tolerance,
                       memory_limit=memory_limit, workers=workers, scheduler=scheduler,
-                      device=device)
+                      device=device, force_units=force_units)
     seen = set()
     for w in caught:
         msg = str(w.message)
