@@ -244,3 +244,47 @@ def test_seeds_tables_and_docs_block(tmp_path):
     text = doc.read_text()
     assert "old" not in text and text.startswith("intro\n") and text.endswith("tail\n")
     assert "Worst case per condition, held-out seeds" in text
+
+
+# ----------------------------------------------------------------------------------------------
+# CI subset: a few randomised cells, outside the tuning (0-19) and held-out (100-139) seeds
+# ----------------------------------------------------------------------------------------------
+
+#: Seed -> why it fails today (criterion and numbers), or None when it meets every threshold.
+#: A listed seed is a strict xfail: fixing the analysis turns it into a failure, so the entry
+#: is then removed. Cells are shrunk to 96x96 laterally and 4 steps (about 10 s of CPU each).
+SUBSET: dict[int, str | None] = {
+    900: None,
+    901: "ran: analyze raises InputError 'no electrolyte layer found ... the candidate band is "
+         "not uniform (not a ceramic pellet)' on a valid cell",
+    902: "volume: crack volume error 0.46 at step 2 (need <= 0.25)",
+    903: "ran: analyze raises InputError 'no electrolyte layer found ... the candidate band is "
+         "not uniform (not a ceramic pellet)' on a valid cell (steel die, phase retrieved)",
+}
+SUBSET_LATERAL = 96
+SUBSET_STEPS = 4
+
+
+def _subset_cell(seed: int, work: Path) -> dict:
+    from dendritect.synthetic.presets import draw_random
+
+    nz = int(draw_random(seed)["shape_zyx"][0])
+    return rb.run_cell(seed, work, shape_zyx=(nz, SUBSET_LATERAL, SUBSET_LATERAL),
+                       n_steps=SUBSET_STEPS, seed_set="ci")
+
+
+def _has_random_preset() -> bool:
+    from dendritect.synthetic import PRESETS
+
+    return "random" in PRESETS
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _has_random_preset(), reason="the twin has no 'random' preset")
+@pytest.mark.parametrize("seed", [
+    pytest.param(s, marks=pytest.mark.xfail(strict=True, reason=why)) if why else s
+    for s, why in SUBSET.items()])
+def test_subset_cell_meets_every_threshold(seed, tmp_path):
+    c = _subset_cell(seed, tmp_path)
+    assert "error" not in c, f"seed {seed} did not run: {c.get('error')}"
+    assert c["pass"], f"seed {seed} ({', '.join(c['conditions'])}): {rb._fmt_fail(c)}"
