@@ -14,7 +14,8 @@ from dendritect.units import parse_quantity
 @app.command()
 def simulate(
     out: Path = typer.Argument(..., help="Dataset folder to write (must be new or empty)."),
-    preset: str = typer.Option("demo", "--preset", help="demo (small, quick), paper or hard."),
+    preset: str = typer.Option("demo", "--preset", help="demo (small, quick), paper, hard or random "
+                          "(imaging and cell drawn from wide ranges per --seed)."),
     seed: int = typer.Option(0, "--seed", help="Random seed: the same seed gives the same bytes."),
     ct: str = typer.Option(None, "--ct", help="fbp (projections + reconstruction) or fast "
                            "(image-space artifacts); default the preset's."),
@@ -52,7 +53,9 @@ def simulate(
     typer.echo(f"  scans/        {meta['n_steps']} x uint16 {shape} (z,y,x), voxel {vox} um, "
                f"t = 0..{meta['times_s'][-1]:.0f} s")
     typer.echo("  echem.csv     time_s,voltage_V,current_mA")
-    typer.echo("  truth/        labels.zarr (t,z,y,x) uint8, truth.json")
+    typer.echo("  truth/        labels.zarr, crack_ids.zarr (t,z,y,x) uint8, truth.json")
+    if truth.get("conditions"):
+        typer.echo(f"  conditions: {', '.join(truth['conditions'])}")
     typer.echo(f"  {meta['electrolyte']}, {meta['current_density_mA_cm2']:g} mA/cm2, "
                f"{meta['stack_pressure_MPa']:g} MPa; anode {meta['anode']}; "
                f"span at step {span if span is not None else 'none'}; short at "

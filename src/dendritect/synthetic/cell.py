@@ -14,7 +14,7 @@ from scipy import ndimage
 
 from dendritect.synthetic.materials import linear_attenuation_per_cm
 
-__all__ = ["LABELS", "CellGeometry", "build_cell"]
+__all__ = ["LABELS", "CellGeometry", "build_cell", "radial_profile"]
 
 # Label codes of truth/labels.zarr (CONTRACT.md).
 LABELS = {"electrolyte": 0, "electrode": 1, "pore": 2, "crack": 3, "crack_li": 4, "other": 5}
@@ -70,14 +70,20 @@ def _radius_map(shape_yx: tuple[int, int], vox_yx: tuple[float, float]
     return np.hypot(y, x), (cy, cx)
 
 
-def build_cell(p: dict, rng: np.random.Generator) -> CellGeometry:
-    """Build the static cell of parameter set ``p`` (see :mod:`dendritect.synthetic.presets`)."""
+def build_cell(p: dict, rng: np.random.Generator,
+               rng_extra: np.random.Generator | None = None) -> CellGeometry:
+    """Build the static cell of parameter set ``p`` (see :mod:`dendritect.synthetic.presets`).
+
+    ``rng`` draws grains and pores as always; ``rng_extra`` draws what only the newer knobs
+    need (pore orientations when ``pore_aspect`` > 1), so the older presets are unchanged.
+    """
     nz, ny, nx = p["shape_zyx"]
     dz, dy, dx = p["voxel_size_um"]
     fov_um = min(ny * dy, nx * dx)
     r_map, centre = _radius_map((ny, nx), (dy, dx))
-    r_el = p["electrode_radius_frac"] * fov_um
     r_pel = p["pellet_radius_frac"] * fov_um
+    # An electrode radius above the pellet's means the foil covers the whole pellet face.
+    r_el = min(p["electrode_radius_frac"] * fov_um, r_pel)
     r_die = p["die_radius_frac"] * fov_um
     e = p["energy_keV"]
     mu = {ph: linear_attenuation_per_cm(ph, e)
@@ -90,10 +96,13 @@ def build_cell(p: dict, rng: np.random.Generator) -> CellGeometry:
     mu_v = np.full((nz, ny, nx), mu["air"], np.float32)
 
     bore = r_map <= r_pel
-    die = (r_map > r_pel) & (r_map <= r_die)
+    gap_um = float(p.get("die_gap_vox", 0.0)) * min(dy, dx)
+    die = (r_map > r_pel + gap_um) & (r_map <= r_die)
     elec = r_map <= r_el
     pl = int(p["plunger_vox"])
-    mu_v[:, die] = mu["PEEK"]
+    die_mat = p.get("die_material", "PEEK")
+    if die_mat != "air":
+        mu_v[:, die] = mu[die_mat]
     # Plungers fill the bore; the electrolyte pellet too; Li foils are smaller than the pellet,
     # leaving an air gap beside them between plunger and pellet.
     for zs in (slice(0, pl), slice(nz - pl, nz)):
@@ -132,20 +141,37 @@ def build_cell(p: dict, rng: np.random.Generator) -> CellGeometry:
     yy = np.arange(ny) * dy
     xx = np.arange(nx) * dx
     guard = 0
+    aspect = float(p.get("pore_aspect", 1.0))
+    if aspect != 1.0 and rng_extra is None:
+        rng_extra = np.random.default_rng(0)
     while vol < target and guard < 100000:
         guard += 1
         rad = float(p["pore_radius_um"] * rng.lognormal(0.0, p["pore_sigma"]))
+        if aspect != 1.0:  # prolate ellipsoid of the same volume, random orientation
+            axis = rng_extra.standard_normal(3)
+            axis /= max(float(np.linalg.norm(axis)), 1e-12)
+            a_long, b_short = rad * aspect ** (2 / 3), rad * aspect ** (-1 / 3)
+        else:
+            axis, a_long, b_short = None, rad, rad
         rr = r_pel * np.sqrt(rng.random())
         th = 2 * np.pi * rng.random()
         py, px = centre[0] + rr * np.sin(th), centre[1] + rr * np.cos(th)
         pz = rng.random() * (c - a - 1) * dz
         sl = []
+        reach = max(rad, a_long)
         for q, step, n in ((pz, dz, c - a), (py, dy, ny), (px, dx, nx)):
-            lo = max(0, int(np.floor((q - rad) / step)))
-            hi = min(n, int(np.ceil((q + rad) / step)) + 1)
+            lo = max(0, int(np.floor((q - reach) / step)))
+            hi = min(n, int(np.ceil((q + reach) / step)) + 1)
             sl.append(slice(lo, hi))
-        ball = ((zz[sl[0], None, None] - pz) ** 2 + (yy[None, sl[1], None] - py) ** 2
-                + (xx[None, None, sl[2]] - px) ** 2) <= rad ** 2
+        qz = zz[sl[0], None, None] - pz
+        qy = yy[None, sl[1], None] - py
+        qx = xx[None, None, sl[2]] - px
+        if axis is None:
+            ball = (qz ** 2 + qy ** 2 + qx ** 2) <= rad ** 2
+        else:
+            along = qz * axis[0] + qy * axis[1] + qx * axis[2]
+            ball = ((qz ** 2 + qy ** 2 + qx ** 2 - along ** 2) / b_short ** 2
+                    + along ** 2 / a_long ** 2) <= 1.0
         ball &= el[sl[0], sl[1], sl[2]]
         pore[sl[0], sl[1], sl[2]] |= ball
         vol += ball.sum() * dz * dy * dx
@@ -161,3 +187,36 @@ def build_cell(p: dict, rng: np.random.Generator) -> CellGeometry:
         die_radius_um=float(r_die), electrode_area_cm2=float(np.pi * (r_el * 1e-4) ** 2),
         mu=mu,
     )
+
+
+def radial_profile(p: dict, cell: CellGeometry, r_um: np.ndarray) -> np.ndarray:
+    """Attenuation (1/cm) of the static cell layers at radii ``r_um`` from the axis, per slice.
+
+    The cell as :func:`build_cell` lays it out (plungers, electrodes, collector, pellet, die),
+    without pores, grains or cracks: what lies outside the field of view in interior
+    tomography. Returns an array of shape ``(nz, *r_um.shape)``, anode on top.
+    """
+    nz = p["shape_zyx"][0]
+    dy, dx = p["voxel_size_um"][1:]
+    mu = cell.mu
+    r = np.asarray(r_um, np.float64)
+    r_pel, r_el, r_die = cell.pellet_radius_um, cell.electrode_radius_um, cell.die_radius_um
+    gap_um = float(p.get("die_gap_vox", 0.0)) * min(dy, dx)
+    out = np.full((nz, *r.shape), mu["air"], np.float32)
+    bore = r <= r_pel
+    die = (r > r_pel + gap_um) & (r <= r_die)
+    elec = r <= r_el
+    die_mat = p.get("die_material", "PEEK")
+    if die_mat != "air":
+        out[:, die] = mu[die_mat]
+    pl = int(p["plunger_vox"])
+    a, c = cell.anode_index, cell.cathode_index
+    for zs in (slice(0, pl), slice(nz - pl, nz)):
+        out[zs][:, bore] = mu["steel"]
+    for zs in (slice(pl, a), slice(c, nz - pl)):
+        out[zs][:, elec] = mu["Li"]
+    if p["counter_electrode"] == "collector":
+        out[c:nz - pl][:, elec] = mu["air"]
+        out[nz - pl - 2:nz - pl][:, bore] = mu["steel"]
+    out[a:c][:, bore] = mu["electrolyte"]
+    return out

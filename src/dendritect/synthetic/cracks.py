@@ -104,6 +104,8 @@ class CrackPlan:
     branch: dict | None
     waves: np.ndarray  # roughness: rows of (amplitude_um, k_s, k_h, phase)
     curve: GrowthCurve | None = field(default=None, repr=False)
+    aperture_factor: float = 1.0  # this crack's mouth aperture / aperture_mouth_vox
+    wall: bool = False  # seeded at the pellet wall, its sheet runs out to the wall
 
     def to_dict(self) -> dict:
         return {
@@ -118,6 +120,7 @@ class CrackPlan:
             "t_initiation_s": _r(self.curve.t_initiation_s) if self.curve else None,
             "t_span_s": _r(self.curve.t_span_s) if self.curve else None,
             "t_short_s": _r(self.curve.t_short_s) if self.curve else None,
+            "aperture_factor": round(self.aperture_factor, 4), "wall_seeded": self.wall,
         }
 
 
@@ -134,20 +137,40 @@ def _waves(rng: np.random.Generator, amp_um: float, vox_um: float) -> np.ndarray
     return np.stack([amp, k * np.cos(ang), k * np.sin(ang), rng.uniform(0, 2 * np.pi, n)], 1)
 
 
-def plan_cracks(p: dict, cell: CellGeometry, rng: np.random.Generator) -> list[CrackPlan]:
-    """Draw the cracks' sites, flaw sizes and shapes (growth curves are attached later)."""
+def plan_cracks(p: dict, cell: CellGeometry, rng: np.random.Generator,
+                rng_extra: np.random.Generator | None = None) -> list[CrackPlan]:
+    """Draw the cracks' sites, flaw sizes and shapes (growth curves are attached later).
+
+    ``rng`` draws everything the older presets use, in the same order; ``rng_extra`` (a
+    separate stream) draws per-crack aperture factors and pellet-wall cracks.
+    """
     vox = min(p["voxel_size_um"][1:])
     r_e = cell.electrode_radius_um
     t_um = cell.thickness_um
+    if rng_extra is None:
+        rng_extra = np.random.default_rng(0)
+    ny, nx = p["shape_zyx"][1:]
+    fov_r = min(ny * p["voxel_size_um"][1], nx * p["voxel_size_um"][2]) / 2
+    # Interior tomography: sites are kept inside the field of view (scaled radially).
+    site_scale = min(1.0, 0.85 * fov_r / r_e) if p.get("interior") else 1.0
+    spread = float(p.get("aperture_spread", 0.0))
+    wall_p = 0.0 if p.get("interior") else float(p.get("wall_crack_prob", 0.0))
     plans = []
     for k in range(int(p["n_cracks"])):
+        ap_f = float(np.clip(np.exp(spread * rng_extra.standard_normal()), 0.3, 3.0)) \
+            if spread > 0 else 1.0
+        wall = bool(rng_extra.random() < wall_p) if wall_p > 0 else False
+        wall_draw = (rng_extra.uniform(0.93, 0.99), rng_extra.normal(0.0, 0.3),
+                     rng_extra.uniform(0.9, 1.3)) if wall else None
         if rng.random() < p["central_fraction"]:
             rf = 0.85 * math.sqrt(rng.random())
         else:  # spallations cluster at the electrode edge, where current focuses
             rf = float(np.clip(1.0 - abs(rng.normal(0.0, p["edge_spread"])) - 0.03, 0.35, 0.97))
         th = rng.uniform(0, 2 * np.pi)
-        y0 = cell.centre_yx_um[0] + rf * r_e * math.sin(th)
-        x0 = cell.centre_yx_um[1] + rf * r_e * math.cos(th)
+        if wall_draw is not None:
+            rf = float(wall_draw[0])  # at the electrode edge nearest the pellet wall
+        y0 = cell.centre_yx_um[0] + rf * site_scale * r_e * math.sin(th)
+        x0 = cell.centre_yx_um[1] + rf * site_scale * r_e * math.cos(th)
         # Weibull-distributed interface flaws.
         flaw = float(p["flaw_scale_um"] * rng.weibull(p["flaw_weibull_m"]))
         gain = p["edge_current_gain"] * math.exp(-(1.0 - rf) / 0.08)
@@ -172,13 +195,22 @@ def plan_cracks(p: dict, cell: CellGeometry, rng: np.random.Generator) -> list[C
         arrest = None
         if rng.random() < p["arrest_prob"]:
             arrest = float(rng.uniform(0.25, 0.7) * t_um)
-        plans.append(CrackPlan(
+        plan = CrackPlan(
             id=k + 1, origin_um=(cell.z_anode_um, y0, x0), radius_frac=rf, flaw_um=flaw,
             current_density_mA_cm2=j_loc, spall_depth_um=h_sp, spall_dip_rad=dip,
             dip_dir_yx=dip_dir, spall_halfwidth_ratio=float(rng.uniform(0.5, 0.9)),
             azimuth_rad=float(rng.uniform(0, np.pi)), width_ratio=float(rng.uniform(0.45, 0.8)),
             arrest_um=arrest, deflect=deflect, branch=branch,
-            waves=_waves(rng, p["roughness_vox"] * vox, vox)))
+            waves=_waves(rng, p["roughness_vox"] * vox, vox), aperture_factor=ap_f, wall=wall)
+        if wall_draw is not None:
+            # The lens dips outward and the sheet's plane is radial and wide, so the sheet
+            # runs out to the pellet wall (the rasteriser clips it there).
+            out = th + float(wall_draw[1])
+            plan.dip_dir_yx = (math.sin(out), math.cos(out))
+            plan.azimuth_rad = float(th % np.pi)
+            plan.width_ratio = float(wall_draw[2])
+            plan.deflect = None
+        plans.append(plan)
     return plans
 
 
@@ -233,6 +265,7 @@ class Rasterizer:
                     self.comps.append(self._branch(plan, dmax))
         el = np.isin(cell.labels, (0, 2))
         self._electrolyte = el
+        self._cache: dict[int, tuple] = {}  # component index -> (key, occupancy, label)
 
     # --- geometry boxes -------------------------------------------------------------------
     def _grid(self, lo_um: np.ndarray, hi_um: np.ndarray):
@@ -327,7 +360,8 @@ class Rasterizer:
 
     # --- per step -------------------------------------------------------------------------
     def render(self, depth_um: dict[int, float], li_um: dict[int, float],
-               closure: float = 0.0, aperture_scale: float = 1.0) -> dict[str, np.ndarray]:
+               closure: float = 0.0, aperture_scale: float = 1.0,
+               li_only: bool = False) -> dict[str, np.ndarray]:
         """Voxel occupancy of all cracks at one step.
 
         Parameters
@@ -338,6 +372,8 @@ class Rasterizer:
             Fraction by which apertures are reduced (stripping).
         aperture_scale : float
             Factor on all apertures (mass balance in cells too small for the drawn openings).
+        li_only : bool
+            Only ``li`` is wanted (mass-balance search): the rest is not computed.
 
         Returns
         -------
@@ -350,53 +386,104 @@ class Rasterizer:
         li = np.zeros(shape, np.float32)
         lab = np.zeros(shape, bool)
         lab_li = np.zeros(shape, bool)
+        ids = np.zeros(shape, np.uint8)
         t_um = self.cell.thickness_um
         p = self.p
         vox = float(min(self.vox[1:]))
         a_tip = p["aperture_tip_vox"] * vox
         open_f = (1.0 - closure) * aperture_scale
-        for comp in self.comps:
-            d = depth_um.get(comp.crack, 0.0)
-            lid = li_um.get(comp.crack, 0.0)
-            if comp.kind == "spall":
-                ell = min(d, self.p_spall_depth(comp)) / max(
-                    math.sin(self._dip(comp)), 1e-6)
-                if ell < 0.5 * vox:
-                    continue
-                half = ell / 2
-                w = max(comp.width_ratio * half, vox)
-                rho2 = ((comp.a1 - half) / half) ** 2 + (comp.a2 / w) ** 2
-                inside = rho2 <= 1.0
-                a = np.maximum(p["aperture_spall_vox"] * vox * np.sqrt(np.clip(1 - rho2, 0, 1)),
-                               a_tip) * open_f
-            else:
-                if comp.arrest_um is not None:
-                    d = min(d, comp.arrest_um)
-                if d <= comp.h0:
-                    continue
-                d_geo = d + 2 * self.vox[0] if d >= t_um else d  # a spanning sheet meets the
-                span = d_geo - comp.h0  # cathode along a line, not at a point
-                w = 2 * vox + comp.width_ratio * (d - comp.h0)
-                rho2 = ((comp.h - comp.h0) / span) ** 2 + (comp.a2 / w) ** 2
-                inside = (rho2 <= 1.0) & (comp.h >= comp.h0)
-                grow_f = min(1.0, (d - comp.h0) / (0.5 * t_um))
-                a_mouth = p["aperture_mouth_vox"] * vox * (0.5 if comp.kind == "branch" else 1.0)
-                a_mouth = a_tip + (max(a_mouth, a_tip) - a_tip) * grow_f
-                a = (a_tip + (a_mouth - a_tip) * np.sqrt(np.clip(1 - rho2, 0, 1))) * open_f
-            occ = np.where(inside, _overlap(comp.dn, a, comp.v_n), 0.0).astype(np.float32)
-            lab_c = inside & (np.abs(comp.dn) <= np.maximum(a, comp.v_n) / 2)
-            wet = comp.h <= lid
-            b = comp.box
-            np.maximum(void[b], occ, out=void[b])
-            np.maximum(li[b], np.where(wet, occ, 0).astype(np.float32), out=li[b])
-            lab[b] |= lab_c
-            lab_li[b] |= lab_c & wet
         el = self._electrolyte
+        vox_um3 = float(np.prod(self.vox))
+        volume_pv: dict[int, float] = {}
+        mouth: dict[int, float] = {}
+        # Components grouped by crack (the order of the components is kept): each crack's
+        # occupancy is the maximum over its components, so its own opening volume is known.
+        by_crack: dict[int, list[tuple[int, _Component]]] = {}
+        for ic, comp in enumerate(self.comps):
+            by_crack.setdefault(comp.crack, []).append((ic, comp))
+        for cid, comps in by_crack.items():
+            ubox = tuple(slice(min(c.box[ax].start for _, c in comps),
+                               max(c.box[ax].stop for _, c in comps)) for ax in range(3))
+            if not li_only:
+                own = np.zeros(tuple(b.stop - b.start for b in ubox), np.float32)
+            ap_f = self._plans[cid].aperture_factor
+            for ic, comp in comps:
+                # The geometry depends on the depth and the opening only, not on the lithium
+                # depth: the mass-balance search reuses it.
+                key = (depth_um.get(comp.crack, 0.0), open_f)
+                hit = self._cache.get(ic)
+                if hit is not None and hit[0] == key:
+                    got = hit[1]
+                else:
+                    got = self._component(comp, depth_um, a_tip, open_f, vox, t_um, ap_f)
+                    self._cache[ic] = (key, got)
+                if got is None:
+                    continue
+                occ, lab_c, m = got
+                if comp.kind == "spall":
+                    mouth.setdefault(cid, m)
+                elif comp.kind == "sheet":
+                    mouth[cid] = m
+                wet = comp.h <= li_um.get(comp.crack, 0.0)
+                b = comp.box
+                if li_only:
+                    np.maximum(li[b], np.where(wet, occ, 0).astype(np.float32), out=li[b])
+                    continue
+                ob = tuple(slice(b[ax].start - ubox[ax].start, b[ax].stop - ubox[ax].start)
+                           for ax in range(3))
+                np.maximum(void[b], occ, out=void[b])
+                np.maximum(li[b], np.where(wet, occ, 0).astype(np.float32), out=li[b])
+                np.maximum(own[ob], occ, out=own[ob])
+                lab[b] |= lab_c
+                lab_li[b] |= lab_c & wet
+                ids[b][lab_c & el[b]] = cid
+            if not li_only:
+                volume_pv[cid] = float((own * el[ubox]).sum(dtype=np.float64) * vox_um3)
+        if li_only:
+            li *= el
+            return {"li": li}
         void *= el
         li *= el
         lab &= el
         lab_li &= el
-        return {"void": void, "li": li, "crack": lab, "crack_li": lab_li}
+        return {"void": void, "li": li, "crack": lab, "crack_li": lab_li, "ids": ids,
+                "volume_pv_um3": volume_pv, "mouth_um": mouth}
+
+    def _component(self, comp: _Component, depth_um: dict[int, float], a_tip: float,
+                   open_f: float, vox: float, t_um: float, ap_f: float):
+        p = self.p
+        d = depth_um.get(comp.crack, 0.0)
+        if comp.kind == "spall":
+            ell = min(d, self.p_spall_depth(comp)) / max(
+                math.sin(self._dip(comp)), 1e-6)
+            if ell < 0.5 * vox:
+                return None
+            half = ell / 2
+            w = max(comp.width_ratio * half, vox)
+            rho2 = ((comp.a1 - half) / half) ** 2 + (comp.a2 / w) ** 2
+            inside = rho2 <= 1.0
+            a_sp = p["aperture_spall_vox"] * vox
+            a = np.maximum(a_sp * np.sqrt(np.clip(1 - rho2, 0, 1)), a_tip) * open_f
+            m = max(a_sp, a_tip) * open_f
+        else:
+            if comp.arrest_um is not None:
+                d = min(d, comp.arrest_um)
+            if d <= comp.h0:
+                return None
+            d_geo = d + 2 * self.vox[0] if d >= t_um else d  # a spanning sheet meets the
+            span = d_geo - comp.h0  # cathode along a line, not at a point
+            w = 2 * vox + comp.width_ratio * (d - comp.h0)
+            rho2 = ((comp.h - comp.h0) / span) ** 2 + (comp.a2 / w) ** 2
+            inside = (rho2 <= 1.0) & (comp.h >= comp.h0)
+            grow_f = min(1.0, (d - comp.h0) / (0.5 * t_um))
+            a_mouth = p["aperture_mouth_vox"] * ap_f * vox * (
+                0.5 if comp.kind == "branch" else 1.0)
+            a_mouth = a_tip + (max(a_mouth, a_tip) - a_tip) * grow_f
+            a = (a_tip + (a_mouth - a_tip) * np.sqrt(np.clip(1 - rho2, 0, 1))) * open_f
+            m = a_mouth * open_f
+        occ = np.where(inside, _overlap(comp.dn, a, comp.v_n), 0.0).astype(np.float32)
+        lab_c = inside & (np.abs(comp.dn) <= np.maximum(a, comp.v_n) / 2)
+        return occ, lab_c, m
 
     def p_spall_depth(self, comp: _Component) -> float:
         return self._plans[comp.crack].spall_depth_um

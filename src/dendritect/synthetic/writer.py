@@ -84,6 +84,17 @@ def write_dataset(cell: SyntheticCell, out_dir: str | Path, *, overwrite: bool =
                                             "axes": ["t", "z", "y", "x"],
                                             "voxel_size_um": list(cell.voxel_size_um)})
         arr[...] = cell.labels
+        if cell.crack_ids is not None:
+            ids = zarr.create_array(store=str(tmp / "truth" / "crack_ids.zarr"),
+                                    shape=cell.crack_ids.shape,
+                                    chunks=(1, *cell.crack_ids.shape[1:]), dtype="uint8",
+                                    fill_value=0,
+                                    attributes={"axes": ["t", "z", "y", "x"],
+                                                "voxel_size_um": list(cell.voxel_size_um),
+                                                "meaning": "truth crack id (truth.json cracks"
+                                                           "[].id) of each crack voxel, 0 "
+                                                           "elsewhere"})
+            ids[...] = cell.crack_ids
         _write_json(tmp / "truth" / "truth.json", cell.truth)
         _write_json(tmp / "dataset.json", cell.meta)
         os.chmod(tmp, 0o755)  # mkdtemp makes the folder private
