@@ -14,8 +14,9 @@ from dendritect.units import parse_quantity
 @app.command()
 def simulate(
     out: Path = typer.Argument(..., help="Dataset folder to write (must be new or empty)."),
-    preset: str = typer.Option("demo", "--preset", help="demo (small, quick), paper, hard or random "
-                          "(imaging and cell drawn from wide ranges per --seed)."),
+    preset: str = typer.Option(
+        "demo", "--preset", help="demo (small, quick), paper, hard or random (imaging and "
+        "cell drawn from wide ranges per --seed)."),
     seed: int = typer.Option(0, "--seed", help="Random seed: the same seed gives the same bytes."),
     ct: str = typer.Option(None, "--ct", help="fbp (projections + reconstruction) or fast "
                            "(image-space artifacts); default the preset's."),
