@@ -61,6 +61,9 @@ class CellGeometry:
     cos_tilt : float
         Cosine of the angle between the cell's normal and z, in micrometre space: depths and
         the thickness are measured along the normal.
+    axis_shift_yx : (float, float)
+        Lateral move (voxels along y and x) of the pellet's cross-section per z plane: a
+        tilted pellet's wall is inclined too. ``footprint`` is the cross-section at mid-layer.
     """
 
     anode: str
@@ -75,6 +78,7 @@ class CellGeometry:
     tilt_vox: tuple[float, float] = (0.0, 0.0)
     axis_yx: tuple[float, float] = (0.0, 0.0)
     cos_tilt: float = 1.0
+    axis_shift_yx: tuple[float, float] = (0.0, 0.0)
 
     def __post_init__(self) -> None:
         if self.anode not in ("top", "bottom"):
@@ -133,16 +137,34 @@ class CellGeometry:
         lo, hi = self.z_range_vox
         return (z > lo) & (z < hi)
 
+    def footprint_planes(self, z0: int, z1: int, yx: tuple[slice, slice] | None = None,
+                         footprint: np.ndarray | None = None) -> np.ndarray:
+        """The pellet's cross-section in planes ``z0..z1`` (columns ``yx``), (z, y, x) bool.
+
+        The mid-layer ``footprint`` (or the one given, e.g. eroded) moved by
+        ``axis_shift_yx`` per plane, rounded to whole voxels; the same in every plane for an
+        untilted cell.
+        """
+        yx = yx or (slice(None), slice(None))
+        fp = self.footprint if footprint is None else footprint
+        ay, ax = self.axis_shift_yx
+        if not (ay or ax):
+            return np.broadcast_to(fp[yx][None], (z1 - z0, *fp[yx].shape))
+        zm = 0.5 * (self.z_anode_vox + self.z_cathode_vox)
+        out = np.zeros((z1 - z0, *fp[yx].shape), bool)
+        for k, z in enumerate(range(z0, z1)):
+            out[k] = _moved(fp, round((z - zm) * ay), round((z - zm) * ax))[yx]
+        return out
+
     def inside(self, z0: int, z1: int, yx: tuple[slice, slice] | None = None) -> np.ndarray:
         """Electrolyte voxels of planes ``z0..z1`` (of the columns ``yx``): between the
-        interface planes and within the footprint."""
+        interface planes and within the pellet's cross-section."""
         yx = yx or (slice(None), slice(None))
-        fp = self.footprint[yx]
         lo, hi = self.z_range_vox
         z = np.arange(z0, z1, dtype=np.float64)[:, None, None]
         if self.tilted:
             z = z - self.offset_map()[yx][None]
-        return (z > lo) & (z < hi) & fp[None]
+        return (z > lo) & (z < hi) & self.footprint_planes(z0, z1, yx)
 
     def electrolyte_mask(self, shape_zyx) -> np.ndarray:
         """3D bool mask of the electrolyte: between the interfaces, within the footprint."""
@@ -303,10 +325,13 @@ def find_cell(volume: np.ndarray, voxel_size_um=None, *, anode: str = "auto",
     sy = sx = 0.0
     axis = (0.0, 0.0)
     cos_tilt = 1.0
+    axis_shift = (0.0, 0.0)
     if tilt is not None:
         sy, sx, axis, z_top, z_bot = tilt
         dz_, dy_, dx_ = _spacing3(voxel_size_um)
         cos_tilt = float(1.0 / np.sqrt(1.0 + (dz_ * sy / dy_) ** 2 + (dz_ * sx / dx_) ** 2))
+        # the pellet's axis is the planes' normal: one z plane moves it by -s (dz/d)² voxels
+        axis_shift = (-sy * (dz_ / dy_) ** 2, -sx * (dz_ / dx_) ** 2)
         off = sy * (np.arange(ny)[:, None] - axis[0]) + sx * (np.arange(nx)[None, :] - axis[1])
         v = shear_columns(v, np.rint(off).astype(np.int64))
 
@@ -341,12 +366,24 @@ def find_cell(volume: np.ndarray, voxel_size_um=None, *, anode: str = "auto",
                        footprint=footprint, electrode_footprint=fp_top, levels=levels,
                        noise=float(noise), counter_electrode_footprint=fp_bot,
                        flags=("anode-undecided",) if anode == "auto" else (),
-                       tilt_vox=(float(sy), float(sx)), axis_yx=axis, cos_tilt=cos_tilt)
+                       tilt_vox=(float(sy), float(sx)), axis_yx=axis, cos_tilt=cos_tilt,
+                       axis_shift_yx=(float(axis_shift[0]), float(axis_shift[1])))
     if anode == "bottom":
         geo = geo.with_anode("bottom")
     elif anode == "top":
         geo = geo.with_anode("top")
     return geo
+
+
+def _moved(mask: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """``mask`` moved by whole voxels ``(dy, dx)``, False where nothing moves in."""
+    out = np.zeros_like(mask)
+    ny, nx = mask.shape
+    ys, yd = (slice(0, ny - dy), slice(dy, ny)) if dy >= 0 else (slice(-dy, ny), slice(0, ny + dy))
+    xs, xd = (slice(0, nx - dx), slice(dx, nx)) if dx >= 0 else (slice(-dx, nx), slice(0, nx + dx))
+    if abs(dy) < ny and abs(dx) < nx:
+        out[yd, xd] = mask[ys, xs]
+    return out
 
 
 def _spacing3(voxel_size_um) -> tuple[float, float, float]:
@@ -474,11 +511,13 @@ def _flatness(v, footprint, z_top, z_bot, level) -> float:
         return 0.0
     sel = np.linspace(0, ys.size - 1, min(ys.size, 400)).astype(int)
     nz = v.shape[0]
-    zt = int(np.clip(np.floor(z_top) - 1, 0, nz - 1))
-    zb = int(np.clip(np.ceil(z_bot) + 1, 0, nz - 1))
     zm = round(0.5 * (z_top + z_bot))
-    planes = ndimage.uniform_filter(v[[zt, zm, zb]], size=(1, 3, 3))[:, ys[sel], xs[sel]]
-    ok = (planes[1] > level) & (planes[0] < level) & (planes[2] < level)
+    # the darkest of the three planes beyond each interface: a thin electrode beside a bright
+    # plunger is dark over a plane or two only, blurred by the plunger next to it
+    zt = np.clip(np.floor(z_top) - np.arange(3), 0, nz - 1).astype(int)
+    zb = np.clip(np.ceil(z_bot) + np.arange(3), 0, nz - 1).astype(int)
+    sm = ndimage.uniform_filter(v[[*zt, zm, *zb]], size=(1, 3, 3))[:, ys[sel], xs[sel]]
+    ok = (sm[3] > level) & (sm[:3].min(axis=0) < level) & (sm[4:].min(axis=0) < level)
     return float(ok.mean())
 
 

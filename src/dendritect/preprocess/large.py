@@ -377,7 +377,9 @@ def find_cell_bounded(volume: Any, voxel_size_um: Any = None, *, anode: str = "a
                         tilt_vox=(geo.tilt_vox[0] * kz / ky, geo.tilt_vox[1] * kz / kx),
                         axis_yx=(geo.axis_yx[0] * ky + (ky - 1) / 2,
                                  geo.axis_yx[1] * kx + (kx - 1) / 2),
-                        cos_tilt=geo.cos_tilt)
+                        cos_tilt=geo.cos_tilt,
+                        axis_shift_yx=(geo.axis_shift_yx[0] * ky / kz,
+                                       geo.axis_shift_yx[1] * kx / kz))
     # __post_init__ puts interfaces and electrode footprints on the anode's side
     return dataclasses.replace(full, anode=geo.anode)
 
@@ -467,6 +469,7 @@ def _binned_geometry(geometry: CellGeometry, factor: tuple[int, int, int]) -> Ce
         tilt_vox=(geometry.tilt_vox[0] * ky / kz, geometry.tilt_vox[1] * kx / kz),
         axis_yx=((geometry.axis_yx[0] - (ky - 1) / 2) / ky,
                  (geometry.axis_yx[1] - (kx - 1) / 2) / kx),
+        axis_shift_yx=(geometry.axis_shift_yx[0] * kz / ky, geometry.axis_shift_yx[1] * kz / kx),
     )
 
 

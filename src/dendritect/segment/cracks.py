@@ -112,6 +112,9 @@ def _bbox(geometry: CellGeometry, shape, pad: int) -> tuple[slice, slice, slice]
     ys, xs = np.nonzero(geometry.footprint)
     if ys.size == 0:
         raise InputError("segment: the cell's footprint is empty")
+    # an inclined pellet wall moves its cross-section from plane to plane
+    shift = getattr(geometry, "axis_shift_yx", (0.0, 0.0))
+    pad = pad + int(np.ceil(max(abs(shift[0]), abs(shift[1])) * (hi - lo) / 2))
     return (slice(max(0, int(np.floor(lo)) - pad), min(nz, int(np.ceil(hi)) + pad + 1)),
             slice(max(0, ys.min() - pad), min(ny, ys.max() + pad + 1)),
             slice(max(0, xs.min() - pad), min(nx, xs.max() + pad + 1)))
@@ -173,9 +176,11 @@ class _Box:
         self.z0 = self.sl[0].start
         self.shape = tuple(s.stop - s.start for s in self.sl)
         nz = shape[0]
+        self.geometry = geometry
         self.zmask = geometry.z_mask(nz)[self.sl[0]]
         self.z = np.arange(self.sl[0].start, self.sl[0].stop)
         self.footprint = geometry.footprint[self.sl[1:]]
+        self.inclined = any(getattr(geometry, "axis_shift_yx", (0.0, 0.0)))
 
     def read(self, arr, lo: int, hi: int, dtype=np.float32) -> np.ndarray:
         """Planes ``lo..hi`` of the box from a full-step array."""
@@ -190,7 +195,16 @@ class _Box:
 
     def inside(self, lo: int, hi: int) -> np.ndarray:
         """Electrolyte voxels of planes ``lo..hi``."""
+        if self.inclined:
+            return self.geometry.inside(self.z0 + lo, self.z0 + hi, self.sl[1:])
         return self.zmask[lo:hi, None, None] & self.footprint[None]
+
+    def footprint_planes(self, lo: int, hi: int, footprint: np.ndarray) -> np.ndarray:
+        """A (full-step) footprint such as an eroded one, in planes ``lo..hi`` of the box."""
+        if self.inclined:
+            return self.geometry.footprint_planes(self.z0 + lo, self.z0 + hi, self.sl[1:],
+                                                  footprint=footprint)
+        return footprint[self.sl[1:]][None]
 
 
 def _background_profile(box: _Box, slabs: Slabs, volume, level: float, contrast: float,
@@ -311,8 +325,7 @@ def _flags_pass(box: _Box, slabs: Slabs, flags, volume, reference, previous,
 
     c32 = np.float32(contrast)
     lo_i, hi_i = geometry.z_range_vox
-    fp_in = ndimage.binary_erosion(geometry.footprint, iterations=int(p.wall_margin_vox))
-    fp_in = fp_in[box.sl[1:]]
+    fp_in_full = ndimage.binary_erosion(geometry.footprint, iterations=int(p.wall_margin_vox))
     iz = p.interface_zone_vox
     one = len(slabs.slabs) == 1
 
@@ -354,7 +367,7 @@ def _flags_pass(box: _Box, slabs: Slabs, flags, volume, reference, previous,
         z = box.z[z0:z1]
         # seeds stay clear of the interfaces and the pellet wall, where partial volume darkens
         zin = (z > lo_i + p.seed_margin_vox) & (z < hi_i - p.seed_margin_vox)
-        seed_zone = zin[:, None, None] & fp_in[None] & inside
+        seed_zone = zin[:, None, None] & box.footprint_planes(z0, z1, fp_in_full) & inside
         # where a crack meets an electrode the sheet response fades (the electrode is dark
         # too): dark thin voxels next to the interfaces may still extend a crack
         near = ((z > lo_i) & (z < lo_i + iz)) | ((z < hi_i) & (z > hi_i - iz))
