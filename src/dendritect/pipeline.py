@@ -145,11 +145,13 @@ def _plane_chunk(shape: tuple[int, int, int]) -> int:
 
 def _mask_fn(geometry: Any, shape: tuple[int, int, int]):
     """The electrolyte mask of planes ``z0..z1`` (grey levels are matched on it)."""
-    zmask = geometry.z_mask(shape[0])
-    fp = np.asarray(geometry.footprint, dtype=bool)
+    if not hasattr(geometry, "inside"):
+        zmask = geometry.z_mask(shape[0])
+        fp = np.asarray(geometry.footprint, dtype=bool)
+        return lambda z0, z1: zmask[z0:z1, None, None] & fp[None]
 
     def mask(z0: int, z1: int) -> np.ndarray:
-        return zmask[z0:z1, None, None] & fp[None]
+        return geometry.inside(z0, z1)
 
     return mask
 
@@ -211,6 +213,49 @@ def _aligned_steps(series: Any, todo: list[int], reference: Any, geometry: Any, 
                 nxt = pool.submit(_aligned, series, todo[i + 1], reference, geometry,
                                   buffers[(i + 1) % 2], stages, samples)
             yield cur
+
+
+def _decide_anode(stages: _Stages, first: Any, last: Any, geometry: Any) -> str:
+    """The anode side; a tilted cell held in memory is judged on its flattened (sheared) view."""
+    if getattr(geometry, "tilted", False) and isinstance(first, np.ndarray):
+        from dendritect.preprocess.tilt import ShearedView, flat_geometry, shear_of
+
+        shift, pad = shear_of(geometry)
+        return stages.decide_anode(np.asarray(ShearedView(first, shift, pad)),
+                                   np.asarray(ShearedView(np.asarray(last), shift, pad)),
+                                   flat_geometry(geometry, pad, shift))
+    return stages.decide_anode(first, last, geometry)
+
+
+def _segment(stages: _Stages, vol: Any, geometry: Any, *, reference: Any, previous: Any,
+             params: Any, out: dict, scratch: Path) -> Any:
+    """Segment one registered step into ``out`` (arrays of the step's shape).
+
+    A tilted cell is segmented on sheared views in which its interfaces are flat
+    (:mod:`dendritect.preprocess.tilt`); the masks are written back exactly in the step's frame.
+    """
+    targets = dict(out)
+    if getattr(geometry, "tilted", False):
+        from dendritect.preprocess.tilt import (
+            ShearedView,
+            UnshearedWriter,
+            flat_geometry,
+            shear_of,
+        )
+
+        shift, pad = shear_of(geometry)
+        nz = int(vol.shape[0])
+        view = lambda a: None if a is None else ShearedView(a, shift, pad)  # noqa: E731
+        geometry = flat_geometry(geometry, pad, shift)
+        vol, reference, previous = view(vol), view(reference), view(previous)
+        out = {k: UnshearedWriter(v, shift, pad, nz) for k, v in out.items()}
+    seg = stages.segment_step(vol, geometry, reference=reference, previous=previous,
+                              params=params, out=out, scratch=scratch)
+    for name in ("crack", "lithium"):
+        got = getattr(seg, name)
+        if got is not None and got is not out[name]:
+            targets[name][...] = np.asarray(got, dtype=np.uint8)
+    return seg
 
 
 def _plane(vol: Any, key: Any) -> np.ndarray:
@@ -425,7 +470,7 @@ def _analyze(input_path: Path, out: Path, *, voxel_size: Any, dataset: str | Non
             if anode == "auto":
                 if n > 1:
                     last, _ = _aligned(series, n - 1, reference, geometry, aligned, stages)
-                    decided = str(stages.decide_anode(reference, last, geometry))
+                    decided = str(_decide_anode(stages, reference, last, geometry))
                 else:
                     decided = str(geometry.anode)
             state = {"fingerprint": fp, "anode": decided, "done": [], "shifts": {}}
@@ -475,17 +520,13 @@ def _analyze(input_path: Path, out: Path, *, voxel_size: Any, dataset: str | Non
                                                             aligned, stages), strict=True):
                 crack_t = _StepView(cz["crack"], t)
                 li_t = _StepView(cz["lithium"], t)
-                seg = stages.segment_step(
-                    vol, geometry, reference=None if t == 0 else reference,
+                seg = _segment(
+                    stages, vol, geometry, reference=None if t == 0 else reference,
                     previous=None if t == 0 else _StepView(cz["crack"], t - 1), params=params,
                     out={"crack": crack_t, "lithium": li_t, "pores": _Discard()},
                     scratch=work / "segment")
-                if seg.crack is not crack_t:
-                    crack_t[...] = np.asarray(seg.crack, dtype=np.uint8)
                 if seg.lithium is None:
                     has_lithium = False
-                elif seg.lithium is not li_t:
-                    li_t[...] = np.asarray(seg.lithium, dtype=np.uint8)
                 if can_measure(geometry):
                     store_crack_fraction(vol, crack_t, geometry, cz["fraction"], t=t,
                                          lithium=None if seg.lithium is None else li_t)
@@ -571,7 +612,8 @@ def _analyze(input_path: Path, out: Path, *, voxel_size: Any, dataset: str | Non
         span = np.flatnonzero(metrics["spanning"].to_numpy() > 0)
         span_index = int(span[0]) if span.size else None
         dz = spacing[0]
-        thickness_um = abs(float(geometry.z_cathode_vox) - float(geometry.z_anode_vox)) * dz
+        thickness_um = float(getattr(geometry, "thickness_vox", abs(
+            float(geometry.z_cathode_vox) - float(geometry.z_anode_vox)))) * dz
         use = n if span_index is None else span_index
         forecast = None
         if use >= 1 and np.all(np.diff(times[:use]) > 0):
@@ -592,6 +634,8 @@ def _analyze(input_path: Path, out: Path, *, voxel_size: Any, dataset: str | Non
             "electrolyte_interfaces_um": [float(geometry.z_anode_vox) * dz,
                                           float(geometry.z_cathode_vox) * dz],
             "electrolyte_thickness_um": thickness_um,
+            "interface_tilt_deg": float(geometry.tilt_deg()) if hasattr(geometry, "tilt_deg")
+            else 0.0,
             "registration_shifts_vox": shifts,
             "span_index": span_index,
             "span_time_s": span_time,

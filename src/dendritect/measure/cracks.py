@@ -78,7 +78,10 @@ def _front_um(depth_centre_vox: float, thickness_vox: float, dz_um: float) -> fl
 
 
 def _thickness_vox(geometry: Any) -> float:
-    return float(abs(geometry.z_cathode_vox - geometry.z_anode_vox))
+    thick = getattr(geometry, "thickness_vox", None)
+    if thick is None:
+        return float(abs(geometry.z_cathode_vox - geometry.z_anode_vox))
+    return float(thick)
 
 
 def _edge_distance_map_um(geometry: Any, spacing: np.ndarray) -> np.ndarray | None:
@@ -189,6 +192,14 @@ class _StepFrame:
     time_s: float
     t_index: int
     span_tolerance_vox: float
+    geometry: Any = None  # set for a tilted cell: depths from its interface planes
+
+    def depth_at(self, zz: np.ndarray, yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
+        """Depth (voxels, clipped at 0) of voxels ``(zz, yy, xx)`` along the cell's normal."""
+        if self.geometry is None:
+            return self.depth[zz]
+        return np.clip(np.asarray(self.geometry.depth_vox(zz, yy, xx), dtype=np.float64),
+                       0.0, None)
 
     @classmethod
     def of(cls, shape: tuple[int, ...], geometry: Any, spacing: np.ndarray, *, time_s: float,
@@ -196,7 +207,8 @@ class _StepFrame:
         shape3 = (int(shape[0]), int(shape[1]), int(shape[2]))
         return cls(shape3, spacing, _depth_lut(geometry, shape3[0]), _thickness_vox(geometry),
                    _edge_distance_map_um(geometry, spacing), float(time_s), int(t_index),
-                   float(span_tolerance_vox))
+                   float(span_tolerance_vox),
+                   geometry if getattr(geometry, "tilted", False) else None)
 
 
 def _crack_row(cid: int, sub: np.ndarray, origin: tuple[int, int, int],
@@ -222,13 +234,13 @@ def _crack_row(cid: int, sub: np.ndarray, origin: tuple[int, int, int],
         :func:`dendritect.measure.deficit.crack_fraction`; gives ``volume_um3`` and
         ``aperture_mean_um`` from the grey-level deficit. Without it both come from the mask.
     """
-    spacing, depth, thick, edge = frame.spacing, frame.depth, frame.thick, frame.edge
+    spacing, thick, edge = frame.spacing, frame.thick, frame.edge
     tol = frame.span_tolerance_vox
     zz, yy, xx = np.nonzero(sub)
     zz = zz + origin[0]
     yy = yy + origin[1]
     xx = xx + origin[2]
-    d = depth[zz]
+    d = frame.depth_at(zz, yy, xx)
     # Faces of the crack's extent along z: nearest and farthest voxel, half a voxel out.
     anchored = d.min() - 0.5 <= tol
     spanning = anchored and d.max() + 0.5 >= thick - tol
