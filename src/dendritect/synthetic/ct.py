@@ -121,9 +121,10 @@ def _radius_vox(shape_yx: tuple[int, int]) -> np.ndarray:
 
 
 # Phase-contrast scale: K (pixel^2) per unit of phase_contrast and per unit of the squared
-# edge width (psf^2 + _PHASE_W0^2). Strength 1 gives fringes of roughly +-30 % of the
-# electrolyte-air step at a pellet edge, whatever the blur (measured on the twin).
-_PHASE_C = 1.3
+# edge width (psf^2 + _PHASE_W0^2). Strength 1 gives fringes of roughly +20..50 % / -20 % of
+# the electrolyte-air step at a pellet edge, whatever the blur (measured on the twin; FBP
+# smooths the projections' fringes, hence its larger constant).
+_PHASE_C = {"fast": 0.9, "fbp": 1.5}
 _PHASE_W0 = 0.5
 # Phase retrieval is applied with a slightly larger alpha than the fringes' K, as beamlines
 # do (they choose delta/beta to suppress the fringes): the result is a little blurred.
@@ -133,7 +134,8 @@ _RETRIEVAL_OVER = 1.25
 def phase_k_px2(p: dict) -> float:
     """Phase-contrast coefficient K (in squared pixels): measured = P - K lap(P)."""
     psf = float(p["psf_vox"])
-    return float(p.get("phase_contrast", 0.0)) * _PHASE_C * (psf * psf + _PHASE_W0 ** 2)
+    return float(p.get("phase_contrast", 0.0)) * _PHASE_C[p["ct"]] * (psf * psf
+                                                                    + _PHASE_W0 ** 2)
 
 
 def _z_weight(p: dict) -> float:
