@@ -150,4 +150,8 @@ def _run(args: list[str]) -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    # Run as `python -m dendritect.cli.main`: the commands register on the imported module's
+    # app, not on this __main__ copy's.
+    from dendritect.cli.main import main as _main
+
+    sys.exit(_main())
