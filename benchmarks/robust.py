@@ -701,12 +701,12 @@ def _worst(cells: list[dict], name: str, lo: bool, fmt: str, scale: float = 1.0)
     failed_na = [c for c in cells if c.get("criteria", {}).get(name, {}).get("pass") is False
                  and c["criteria"][name].get("value") is None]
     if not vals:
-        return "missing ✗" if failed_na else "n/a"
+        return "not reported ✗" if failed_na else "n/a"
     w = min(vals) if lo else max(vals)
     bad = any(c["criteria"][name]["pass"] is False for c in cells if name in c.get("criteria", {}))
     text = format(w * scale, fmt)
     if failed_na:
-        text += f" (+{len(failed_na)} missing)"
+        text += f" (+{len(failed_na)} not reported)"
     return text + (" ✗" if bad else "")
 
 
@@ -723,7 +723,7 @@ def _row(label: str, cells: list[dict]) -> str:
     false = sum(1 for c in ran if c.get("false_span"))
     span = f"{exact}/{len(ran)} ({false})" + (" ✗" if exact < len(ran) else "")
     if not ran:
-        return f"| {label} | {n} |" + " |" * 9
+        return f"| {label} | {n} |" + " – |" * 9
     return (f"| {label} | {n} | {_worst(ran, 'cell_f1', True, '.3f')} | "
             f"{_worst(ran, 'step_f1', True, '.3f')} | {_worst(ran, 'step0_false', False, '.0f')} | "
             f"{_worst(ran, 'front', False, '.2f')} | {span} | "
@@ -777,10 +777,11 @@ def _fmt_fail(c: dict) -> str:
     if "error" in c:
         return f"crashed in {c.get('stage')}: {c['error'].splitlines()[-1][:200]}"
     out = []
+    no_value: dict[str, list[str]] = {}
     for k in c["failing"]:
         cr = c["criteria"][k]
         if cr.get("value") is None:
-            out.append(f"{k}: {cr.get('reason', 'missing')}")
+            no_value.setdefault(cr.get("reason", "not reported"), []).append(k)
         elif k == "span":
             out.append(f"span: found {cr['value']} vs true {cr['true']}"
                        + (" (false span)" if cr.get("false_span") else ""))
@@ -788,6 +789,7 @@ def _fmt_fail(c: dict) -> str:
             at = f" at step {cr['t_index']}" if cr.get("t_index") is not None else ""
             cmp = ">=" if k in ("cell_f1", "step_f1", "li_f1") else "<="
             out.append(f"{k}: {cr['value']}{at} (need {cmp} {cr['threshold']})")
+    out += [f"{', '.join(ks)}: {why}" for why, ks in no_value.items()]
     return "; ".join(out)
 
 
@@ -800,6 +802,13 @@ def held_out_section(cells: list[dict]) -> str:
              "Worst case per crack type, held-out seeds:", "",
              condition_table(held, CRACK_TYPES, "crack type")]
     return "\n".join(lines)
+
+
+def _tables(cells: list[dict]) -> list[str]:
+    if not cells:
+        return ["No cells of this set in this run.", ""]
+    return ["Worst case per condition:", "", condition_table(cells, CONDITION_TAGS),
+            "Worst case per crack type:", "", condition_table(cells, CRACK_TYPES, "crack type")]
 
 
 def report_md(cells: list[dict], info: dict[str, Any]) -> str:
@@ -831,12 +840,8 @@ def report_md(cells: list[dict], info: dict[str, Any]) -> str:
              "past its threshold, n/a a criterion no cell could be scored on.", "",
              "## Pass counts", "",
              summary_line("tuning", tune), summary_line("held-out", held), "",
-             "## Held-out seeds", "",
-             "Worst case per condition:", "", condition_table(held, CONDITION_TAGS),
-             "Worst case per crack type:", "", condition_table(held, CRACK_TYPES, "crack type"),
-             "## Tuning seeds", "",
-             "Worst case per condition:", "", condition_table(tune, CONDITION_TAGS),
-             "Worst case per crack type:", "", condition_table(tune, CRACK_TYPES, "crack type"),
+             "## Held-out seeds", "", *_tables(held),
+             "## Tuning seeds", "", *_tables(tune),
              "## Failing cells", ""]
     failing = [c for c in cells if not c.get("pass")]
     if not failing:
@@ -897,7 +902,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--write-docs", action="store_true",
                     help="Rewrite the held-out block of docs/accuracy.md.")
+    ap.add_argument("--report-only", type=Path, default=None, metavar="JSON",
+                    help="Rewrite robust.md (and the docs with --write-docs) from a robust.json "
+                         "without running any cell.")
     args = ap.parse_args(argv)
+    if args.report_only is not None:
+        result = json.loads(args.report_only.read_text())
+        return _write_reports(result["cells"], result, args.out, args.write_docs,
+                              write_json=None)
 
     seeds = parse_seeds(args.seeds)
     tuning = set(parse_seeds(args.tuning))
@@ -950,20 +962,27 @@ def main(argv: list[str] | None = None) -> int:
             "jobs": args.jobs, "wall_s": round(time.perf_counter() - t0, 1),
             "machine": _machine()}
     result = {**info, "targets": TARGETS, "criteria": list(CRITERIA), "cells": cells}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "robust.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
-    md = report_md(cells, info)
-    (args.out / "robust.md").write_text(md)
-    print(md)
-    if args.write_docs and not any(c.get("set") == "held-out" for c in cells):
-        print("docs/accuracy.md not updated: no held-out seed in this run")
-    elif args.write_docs:
-        ok = write_docs(f"_Generated by `python -m benchmarks.robust --write-docs` "
-                        f"({info['machine'].get('git_commit')}, seeds `{args.seeds}`)._\n\n"
-                        + held_out_section(cells))
-        print("docs/accuracy.md " + ("updated" if ok else "not updated: markers not found"))
+    rc = _write_reports(cells, info, args.out, args.write_docs, write_json=result)
     if tmp is not None:
         tmp.cleanup()
+    return rc
+
+
+def _write_reports(cells: list[dict], info: dict, out: Path, docs: bool,
+                   write_json: dict | None) -> int:
+    out.mkdir(parents=True, exist_ok=True)
+    if write_json is not None:
+        (out / "robust.json").write_text(json.dumps(write_json, indent=2, default=str) + "\n")
+    md = report_md(cells, info)
+    (out / "robust.md").write_text(md)
+    print(md)
+    if docs and not any(c.get("set") == "held-out" for c in cells):
+        print("docs/accuracy.md not updated: no held-out seed in this run")
+    elif docs:
+        ok = write_docs(f"_Generated by `python -m benchmarks.robust --write-docs` "
+                        f"({info.get('machine', {}).get('git_commit')}, seeds "
+                        f"`{info.get('seeds')}`)._\n\n" + held_out_section(cells))
+        print("docs/accuracy.md " + ("updated" if ok else "not updated: markers not found"))
     return 0 if all(c.get("pass") for c in cells) else 1
 
 
