@@ -154,6 +154,21 @@ def _take_over(path: Path, seen: str) -> bool:
         guard.unlink(missing_ok=True)
 
 
+def _read_settled(path: Path, wait_s: float = 2.0) -> str:
+    """The lock's text; a lock just made by another run is empty for a moment: wait for it."""
+    end = time.monotonic() + wait_s
+    while True:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise
+        except OSError:
+            text = ""
+        if text.endswith("\n") or time.monotonic() > end:
+            return text
+        time.sleep(0.02)
+
+
 def _acquire(folder: Path, command: str) -> None:
     path = folder / LOCK_NAME
     info = {"pid": os.getpid(), "host": _host(), "command": command, "started": time.time()}
@@ -161,11 +176,9 @@ def _acquire(folder: Path, command: str) -> None:
         if _create(path, info):
             return
         try:
-            seen = path.read_text(encoding="utf-8")
+            seen = _read_settled(path)
         except FileNotFoundError:
             continue  # released in the meantime: try again
-        except OSError:
-            seen = ""
         try:
             other = json.loads(seen)
             other = other if isinstance(other, dict) else None
