@@ -343,16 +343,19 @@ ECHEM_MAX_ROWS = 20_000
 
 def decimate_echem(df: pd.DataFrame, max_rows: int = ECHEM_MAX_ROWS) -> pd.DataFrame:
     """At most ``max_rows`` rows of a cycler table that keep its shape: in each of
-    ``max_rows // 4`` equal runs of rows, the first, the last and the rows of lowest and
-    highest voltage, so a sharp drop (a short) stays as sharp as it was recorded."""
+    ``max_rows // 6`` equal runs of rows, the first and last rows, those of lowest and highest
+    voltage, and the two rows either side of the largest voltage jump, so that a sharp drop
+    (a short) stays as sharp as it was recorded."""
     cols = [c for c in ("time_s", "voltage_V", "current_mA", "charge_mAh") if c in df]
     table = df[cols].reset_index(drop=True)
     n = len(table)
     if n <= max_rows:
         return table
-    buckets = max(1, max_rows // 4)
+    buckets = max(1, max_rows // 6)
     edges = np.linspace(0, n, buckets + 1).astype(np.int64)
     v = table["voltage_V"].to_numpy(dtype=np.float64)
+    jump = np.abs(np.diff(v, append=v[-1]))   # jump[i]: from row i to row i + 1
+    jump[~np.isfinite(jump)] = 0.0
     keep = np.zeros(n, bool)
     for a, b in itertools.pairwise(edges.tolist()):
         if b <= a:
@@ -362,6 +365,9 @@ def decimate_echem(df: pd.DataFrame, max_rows: int = ECHEM_MAX_ROWS) -> pd.DataF
         if np.isfinite(seg).any():
             keep[a + int(np.nanargmin(seg))] = True
             keep[a + int(np.nanargmax(seg))] = True
+        j = a + int(np.argmax(jump[a:b]))
+        keep[j] = True
+        keep[min(j + 1, n - 1)] = True
     return table[keep].reset_index(drop=True)
 
 

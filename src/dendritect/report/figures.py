@@ -127,8 +127,15 @@ def arrival_figure(time_of_arrival: Any, voxel_size_um: Sequence[float],
     return fig
 
 
-def front_figure(metrics: pd.DataFrame, summary: dict[str, Any]) -> Figure:
-    """Crack and lithium front depth vs time; voltage on a second axis; span, short, forecast."""
+def front_figure(metrics: pd.DataFrame, summary: dict[str, Any],
+                 echem: pd.DataFrame | None = None) -> Figure:
+    """Crack and lithium front depth vs time; voltage on a second axis; span, short, forecast.
+
+    ``echem`` is the full cycler record (``time_s``, ``voltage_V``): drawn at full resolution
+    over the scans' time range. Without it the voltage at the scan times is drawn as points
+    (never joined by lines: nothing is known between two scans). The span is drawn as the
+    interval between the last scan without it and the first scan with it.
+    """
     t = metrics["time_s"].to_numpy(dtype=float)
     unit, scale = time_unit(t)
     fig = Figure(figsize=(10, 4.8), layout="constrained")
@@ -145,9 +152,13 @@ def front_figure(metrics: pd.DataFrame, summary: dict[str, Any]) -> Figure:
         handles.append(ax.axhline(thick, color="0.4", lw=1, ls=":",
                                   label=f"electrolyte thickness ({thick:.4g} µm)"))
     span = summary.get("span_index")
-    if span is not None and 0 <= int(span) < len(t):
-        handles.append(ax.axvline(t[int(span)] / scale, color="C3", lw=1.2, ls="-.",
-                                  label=f"span seen (step {int(span)})"))
+    if span is not None and 0 < int(span) < len(t):
+        i = int(span)
+        handles.append(ax.axvspan(t[i - 1] / scale, t[i] / scale, color="C3", alpha=0.12,
+                                  label=f"span happened here (between steps {i - 1} and {i})"))
+    elif span is not None and int(span) == 0 and len(t):
+        handles.append(ax.axvline(t[0] / scale, color="C3", lw=1.2, ls="-.",
+                                  label="spanning at the first scan"))
     sc = summary.get("short_circuit") or {}
     if sc.get("echem_time_s") is not None:
         handles.append(ax.axvline(float(sc["echem_time_s"]) / scale, color="k", lw=1.2,
@@ -165,12 +176,29 @@ def front_figure(metrics: pd.DataFrame, summary: dict[str, Any]) -> Figure:
     ax.set(xlabel=f"time ({unit})", ylabel="depth from anode interface (µm)")
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
-    if "voltage_V" in metrics and metrics["voltage_V"].notna().any():
+    trace = None
+    if echem is not None and len(echem) and {"time_s", "voltage_V"} <= set(echem.columns):
+        te = echem["time_s"].to_numpy(dtype=float)
+        lo, hi = float(np.nanmin(t)), float(np.nanmax(t))
+        if sc.get("echem_time_s") is not None:
+            hi = max(hi, float(sc["echem_time_s"]))
+        pad = 0.02 * (hi - lo) if hi > lo else 1.0
+        keep = (te >= lo - pad) & (te <= hi + pad)
+        if keep.any():
+            trace = (te[keep], echem["voltage_V"].to_numpy(dtype=float)[keep])
+    if trace is not None:
         ax2 = ax.twinx()
-        handles += ax2.plot(t / scale, metrics["voltage_V"], "-", color="0.55", lw=1.2,
-                            label="cell voltage")
+        handles += ax2.plot(trace[0] / scale, trace[1], "-", color="0.55", lw=0.9,
+                            label="cell voltage (cycler, full record)")
         ax2.set_ylabel("voltage (V)", color="0.4")
-    ax.legend(handles=handles, loc="upper left", fontsize=8, framealpha=0.85)
+    elif "voltage_V" in metrics and metrics["voltage_V"].notna().any():
+        ax2 = ax.twinx()
+        handles += ax2.plot(t / scale, metrics["voltage_V"], "D", color="0.55", ms=4,
+                            label="cell voltage at the scan times")
+        ax2.set_ylabel("voltage (V)", color="0.4")
+    # The legend on the axes drawn last, so the voltage trace never runs over it.
+    top = fig.axes[-1]
+    top.legend(handles=handles, loc="upper left", fontsize=8, framealpha=0.9)
     return fig
 
 

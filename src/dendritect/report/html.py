@@ -54,13 +54,54 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+#: What an unset parameter (null in summary.json) meant for the run.
+_DEFAULTS = {
+    "voxel_size": "default (from the metadata)",
+    "times_s": "default (from the metadata, else the step index)",
+    "interval": "default (from the metadata, else the step index)",
+    "dataset": "default (found automatically)",
+    "echem": "none given",
+}
+
+
 def _flatten(d: Any, prefix: str = "") -> list[tuple[str, str]]:
     if isinstance(d, dict):
         out: list[tuple[str, str]] = []
         for k, v in d.items():
             out += _flatten(v, f"{prefix}.{k}" if prefix else str(k))
         return out
+    if d is None:
+        return [(prefix, _DEFAULTS.get(prefix, "default"))]
     return [(prefix, _fmt(d))]
+
+
+#: Human headers, with units, of the crack table (the CSV keeps its column names).
+CRACK_HEADERS = {
+    "crack_id": "crack", "kind": "kind", "first_step": "first step", "last_step": "last step",
+    "time_s": "time (s)", "n_voxels": "voxels", "front_depth_um": "front depth (µm)",
+    "li_front_depth_um": "lithium front depth (µm)",
+    "dry_tip_lead_um": "dry tip ahead of lithium (µm)", "min_depth_um": "shallowest depth (µm)",
+    "volume_um3": "volume (µm³)", "volume_vox_um3": "volume, voxel count (µm³)",
+    "projected_area_um2": "projected area (µm²)", "surface_area_um2": "surface area (µm²)",
+    "face_area_um2": "face area (µm²)", "aperture_mean_um": "mean aperture (µm)",
+    "aperture_max_um": "max aperture (µm)", "normal_angle_deg": "angle to z (°)",
+    "centroid_z_um": "centroid z (µm)", "centroid_y_um": "centroid y (µm)",
+    "centroid_x_um": "centroid x (µm)", "edge_distance_um": "distance to edge (µm)",
+    "origin_edge_distance_um": "origin distance to edge (µm)",
+    "front_speed_um_s": "front speed (µm/s)", "anchored": "anchored at anode",
+    "spanning": "spanning", "t_index": "step",
+}
+
+
+def crack_header(name: str) -> str:
+    """The report's header for a crack-table column: plain words and the unit."""
+    if name in CRACK_HEADERS:
+        return CRACK_HEADERS[name]
+    for suffix, unit in (("_um3", "µm³"), ("_um2", "µm²"), ("_um_s", "µm/s"), ("_um", "µm"),
+                         ("_deg", "°"), ("_s", "s")):
+        if name.endswith(suffix):
+            return f"{name[:-len(suffix)].replace('_', ' ')} ({unit})"
+    return name.replace("_", " ")
 
 
 def _versions(summary: dict[str, Any]) -> list[tuple[str, str]]:
@@ -91,15 +132,20 @@ def _crack_table(cracks: pd.DataFrame) -> tuple[dict[str, Any], int, bool]:
     if "front_depth_um" in last:
         last = last.sort_values("front_depth_um", ascending=False)
     order = ["crack_id", "kind", "first_step", "last_step", "time_s", "front_depth_um",
-             "li_front_depth_um", "volume_um3", "projected_area_um2", "surface_area_um2",
-             "aperture_mean_um", "aperture_max_um", "normal_angle_deg",
-             "origin_edge_distance_um", "front_speed_um_s"]
+             "li_front_depth_um", "dry_tip_lead_um", "volume_um3", "volume_vox_um3",
+             "projected_area_um2", "surface_area_um2", "aperture_mean_um", "aperture_max_um",
+             "normal_angle_deg", "origin_edge_distance_um", "front_speed_um_s"]
+    # Lithium columns that are empty throughout (lithium not told apart) are left out.
+    empty = [c for c in ("li_front_depth_um", "dry_tip_lead_um")
+             if c in last and not last[c].notna().any()]
+    last = last.drop(columns=empty)
     cols = [c for c in order if c in last] + [c for c in last.columns if c not in order]
     n = len(last)
     cut = n > _MAX_CRACK_ROWS
     last = last[cols].head(_MAX_CRACK_ROWS)
     numeric = {c: pd.api.types.is_numeric_dtype(last[c]) for c in cols}
-    return ({"columns": [{"name": c, "cls": "" if numeric[c] else "s"} for c in cols],
+    return ({"columns": [{"name": crack_header(c), "csv": c, "cls": "" if numeric[c] else "s"}
+                         for c in cols],
              "rows": [[_fmt(v) for v in rec] for rec in last.itertuples(index=False)]},
             n, cut)
 
@@ -164,10 +210,16 @@ def _cards(res: Results) -> list[dict[str, Any]]:
                       "value": f"{np.nanmax(m['front_depth_um'].to_numpy(float)):.4g} µm"})
         cards.append({"key": "crack volume (last step)",
                       "value": f"{float(m['crack_volume_um3'].iloc[-1]):.4g} µm³"})
-    span_t = res.span_time_s()
-    if span_t is not None:
-        cards.append({"key": "span seen", "alert": True,
-                      "value": f"step {int(s['span_index'])} ({span_t / scale:.4g} {unit})"})
+    iv = res.span_interval()
+    t = res.times_s
+    if iv is not None and iv[0] is not None:
+        a, b = iv
+        cards.append({"key": "span happened between", "alert": True,
+                      "value": f"step {a} ({t[a] / scale:.4g} {unit}) and step {b} "
+                               f"({t[b] / scale:.4g} {unit})"})
+    elif iv is not None:
+        cards.append({"key": "span", "alert": True,
+                      "value": f"already at the first scan ({t[0] / scale:.4g} {unit})"})
     else:
         cards.append({"key": "span seen", "value": "no"})
     sc = s.get("short_circuit") or {}
@@ -181,6 +233,59 @@ def _cards(res: Results) -> list[dict[str, Any]]:
             v += f" ± {float(sig) / scale:.2g}"
         cards.append({"key": "forecast span", "value": f"{v} {unit}"})
     return [{"alert": False, **c} for c in cards]
+
+
+def _notes(res: Results) -> dict[str, str | None]:
+    """Plain sentences for what the page shows and what could not be measured, and why."""
+    s = res.summary
+    unit, scale = F.time_unit(res.times_s)
+    t = res.times_s
+    out: dict[str, str | None] = {}
+    resolved, reason = res.lithium()
+    if not resolved:
+        out["lithium"] = ("Lithium front not measured: "
+                          f"{reason or 'lithium inside cracks could not be told apart'}. "
+                          "Only the crack front is shown.")
+    elif "li_front_depth_um" in res.metrics and not res.metrics["li_front_depth_um"].notna().any():
+        out["lithium"] = "No lithium was found inside the cracks at any step."
+    else:
+        out["lithium"] = None
+    sc = s.get("short_circuit") or {}
+    iv = res.span_interval()
+    text = None
+    if iv is not None and iv[0] is not None:
+        a, b = iv
+        text = (f"The crack spanned the electrolyte at some time between the scan of step {a} "
+                f"({t[a] / scale:.4g} {unit}), where it did not, and that of step {b} "
+                f"({t[b] / scale:.4g} {unit}), where it did (shaded); the scans cannot say when "
+                "in between.")
+        short = sc.get("echem_time_s")
+        if short is not None:
+            ts = float(short) / scale
+            where = ("inside that interval" if t[a] <= float(short) <= t[b]
+                     else "before that interval" if float(short) < t[a] else "after it")
+            text += f" The short in the cycler data, at {ts:.4g} {unit}, lies {where}."
+    elif iv is not None:
+        text = "The crack already spanned the electrolyte at the first scan."
+    out["span"] = text
+    if sc.get("forecast_time_s") is None:
+        why = str(sc.get("forecast_method") or "")
+        why = why.split(":", 1)[1].strip() if why.startswith("none:") else why
+        if iv is not None and iv[1] < 2:
+            why = "fewer than two scans before the span"
+        out["forecast"] = f"No span forecast: {why or 'not enough growth to extrapolate'}."
+    else:
+        out["forecast"] = None
+    if res.echem is not None:
+        src = ("copied into the results as echem.csv" if res.echem_source == "echem.csv"
+               else f"read from {res.echem_source}")
+        out["voltage"] = f"Grey: cell voltage from the cycler, the full record ({src}), right axis."
+    elif "voltage_V" in res.metrics and res.metrics["voltage_V"].notna().any():
+        out["voltage"] = ("Grey diamonds: cell voltage at the scan times only (the full cycler "
+                          "record was not found); what happened between two scans is not shown.")
+    else:
+        out["voltage"] = None
+    return out
 
 
 def render_html(res: Results, *, figures_dir: Path | None = None, movie_gif: bytes | None = None,
@@ -200,7 +305,7 @@ def render_html(res: Results, *, figures_dir: Path | None = None, movie_gif: byt
     toa = res.time_of_arrival
     put("arrival", None if toa is None else F.arrival_figure(
         toa, res.voxel_size_um, res.times_s, anode=s.get("anode"), interfaces_um=res.interfaces_um))
-    put("front", F.front_figure(res.metrics, s))
+    put("front", F.front_figure(res.metrics, s, res.echem))
     put("growth", F.growth_figure(res.metrics))
     span = s.get("span_index")
     steps = F.pick_steps(res.n_steps, None if span is None else int(span))
@@ -234,7 +339,7 @@ def render_html(res: Results, *, figures_dir: Path | None = None, movie_gif: byt
     return env.get_template("report.html.j2").render(
         title=title, summary={"input": str(s.get("input", ""))}, results_dir=str(res.root),
         report_version=__version__, cards=_cards(res), figures=figs,
-        has_voltage="voltage_V" in res.metrics and bool(res.metrics["voltage_V"].notna().any()),
+        notes=_notes(res), lithium_resolved=res.lithium()[0],
         slice_steps=steps, movie_gif=None if movie_gif is None else _data_uri(movie_gif,
                                                                                "image/gif"),
         movie_note=movie_note, plot3d=plot3d,

@@ -45,6 +45,8 @@ class Results:
     time_of_arrival: Any | None = None  # (z,y,x) int16, -1 never: zarr array (lazy) or ndarray
     previews: dict[str, np.ndarray] = field(default_factory=dict)   # yx, zx, zy: float32
     preview_index: dict[str, int] = field(default_factory=dict)     # slice position per view
+    echem: pd.DataFrame | None = None   # the cycler record: time_s, voltage_V (full resolution)
+    echem_source: str | None = None     # where it was read from
 
     @property
     def n_steps(self) -> int:
@@ -78,6 +80,26 @@ class Results:
     def thickness_um(self) -> float | None:
         iface = self.interfaces_um
         return None if iface is None else abs(iface[1] - iface[0])
+
+    def span_interval(self) -> tuple[int | None, int] | None:
+        """The span happened between two scans: (last step without it, or None when the first
+        scan already spans; first step with it). None when no scan spans."""
+        i = self.summary.get("span_index")
+        if i is None or not 0 <= int(i) < self.n_steps:
+            return None
+        i = int(i)
+        return (i - 1 if i > 0 else None, i)
+
+    def lithium(self) -> tuple[bool, str | None]:
+        """Whether the lithium inside cracks was measured, and why not."""
+        info = self.summary.get("lithium")
+        if isinstance(info, dict) and "resolved" in info:
+            return bool(info["resolved"]), info.get("reason")
+        seg = self.summary.get("lithium_segmented")
+        if seg is False:
+            return False, ("lithium inside cracks could not be told apart from empty crack "
+                           "in these scans")
+        return True, None
 
     def span_time_s(self) -> float | None:
         i = self.summary.get("span_index")
@@ -177,6 +199,7 @@ def load_results(results_dir: str | Path) -> Results:
             raise InputError(f"cannot read {root / 'cracks.zarr'}: {exc}") from None
     if res.time_of_arrival is None and res.crack is not None:
         res.time_of_arrival = _arrival_from_masks(res.crack)
+    res.echem, res.echem_source = _read_echem(root, summary)
     if (root / "previews.zarr").exists():
         try:
             grp = zarr.open_group(str(root / "previews.zarr"), mode="r")
@@ -188,6 +211,32 @@ def load_results(results_dir: str | Path) -> Results:
         except Exception as exc:
             raise InputError(f"cannot read {root / 'previews.zarr'}: {exc}") from None
     return res
+
+
+def _read_echem(root: Path, summary: dict[str, Any]) -> tuple[pd.DataFrame | None, str | None]:
+    """The full cycler record: the results' copy (echem.csv), else the file named in the
+    parameters (read again), else None."""
+    copy = root / "echem.csv"
+    if copy.is_file():
+        try:
+            df = pd.read_csv(copy)
+        except (OSError, ValueError):
+            df = None
+        if df is not None and {"time_s", "voltage_V"} <= set(df.columns):
+            return df, "echem.csv"
+    src = (summary.get("parameters") or {}).get("echem")
+    if src and Path(str(src)).is_file():
+        try:
+            import warnings
+
+            from dendritect.io.echem import read_echem
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return read_echem(src), str(src)
+        except Exception:  # the report stands without the trace
+            return None, None
+    return None, None
 
 
 def _arrival_from_masks(crack: Any) -> np.ndarray:
