@@ -35,7 +35,8 @@ bench-large: install
 bench-robust: install
 	$(BIN)/python -m benchmarks.robust --jobs 2 --write-docs $(ROBUST_ARGS)
 
-# Open the demo report in headless Chromium: no console errors, no network request, a screenshot.
+# Open the demo report in headless Chromium: no console errors, no network request, a screenshot
+# (into browser-check/, ignored: the tracked docs image is not rewritten).
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 browser-check: install
 	command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update && $(SUDO) apt-get install -y chromium; }

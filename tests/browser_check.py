@@ -8,8 +8,10 @@ Without REPORT_HTML a report is made first: from the demo cell when the analysis
 else from the small results folder of the report tests. The page is driven through the Chrome
 DevTools Protocol over a pipe (standard library only): every console message, uncaught exception,
 log entry and request is recorded, then a screenshot is saved (by default
-``docs/images/report_screenshot.png``). Exit status 0 when the page is clean, 1 when not;
-when Chromium is not installed it prints ``SKIP`` and exits 0.
+``browser-check/report_screenshot.png``, an ignored folder; pass
+``--screenshot docs/images/report_screenshot.png`` to refresh the image in the docs).
+Exit status 0 when the page is clean, 1 when not; when Chromium is not installed it prints
+``SKIP`` and exits 0.
 """
 
 from __future__ import annotations
@@ -245,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("report", nargs="?", type=Path, help="report.html (made when omitted)")
     ap.add_argument("--screenshot", type=Path,
-                    default=ROOT / "docs" / "images" / "report_screenshot.png")
+                    default=ROOT / "browser-check" / "report_screenshot.png")
     args = ap.parse_args(argv)
     if find_chromium() is None:
         print("SKIP: chromium not found (apt-get install -y chromium)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,7 +11,12 @@ import pytest
 
 from dendritect.cli.main import main
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+#: The real instrument and lab files: $DENDRITECT_SHARED_DATA, else ../shared/data beside the
+#: repository.
+SHARED_DATA = Path(os.environ.get("DENDRITECT_SHARED_DATA")
+                   or Path(__file__).resolve().parents[2] / "shared" / "data")
+SHARED_DATA_SKIP = f"shared data not found at {SHARED_DATA}; set DENDRITECT_SHARED_DATA"
+_shared_skips: list[str] = []
 
 
 @dataclass
@@ -34,11 +40,19 @@ def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., CliResult]:
 
 
 @pytest.fixture
-def shared_data() -> Path:
+def shared_data(request: pytest.FixtureRequest) -> Path:
     """The real instrument and lab files shipped beside the repository (skip when absent)."""
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"shared data folder not found at {SHARED_DATA}")
+        _shared_skips.append(request.node.nodeid)
+        pytest.skip(SHARED_DATA_SKIP)
     return SHARED_DATA
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    """Say once, at the end, why the tests on real files were skipped."""
+    if _shared_skips:
+        terminalreporter.write_line(f"{len(_shared_skips)} test(s) on real instrument files "
+                                    f"skipped: {SHARED_DATA_SKIP}", yellow=True)
 
 
 def assert_input_error(result: CliResult, *needles: str) -> None:
