@@ -228,8 +228,12 @@ def test_unreadable_inputs(tmp_path: Path, what: str) -> None:
 def test_corrupt_mpr(tmp_path: Path) -> None:
     p = tmp_path / "bad.mpr"
     p.write_bytes(b"BIO-LOGIC MODULAR FILE\x1a" + b"\x00" * 50)
-    with pytest.raises(InputError, match=r"bad\.mpr"):
+    with pytest.raises(InputError, match=r"bad\.mpr") as err:
         read_echem(p)
+    # One readable line: the raw bytes the reader quotes are not dumped.
+    msg = str(err.value)
+    assert "\\x" not in msg and "b'" not in msg and "\n" not in msg and msg.isprintable()
+    assert "damaged" in msg and len(msg) < 300
 
 
 def test_mpr_without_galvani(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -21,6 +21,7 @@ Units written in headers are parsed with pint and converted (h to s, A to mA, mV
 
 from __future__ import annotations
 
+import ast
 import io
 import re
 import warnings
@@ -279,6 +280,21 @@ def _finish(out: pd.DataFrame, *, source: str, fmt: str,
 # --------------------------------------------------------------------------- formats
 
 
+def _readable(exc: BaseException, limit: int = 120) -> str:
+    """A reader's error as one short line of text: raw bytes it quotes (``b'\\x1a...'``) are
+    replaced by their length, control characters and line breaks dropped."""
+    def n_bytes(m: re.Match) -> str:
+        try:
+            return f"<{len(ast.literal_eval(m.group(0)))} bytes>"
+        except (ValueError, SyntaxError):
+            return "<bytes>"
+
+    text = re.sub(r"""b(['"])(?:\\.|(?!\1).)*\1""", n_bytes, str(exc))
+    text = "".join(ch if ch.isprintable() else " " for ch in text)
+    text = " ".join(text.split()) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _read_mpr(path: Path) -> pd.DataFrame:
     try:
         from galvani import BioLogic  # GPLv3+: optional, imported only when needed
@@ -293,7 +309,8 @@ def _read_mpr(path: Path) -> pd.DataFrame:
     except OSError as exc:
         raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
     except Exception as exc:  # galvani raises ValueError, NotImplementedError, struct errors
-        raise InputError(f"{path}: cannot read as an EC-Lab .mpr file ({exc})") from None
+        raise InputError(f"{path}: cannot read as an EC-Lab .mpr file "
+                         f"({_readable(exc)}); is it damaged or cut short?") from None
     raw = pd.DataFrame({name: mpr.data[name] for name in mpr.data.dtype.names})
     if "control/V/mA" in raw.columns and not ({"I/mA", "<I>/mA"} & set(raw.columns)):
         # Galvanostatic techniques store the set current as the control value; during
