@@ -112,3 +112,15 @@ def test_analyze_echem_warning_and_unreadable(cli, fake_stages, segment_params, 
     assert not (tmp_path / "b" / "summary.json").exists()
     assert_input_error(cli("analyze", src, "--out", tmp_path / "c", "--echem",
                            tmp_path / "missing.csv"), "--echem")
+
+
+def test_help_shows_no_value_on_flags_and_names_the_cycler_formats(cli):
+    r = cli("analyze", "--help")
+    assert r.code == 0
+    assert "<bool>" not in r.out
+    assert "--force-units" in r.out
+    text = " ".join(r.out.replace("│", " ").split())
+    for fmt in (".mpr/.mpt", "Neware .nda/.ndax", "Maccor", "BDF", "CSV"):
+        assert fmt in text, fmt
+    assert "<bool>" not in cli("report", "--help").out
+    assert "<bool>" not in cli("--help").out
