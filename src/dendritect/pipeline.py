@@ -143,15 +143,27 @@ def _plane_chunk(shape: tuple[int, int, int]) -> int:
     return int(max(1, min(shape[0], 2**24 // max(1, shape[1] * shape[2]))))
 
 
+#: Planes of electrode beyond each interface that the grey-level match is fitted on too.
+_MATCH_ELECTRODE_VOX = 4.0
+
+
 def _mask_fn(geometry: Any, shape: tuple[int, int, int]):
-    """The electrolyte mask of planes ``z0..z1`` (grey levels are matched on it)."""
+    """The voxels of planes ``z0..z1`` that grey levels are matched on: the electrolyte and
+    a few planes of the electrodes beside it. Two grey levels fix gain and offset; the
+    electrolyte alone (one level, its texture and the noise) leaves the gain to chance, and
+    a wrong gain moves the dark levels of voids and lithium by a tenth of the contrast."""
     if not hasattr(geometry, "inside"):
         zmask = geometry.z_mask(shape[0])
         fp = np.asarray(geometry.footprint, dtype=bool)
         return lambda z0, z1: zmask[z0:z1, None, None] & fp[None]
+    m = _MATCH_ELECTRODE_VOX
+    top = geometry.z_anode_vox <= geometry.z_cathode_vox
+    wide = dataclasses.replace(geometry,
+                               z_anode_vox=geometry.z_anode_vox + (-m if top else m),
+                               z_cathode_vox=geometry.z_cathode_vox + (m if top else -m))
 
     def mask(z0: int, z1: int) -> np.ndarray:
-        return geometry.inside(z0, z1)
+        return wide.inside(z0, z1)
 
     return mask
 
@@ -225,6 +237,19 @@ def _decide_anode(stages: _Stages, first: Any, last: Any, geometry: Any) -> str:
                                    np.asarray(ShearedView(np.asarray(last), shift, pad)),
                                    flat_geometry(geometry, pad, shift))
     return stages.decide_anode(first, last, geometry)
+
+
+def _lithium_summary(has_lithium: bool, li_steps: set[int], reasons: dict[str, str],
+                     n: int) -> dict[str, Any]:
+    """``summary.json``'s word on lithium inside cracks: resolved or not, and why not."""
+    unknown = [t for t in range(n) if t not in li_steps] if has_lithium else list(range(n))
+    why = [reasons[str(t)] for t in unknown if str(t) in reasons]
+    reason = max(set(why), key=why.count) if why else None
+    if not has_lithium and reason is None:
+        reason = "no crack in any scan" if not reasons else "lithium not segmented"
+    return {"resolved": has_lithium, "reason": None if has_lithium and not unknown else reason,
+            "steps_unresolved": unknown if has_lithium else [],
+            "steps_resolved": sorted(li_steps) if has_lithium else []}
 
 
 def _segment(stages: _Stages, vol: Any, geometry: Any, *, reference: Any, previous: Any,
@@ -510,7 +535,10 @@ def _analyze(input_path: Path, out: Path, *, voxel_size: Any, dataset: str | Non
             pz["yx"].attrs["z_index"] = zi
             pz["zx"].attrs["y_index"] = yi
             pz["zy"].attrs["x_index"] = xi
-        has_lithium = bool(state.get("has_lithium", True))
+        # lithium inside cracks is known step by step: where the scan resolves it (or a step
+        # has no crack to hold any), and unknown, with the reason, elsewhere
+        li_steps = set(int(t) for t in state.get("lithium_steps", []))
+        li_reasons: dict[str, str] = dict(state.get("lithium_reasons", {}))
 
         done = set(int(t) for t in state["done"])
         todo = [t for t in range(n) if t not in done]
@@ -525,8 +553,14 @@ def _analyze(input_path: Path, out: Path, *, voxel_size: Any, dataset: str | Non
                     previous=None if t == 0 else _StepView(cz["crack"], t - 1), params=params,
                     out={"crack": crack_t, "lithium": li_t, "pores": _Discard()},
                     scratch=work / "segment")
-                if seg.lithium is None:
-                    has_lithium = False
+                reason = getattr(seg, "lithium_reason", None)
+                if seg.lithium is not None or reason == "no crack present":
+                    li_steps.add(t)
+                    if seg.lithium is not None:
+                        state["lithium_resolved"] = sorted(
+                            set(state.get("lithium_resolved", [])) | {t})
+                else:
+                    li_reasons[str(t)] = reason or "lithium not segmented"
                 if can_measure(geometry):
                     store_crack_fraction(vol, crack_t, geometry, cz["fraction"], t=t,
                                          lithium=None if seg.lithium is None else li_t)
@@ -537,11 +571,15 @@ def _analyze(input_path: Path, out: Path, *, voxel_size: Any, dataset: str | Non
                 state["done"] = sorted(done | {t})
                 done.add(t)
                 state["shifts"][str(t)] = [round(float(s), 6) for s in shift]
-                state["has_lithium"] = has_lithium
+                state["lithium_steps"] = sorted(li_steps)
+                state["lithium_reasons"] = li_reasons
                 R.write_state(partial, state)
                 if bar:
                     bar.advance(task)
         shutil.rmtree(work, ignore_errors=True)
+        # lithium is reported when it was told apart in at least one step that has cracks
+        li_resolved = set(int(t) for t in state.get("lithium_resolved", []))
+        has_lithium = bool(li_resolved)
 
         # Tracking, time of arrival and measurements work on the crack voxels of each step
         # (flat indices), read plane by plane from the stored masks.
@@ -576,7 +614,7 @@ def _analyze(input_path: Path, out: Path, *, voxel_size: Any, dataset: str | Non
             flat = current.pop(t)
             write_voxels(cz["labels"], flat, labels, t=t)
             lith = None
-            if has_lithium:
+            if has_lithium and t in li_steps:
                 li_flat = mask_voxels(_StepView(cz["lithium"], t))
                 lith = np.isin(flat, li_flat, assume_unique=True)
             frac = values_at(cz["fraction"], flat, t=t) if t in with_fraction else None
@@ -640,6 +678,7 @@ def _analyze(input_path: Path, out: Path, *, voxel_size: Any, dataset: str | Non
             "span_index": span_index,
             "span_time_s": span_time,
             "lithium_segmented": has_lithium,
+            "lithium": _lithium_summary(has_lithium, li_steps, li_reasons, n),
             "short_circuit": {
                 "echem_time_s": None if echem_time is None else float(echem_time),
                 "forecast_time_s": None if forecast is None else forecast.time_s,

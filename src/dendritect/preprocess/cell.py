@@ -288,13 +288,9 @@ def find_cell(volume: np.ndarray, voxel_size_um=None, *, anode: str = "auto",
     # 2. Pellet footprint: bright in the middle of the layer.
     q = max(1, (z1 - z0) // 4)
     mid = ndimage.gaussian_filter(v[z0 + q:z1 - q].mean(axis=0), 1.0)
-    sub = mid[:: max(1, ny // 256), :: max(1, nx // 256)]
-    try:
-        t_fp = threshold_otsu(sub)
-    except ValueError:
-        raise _no_layer(where, "the layer has a single grey level") from None
-    t_fp = max(t_fp, 0.5 * (level_e + np.percentile(sub, 1)))
-    footprint = _largest_component(mid > t_fp)
+    footprint = pellet_footprint(mid, level_e)
+    if footprint is None:
+        raise _no_layer(where, "the layer has a single grey level")
     if footprint.sum() < _MIN_FOOTPRINT_FRAC * ny * nx:
         raise _no_layer(where, "the bright band covers too little of the field of view")
 
@@ -339,6 +335,8 @@ def find_cell(volume: np.ndarray, voxel_size_um=None, *, anode: str = "auto",
     el = v[int(np.ceil(z_top)) + 1:int(np.floor(z_bot))][:, inner]
     step_s = max(1, el.size // 2_000_000)
     sample = el.ravel()[::step_s]
+    if sample.size < 8 or z_bot - z_top < _MIN_LAYER_VOX:
+        raise _no_layer(where, f"the brightest band is only {z_bot - z_top:.1f} voxels thick")
     med = float(np.median(sample))
     spread = float(np.percentile(sample, 75) - np.percentile(sample, 25)) / 1.349
     noise = _noise(v, int(np.ceil(z_top)) + 1, int(np.floor(z_bot)), inner)
@@ -353,8 +351,11 @@ def find_cell(volume: np.ndarray, voxel_size_um=None, *, anode: str = "auto",
         raise _no_layer(where, "the candidate band is not a flat layer across its footprint")
 
     # 5. Electrode footprints and grey levels.
-    fp_top, li_top, void_top = _electrode(v, footprint, z_top, -1, level_in, noise)
-    fp_bot, li_bot, void_bot = _electrode(v, footprint, z_bot, +1, level_in, noise)
+    prof_e = v[:, inner].mean(axis=1) if tilt is not None else prof
+    fp_top, li_top, void_top = _electrode(v, footprint, z_top, -1, level_in, noise,
+                                          electrode_planes(prof_e, z_top, -1))
+    fp_bot, li_bot, void_bot = _electrode(v, footprint, z_bot, +1, level_in, noise,
+                                          electrode_planes(prof_e, z_bot, +1))
     voids = [x for x in (void_top, void_bot) if np.isfinite(x)]
     void = float(min(voids)) if voids else float(np.percentile(
         ndimage.uniform_filter(v[:: max(1, nz // 64)], 3), 0.5))
@@ -373,6 +374,28 @@ def find_cell(volume: np.ndarray, voxel_size_um=None, *, anode: str = "auto",
     elif anode == "top":
         geo = geo.with_anode("top")
     return geo
+
+
+def pellet_footprint(mid: np.ndarray, level_e: float) -> np.ndarray | None:
+    """The pellet's cross-section in ``mid``, the smoothed mean of the layer's middle half.
+
+    Pixels brighter than a threshold between the pellet and what surrounds it (Otsu's, at
+    least half way from the darkest percent to the electrolyte level), and not much brighter
+    than the electrolyte: a steel die around the pellet is brighter still and is not pellet.
+    The largest such region, holes filled. ``None`` when ``mid`` has one grey level.
+    """
+    ny, nx = mid.shape
+    sub = mid[:: max(1, ny // 256), :: max(1, nx // 256)]
+    dark = float(np.percentile(sub, 1))
+    # what is far brighter than the electrolyte (a steel die) takes no part in the threshold
+    upper = level_e + max(level_e - dark, 0.0)
+    low = sub[sub < upper]
+    try:
+        t_fp = threshold_otsu(low if low.size >= 16 else sub)
+    except ValueError:
+        return None
+    t_fp = min(max(t_fp, 0.5 * (level_e + dark)), level_e)
+    return _largest_component((mid > t_fp) & (mid < upper))
 
 
 def _moved(mask: np.ndarray, dy: int, dx: int) -> np.ndarray:
@@ -521,13 +544,35 @@ def _flatness(v, footprint, z_top, z_bot, level) -> float:
     return float(ok.mean())
 
 
-def _electrode(v, footprint, z_edge, step, level_e, noise):
+def electrode_planes(profile: np.ndarray, z_edge: float, step: int) -> tuple[int, int]:
+    """Planes ``lo..hi`` (half-open) of the electrode beyond an interface.
+
+    Three planes around the darkest point of the footprint-averaged ``profile`` between 1.5
+    and 8 voxels beyond the interface: a thick lithium foil's middle, or the one or two dark
+    planes of a thin foil pressed on a bright plunger (whose blur would brighten planes
+    further out).
+    """
+    nz = profile.size
+    a, b = sorted((int(np.ceil(z_edge + step * 1.5)) if step > 0 else
+                   int(np.floor(z_edge + step * 1.5)), round(z_edge + step * 8)))
+    a, b = max(a, 0), min(b + 1, nz)
+    if b - a < 1:
+        lo, hi = sorted((round(z_edge + step * 2.5), round(z_edge + step * 5.5)))
+        return max(lo, 0), min(hi + 1, nz)
+    zc = a + int(np.argmin(profile[a:b]))
+    return max(zc - 1, 0), min(zc + 2, nz)
+
+
+def _electrode(v, footprint, z_edge, step, level_e, noise, planes=None):
     """Electrode footprint beyond an interface, its lithium level and the level of voids."""
     nz = v.shape[0]
-    a = round(z_edge + step * 2.5)
-    b = round(z_edge + step * 5.5)
-    lo, hi = sorted((a, b))
-    lo, hi = max(lo, 0), min(hi + 1, nz)
+    if planes is None:
+        a = round(z_edge + step * 2.5)
+        b = round(z_edge + step * 5.5)
+        lo, hi = sorted((a, b))
+        lo, hi = max(lo, 0), min(hi + 1, nz)
+    else:
+        lo, hi = planes
     if hi - lo < 1:
         return footprint.copy(), float("nan"), float("nan")
     img = ndimage.gaussian_filter(v[lo:hi].mean(axis=0), 2.0)

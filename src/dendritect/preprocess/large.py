@@ -392,7 +392,6 @@ def _full_footprint(volume: Any, z_top: float, z_bot: float, level_e: float,
     what surrounds it. An upsampled binned footprint is up to a block too wide at the pellet
     wall, and the dark die or gap it then takes in reads as a crack along the wall.
     """
-    from skimage.filters import threshold_otsu
 
     _, ny, nx = (int(n) for n in volume.shape)
     z0, z1 = int(np.ceil(z_top)), int(np.floor(z_bot)) + 1
@@ -404,14 +403,8 @@ def _full_footprint(volume: Any, z_top: float, z_bot: float, level_e: float,
     for lo in range(a, b, slab_vox):
         acc += _read_f32(volume, lo, min(b, lo + slab_vox)).sum(axis=0, dtype=np.float64)
     mid = ndimage.gaussian_filter((acc / (b - a)).astype(np.float32), 1.0)
-    sub = mid[:: max(1, ny // 256), :: max(1, nx // 256)]
-    try:
-        t_fp = threshold_otsu(sub)
-    except ValueError:
-        return None
-    t_fp = max(t_fp, 0.5 * (level_e + np.percentile(sub, 1)))
-    fp = _cell._largest_component(mid > t_fp)
-    return fp if fp.any() else None
+    fp = _cell.pellet_footprint(mid, level_e)
+    return fp if fp is not None and fp.any() else None
 
 
 def _full_noise(volume: Any, footprint: np.ndarray, z_top: float, z_bot: float,
@@ -439,18 +432,22 @@ def _full_electrode(volume: Any, footprint: np.ndarray, z_edge: float, step: int
     """
     nz = volume.shape[0]
     ny, nx = footprint.shape
-    # the slices find_cell averages: round(z_edge + step * 2.5) .. round(z_edge + step * 5.5)
-    lo, hi = sorted((round(z_edge + step * 2.5), round(z_edge + step * 5.5)))
-    lo, hi = max(lo, 0), min(hi + 1, nz)
+    inner = ndimage.binary_erosion(footprint, iterations=k // 2) if k > 1 else footprint
+    if inner.sum() < 16:
+        inner = footprint
+    # the planes find_cell averages, from the footprint-averaged profile near the interface
+    p0, p1 = max(0, int(np.floor(z_edge)) - 9), min(nz, int(np.ceil(z_edge)) + 10)
+    prof = np.full(nz, np.inf)
+    for z in range(p0, p1):
+        prof[z] = float(_read_f32(volume, z, z + 1)[0][inner].mean())
+    lo, hi = _cell.electrode_planes(prof, z_edge, step)
     if hi - lo < 1:
         return footprint.copy(), float("nan"), float("nan")
     if (hi - lo) * ny * nx > limit:
         return None
     sub = _read_f32(volume, lo, hi)
-    inner = ndimage.binary_erosion(footprint, iterations=k // 2) if k > 1 else footprint
-    if inner.sum() < 16:
-        inner = footprint
-    fp, li, void = _cell._electrode(sub, inner, z_edge - lo, step, level_e, noise)
+    fp, li, void = _cell._electrode(sub, inner, z_edge - lo, step, level_e, noise,
+                                    (0, hi - lo))
     return (footprint.copy() if np.array_equal(fp, inner) else fp), li, void
 
 

@@ -71,7 +71,8 @@ class SegmentParams:
     min_size_vox: int = 12
     large_size_vox: int = 100
     lithium_min_snr: float = 2.5
-    lithium_min_resolved: float = 0.3
+    lithium_min_resolved: float = 0.05
+    lithium_min_depth_vox: float = 2.0
     interface_zone_vox: float = 2.5
     interface_darkness: float = 0.12
     # dark lines along z (the reconstruction's rotation axis): see axial_lines; length 0: off
@@ -104,6 +105,8 @@ class StepSegmentation:
     crack: np.ndarray
     lithium: np.ndarray | None
     pores: np.ndarray
+    #: why ``lithium`` is None: the levels too close for the noise, or cracks not resolved
+    lithium_reason: str | None = None
 
 
 def _bbox(geometry: CellGeometry, shape, pad: int) -> tuple[slice, slice, slice]:
@@ -300,16 +303,28 @@ def axial_lines(volume: np.ndarray, contrast: float, *, sigma_vox: float = 1.5,
 
 
 
+def lithium_contrast_reason(lv: dict, noise: float, p: SegmentParams) -> str | None:
+    """Why a scan cannot tell lithium from void inside cracks by grey level, or ``None``."""
+    li_gap = float(lv["lithium"] - lv["void"])
+    noise = noise if np.isfinite(noise) else 0.0
+    if li_gap <= 0 or li_gap < p.lithium_min_snr * noise:
+        return (f"lithium and empty crack differ by {li_gap:.4g} grey levels, "
+                f"{li_gap / noise if noise > 0 else 0.0:.2g} noise deviations (need "
+                f"{p.lithium_min_snr:g}): contrast too low for the noise")
+    return None
+
+
 def _lithium_levels(lv: dict, noise: float, p: SegmentParams) -> tuple[float, float] | None:
     """Grey levels that mark resolved and lithium-filled crack voxels, or ``None`` when the
     scan cannot tell lithium from void (levels closer than ``lithium_min_snr`` noise sd)."""
     li_gap = float(lv["lithium"] - lv["void"])
-    noise = noise if np.isfinite(noise) else 0.0
-    if li_gap <= 0 or li_gap < p.lithium_min_snr * noise:
+    if lithium_contrast_reason(lv, noise, p) is not None:
         return None
-    e = float(lv["electrolyte"])
+    # resolved: the core reads (nearly) pure content. Lithium and void differ by about a tenth
+    # of the ceramic's contrast, so a face voxel mixing a tenth of ceramic into void looks like
+    # lithium: only cores within half the gap above the lithium level are classified
     li_level = float(lv["lithium"])
-    return li_level + 0.25 * (e - li_level), float(lv["void"]) + 0.5 * li_gap
+    return li_level + 0.5 * li_gap, float(lv["void"]) + 0.5 * li_gap
 
 
 def _flags_pass(box: _Box, slabs: Slabs, flags, volume, reference, previous,
@@ -355,6 +370,9 @@ def _flags_pass(box: _Box, slabs: Slabs, flags, volume, reference, previous,
             del rs
         else:
             rdark, change = dark, None
+        # the content of a crack is read at its core: the darkest smoothed value next to a
+        # voxel (a voxel at a crack's face mixes void with ceramic and would read as lithium)
+        core = ndimage.minimum_filter(vs, size=3) if li is not None else None
         del bg, vs
         # keep the crack thin: a voxel must be about as dark as the darkest of its neighbours
         # (the blur of the scan and of the filters spreads darkness a voxel or two to each
@@ -394,8 +412,9 @@ def _flags_pass(box: _Box, slabs: Slabs, flags, volume, reference, previous,
             prev = box.read(previous, z0, z1, dtype=np.uint8) > 0
             out |= _KEPT * (prev & inside & thin & (dark >= p.grow_darkness))
         if li is not None:
-            out |= _LI_RES * (v <= li[0])
-            out |= _LI_IS * (v > li[1])
+            c = core[k]
+            out |= _LI_RES * (c <= li[0])
+            out |= _LI_IS * (c > li[1])
         flags[z0:z1] = out
 
     depth = max(_smooth_reach(p.smooth_sigma_vox) + 1, sheetness_depth(p.sigmas_vox),
@@ -568,14 +587,18 @@ def _lithium(box: _Box, slabs: Slabs, flags, crack, n_crack: int, p: SegmentPara
 
     def _resolved(lo: int, hi: int, z0: int, z1: int) -> tuple[np.ndarray, np.ndarray]:
         f = np.asarray(flags[z0:z1])
-        c = np.asarray(crack[z0:z1]) != 0
-        res = c & ((f & _LI_RES) != 0)
+        ch = np.asarray(crack[lo:hi]) != 0
+        c = ch[z0 - lo:z1 - lo]
+        # only where the crack is thick enough for its core to hold pure content: a tapering
+        # tip passes through openings whose partial-volume core reads like lithium
+        thick = ndimage.distance_transform_edt(ch)[z0 - lo:z1 - lo] >= p.lithium_min_depth_vox
+        res = c & thick & ((f & _LI_RES) != 0)
         idx = np.flatnonzero(res)
         zyx = np.stack(np.unravel_index(idx, res.shape), axis=1)
         zyx[:, 0] += z0
         return zyx, ((f.ravel()[idx] & _LI_IS) != 0)
 
-    parts = slabs.run(_resolved, 0)
+    parts = slabs.run(_resolved, int(np.ceil(p.lithium_min_depth_vox)) + 1)
     pts = np.concatenate([q[0] for q in parts])
     is_li = np.concatenate([q[1] for q in parts])
     if pts.shape[0] < p.lithium_min_resolved * n_crack or pts.shape[0] == 0:
@@ -701,8 +724,16 @@ def segment_step(volume, geometry: CellGeometry, *, reference=None, previous=Non
                           _writer("crack"), _writer("pores"))
         has_li = li is not None and _lithium(box, slabs, flags, masks["crack"], n_crack, p,
                                              _writer("lithium"))
+        reason = None
+        if li is None:
+            reason = lithium_contrast_reason(lv, geometry.noise, p)
+        elif not has_li:
+            reason = ("no crack present" if n_crack == 0 else
+                      f"fewer than {p.lithium_min_resolved:.0%} of the crack voxels are resolved "
+                      "(cracks thinner than the blur of the scan): their grey level mixes the "
+                      "crack's content with the ceramic around it")
         for name in ("crack", "pores", "lithium") if has_li else ("crack", "pores"):
             for z0, z1 in slabs.slabs:
                 box.write(out[name], z0, z1, np.asarray(masks[name][z0:z1], dtype=np.uint8))
     return StepSegmentation(crack=out["crack"], lithium=out["lithium"] if has_li else None,
-                            pores=out["pores"])
+                            pores=out["pores"], lithium_reason=reason)
