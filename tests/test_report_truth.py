@@ -117,6 +117,12 @@ def test_lithium_front_shown_when_resolved(folder: Path) -> None:
     html = _page(folder)
     assert "<h2>Crack front, lithium front and voltage</h2>" in html
     assert "Lithium front not measured" not in html
+    s = json.loads((folder / "summary.json").read_text())
+    s["lithium"] = {"resolved": True, "reason": "too few crack voxels", "steps_unresolved": [0, 1]}
+    (folder / "summary.json").write_text(json.dumps(s))
+    html = _page(folder)
+    assert "<h2>Crack front, lithium front and voltage</h2>" in html
+    assert "Lithium front not measured at steps 0, 1: too few crack voxels." in html
 
 
 def test_defaults_are_named_and_headers_have_units(folder: Path) -> None:

@@ -246,6 +246,11 @@ def _notes(res: Results) -> dict[str, str | None]:
         out["lithium"] = ("Lithium front not measured: "
                           f"{reason or 'lithium inside cracks could not be told apart'}. "
                           "Only the crack front is shown.")
+    elif reason:
+        steps = (s.get("lithium") or {}).get("steps_unresolved") or []
+        where = (f" at step{'s' if len(steps) > 1 else ''} {', '.join(str(i) for i in steps)}"
+                 if steps else " at some steps")
+        out["lithium"] = f"Lithium front not measured{where}: {reason}."
     elif "li_front_depth_um" in res.metrics and not res.metrics["li_front_depth_um"].notna().any():
         out["lithium"] = "No lithium was found inside the cracks at any step."
     else:
