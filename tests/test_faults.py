@@ -83,10 +83,18 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict:
     t0 = time.monotonic()
     procs = [subprocess.Popen(_cmd(cell, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True, env=_env()) for _ in range(2)]
+    # each run's own end time: poll both (communicating with one first would time the other
+    # as ending no earlier than the first)
+    ended: dict[int, float] = {}
+    while len(ended) < len(procs) and time.monotonic() - t0 < 300:
+        for p in procs:
+            if p.pid not in ended and p.poll() is not None:
+                ended[p.pid] = time.monotonic() - t0
+        time.sleep(0.02)
     results = []
     for p in procs:
         so, se = p.communicate(timeout=300)
-        results.append((p.pid, p.returncode, so, se, time.monotonic() - t0))
+        results.append((p.pid, p.returncode, so, se, ended.get(p.pid, time.monotonic() - t0)))
     base = root / "base"
     tree = _tree(out) if out.is_dir() else {}
     info = {"cell": cell, "out": out, "results": results, "clean_error": None}
