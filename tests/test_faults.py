@@ -33,9 +33,14 @@ pytestmark = pytest.mark.slow
 _SNAPSHOT: dict[str, str] = {}
 
 
+#: The console script users run (it imports the package from PYTHONPATH first, like -m would).
+EXE = Path(sys.executable).with_name("dendritect")
+
+
 def _cmd(cell: Path, out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "dendritect.cli.main", "analyze", str(cell), "--out",
-            str(out), "--echem", str(cell / "echem.csv"), "--quiet", *extra]
+    head = [str(EXE)] if EXE.is_file() else [sys.executable, "-m", "dendritect"]
+    return [*head, "analyze", str(cell), "--out", str(out), "--echem",
+            str(cell / "echem.csv"), "--quiet", *extra]
 
 
 def _tree(root: Path) -> dict[str, str]:
