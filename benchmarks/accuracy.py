@@ -33,7 +33,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import zarr
-from scipy import ndimage as ndi
 
 RESULTS = Path(__file__).resolve().parent / "results"
 REAL_CT = (Path(__file__).resolve().parents[2] / "shared" / "data" / "real-lab-ct-liion-cell"
@@ -47,24 +46,19 @@ _CUBE = np.ones((3, 3, 3), bool)
 
 def score_masks(pred_steps, truth_steps) -> dict[str, float]:
     """Tolerant voxel F1 and pore confusion over all steps (one step in memory at a time)."""
-    tp_p = n_p = tp_t = n_t = pore = pore_hit = 0
+    from benchmarks.robust import f1_from_counts, tolerant_counts
+
+    counts = np.zeros(4, np.int64)  # tp_pred, n_pred, tp_truth, n_truth
+    pore = pore_hit = 0
     for pred, lab in zip(pred_steps, truth_steps, strict=True):
         pred = np.asarray(pred) != 0
         lab = np.asarray(lab)
-        truth = np.isin(lab, CRACK_CODES)
-        near_truth = ndi.binary_dilation(truth, _CUBE)
-        near_pred = ndi.binary_dilation(pred, _CUBE)
-        tp_p += int((pred & near_truth).sum())
-        n_p += int(pred.sum())
-        tp_t += int((truth & near_pred).sum())
-        n_t += int(truth.sum())
+        counts += tolerant_counts(pred, np.isin(lab, CRACK_CODES))
         pores = lab == PORE_CODE
         pore += int(pores.sum())
         pore_hit += int((pores & pred).sum())
-    precision = tp_p / n_p if n_p else (1.0 if n_t == 0 else 0.0)
-    recall = tp_t / n_t if n_t else 1.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"precision": precision, "recall": recall, "f1": f1, "crack_voxels_true": n_t,
+    tp_p, n_p, tp_t, n_t = (int(c) for c in counts)
+    return {**f1_from_counts(tp_p, n_p, tp_t, n_t), "crack_voxels_true": n_t,
             "crack_voxels_found": n_p,
             "pore_called_crack": pore_hit / pore if pore else 0.0, "pore_voxels": pore}
 

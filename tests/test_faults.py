@@ -116,6 +116,16 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return info
 
 
+def _resume_is_identical(runs: dict, out: Path) -> subprocess.CompletedProcess:
+    """``--resume`` into ``out`` completes: a clean folder with the uninterrupted run's bytes."""
+    r = subprocess.run(_cmd(runs["cell"], out, "--resume"), capture_output=True, text=True,
+                       env=_env(), timeout=300)
+    assert r.returncode == 0, r.stderr
+    _assert_clean(out)
+    assert _tree(out) == runs["tree"]
+    return r
+
+
 def _fresh(runs: dict) -> Path:
     out = runs["out"]
     if out.exists():
@@ -161,11 +171,7 @@ def test_kill_at_random_moments_then_resume_is_identical(runs: dict, seed: int) 
         assert _tree(out) == runs["tree"]
         out, prev = _fresh(runs), None
     assert killed >= 3, killed
-    r = subprocess.run(_cmd(runs["cell"], out, "--resume"), capture_output=True, text=True,
-                       env=_env(), timeout=300)
-    assert r.returncode == 0, r.stderr
-    _assert_clean(out)
-    assert _tree(out) == runs["tree"]
+    _resume_is_identical(runs, out)
 
 
 def test_kill_inside_the_moves_and_the_report_then_resume_is_identical(runs: dict) -> None:
@@ -181,12 +187,8 @@ def test_kill_inside_the_moves_and_the_report_then_resume_is_identical(runs: dic
             assert (out / "cracks.zarr").is_dir() and (out / R.PARTIAL / "cracks.csv").is_file()
         if point.startswith("write:"):
             assert list((out / "figures").glob(".report_slices.dtmp-*.svg"))
-    r = subprocess.run(_cmd(runs["cell"], out, "--resume"), capture_output=True, text=True,
-                       env=_env(), timeout=300)
-    assert r.returncode == 0, r.stderr
+    r = _resume_is_identical(runs, out)
     assert "took over the lock" in r.stderr      # the killed run's lock was stale
-    _assert_clean(out)
-    assert _tree(out) == runs["tree"]
 
 
 def test_sigint_exits_130_and_resume_completes(runs: dict) -> None:
@@ -200,11 +202,7 @@ def test_sigint_exits_130_and_resume_completes(runs: dict) -> None:
     assert p.returncode == 130, err
     assert err.strip().splitlines()[-1] == "error: interrupted" and "Traceback" not in err
     assert not (out / LOCK_NAME).exists() and not R.is_finished(out)
-    r = subprocess.run(_cmd(runs["cell"], out, "--resume"), capture_output=True, text=True,
-                       env=_env(), timeout=300)
-    assert r.returncode == 0, r.stderr
-    _assert_clean(out)
-    assert _tree(out) == runs["tree"]
+    _resume_is_identical(runs, out)
 
 
 def test_sigterm_exits_130_and_leaves_a_resumable_folder(runs: dict) -> None:

@@ -39,6 +39,23 @@ class FlatCell:
         z = np.asarray(z, dtype=np.float64)
         return z - self.z_anode_vox if self.anode == "top" else self.z_anode_vox - z
 
+    # an untilted cell: the interfaces are planes across z
+    tilted = False
+
+    @property
+    def thickness_vox(self):
+        return abs(self.z_cathode_vox - self.z_anode_vox)
+
+    def tilt_deg(self):
+        return 0.0
+
+    def inside(self, z0, z1, yx=None, *, margin_vox=0.0):
+        yx = yx or (slice(None), slice(None))
+        lo, hi = sorted((self.z_anode_vox, self.z_cathode_vox))
+        z = np.arange(z0, z1)
+        zin = (z >= lo - margin_vox) & (z <= hi + margin_vox)
+        return zin[:, None, None] & self.footprint[yx][None]
+
 
 def flat_cell(shape=SHAPE, z_anode=2.0, z_cathode=38.0, anode="top", radius=20.0):
     ny, nx = shape[1:]

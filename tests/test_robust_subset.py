@@ -257,9 +257,10 @@ SUBSET: dict[int, str | None] = {
     900: None,
     901: "ran: analyze raises InputError 'no electrolyte layer found ... the candidate band is "
          "not uniform (not a ceramic pellet)' on a valid cell",
-    902: "volume: crack volume error 0.46 at step 2 (need <= 0.25)",
-    903: "ran: analyze raises InputError 'no electrolyte layer found ... the candidate band is "
-         "not uniform (not a ceramic pellet)' on a valid cell (steel die, phase retrieved)",
+    902: "span: found 2 vs true 3 (a false span: the front is within the span tolerance of "
+         "the cathode one scan early); front: 2.5 voxels at step 2 (need <= 2)",
+    903: "steel die, phase retrieved, tilted: cell F1 0.88 (need >= 0.92); 946 crack voxels "
+         "in the crack-free first scan (need <= 50); front 25.7 voxels at step 3; span missed",
 }
 SUBSET_LATERAL = 96
 SUBSET_STEPS = 4

@@ -152,18 +152,9 @@ def _mask_fn(geometry: Any, shape: tuple[int, int, int]):
     a few planes of the electrodes beside it. Two grey levels fix gain and offset; the
     electrolyte alone (one level, its texture and the noise) leaves the gain to chance, and
     a wrong gain moves the dark levels of voids and lithium by a tenth of the contrast."""
-    if not hasattr(geometry, "inside"):
-        zmask = geometry.z_mask(shape[0])
-        fp = np.asarray(geometry.footprint, dtype=bool)
-        return lambda z0, z1: zmask[z0:z1, None, None] & fp[None]
-    m = _MATCH_ELECTRODE_VOX
-    top = geometry.z_anode_vox <= geometry.z_cathode_vox
-    wide = dataclasses.replace(geometry,
-                               z_anode_vox=geometry.z_anode_vox + (-m if top else m),
-                               z_cathode_vox=geometry.z_cathode_vox + (m if top else -m))
 
     def mask(z0: int, z1: int) -> np.ndarray:
-        return wide.inside(z0, z1)
+        return geometry.inside(z0, z1, margin_vox=_MATCH_ELECTRODE_VOX)
 
     return mask
 
@@ -229,27 +220,26 @@ def _aligned_steps(series: Any, todo: list[int], reference: Any, geometry: Any, 
 
 def _decide_anode(stages: _Stages, first: Any, last: Any, geometry: Any) -> str:
     """The anode side; a tilted cell held in memory is judged on its flattened (sheared) view."""
-    if getattr(geometry, "tilted", False) and isinstance(first, np.ndarray):
-        from dendritect.preprocess.tilt import ShearedView, flat_geometry, shear_of
+    if geometry.tilted and isinstance(first, np.ndarray):
+        from dendritect.preprocess.tilt import Flattened
 
-        shift, pad = shear_of(geometry)
-        return stages.decide_anode(np.asarray(ShearedView(first, shift, pad)),
-                                   np.asarray(ShearedView(np.asarray(last), shift, pad)),
-                                   flat_geometry(geometry, pad, shift))
+        flat = Flattened(geometry)
+        return stages.decide_anode(np.asarray(flat.view(first)),
+                                   np.asarray(flat.view(np.asarray(last))), flat.geometry)
     return stages.decide_anode(first, last, geometry)
 
 
-def _lithium_summary(has_lithium: bool, li_steps: set[int], reasons: dict[str, str],
-                     n: int) -> dict[str, Any]:
-    """``summary.json``'s word on lithium inside cracks: resolved or not, and why not."""
-    unknown = [t for t in range(n) if t not in li_steps] if has_lithium else list(range(n))
+def _lithium_summary(known: set[int], reasons: dict[str, str],
+                     n_cracks: np.ndarray) -> dict[str, Any]:
+    """``summary.json``'s word on lithium inside cracks: resolved (told apart in a step that
+    has cracks) or not, the steps where it is not known, and the commonest reason why."""
+    unknown = [t for t in range(n_cracks.size) if t not in known]
     why = [reasons[str(t)] for t in unknown if str(t) in reasons]
-    reason = max(set(why), key=why.count) if why else None
-    if not has_lithium and reason is None:
-        reason = "no crack in any scan" if not reasons else "lithium not segmented"
-    return {"resolved": has_lithium, "reason": None if has_lithium and not unknown else reason,
-            "steps_unresolved": unknown if has_lithium else [],
-            "steps_resolved": sorted(li_steps) if has_lithium else []}
+    resolved = any(t in known and n_cracks[t] > 0 for t in range(n_cracks.size))
+    if not resolved and not why:
+        why = ["no crack in any scan"]
+    return {"resolved": resolved, "reason": max(set(why), key=why.count) if why else None,
+            "steps_unresolved": unknown, "steps_resolved": sorted(known)}
 
 
 def _segment(stages: _Stages, vol: Any, geometry: Any, *, reference: Any, previous: Any,
@@ -260,20 +250,14 @@ def _segment(stages: _Stages, vol: Any, geometry: Any, *, reference: Any, previo
     (:mod:`dendritect.preprocess.tilt`); the masks are written back exactly in the step's frame.
     """
     targets = dict(out)
-    if getattr(geometry, "tilted", False):
-        from dendritect.preprocess.tilt import (
-            ShearedView,
-            UnshearedWriter,
-            flat_geometry,
-            shear_of,
-        )
+    if geometry.tilted:
+        from dendritect.preprocess.tilt import Flattened
 
-        shift, pad = shear_of(geometry)
+        flat = Flattened(geometry)
         nz = int(vol.shape[0])
-        view = lambda a: None if a is None else ShearedView(a, shift, pad)  # noqa: E731
-        geometry = flat_geometry(geometry, pad, shift)
-        vol, reference, previous = view(vol), view(reference), view(previous)
-        out = {k: UnshearedWriter(v, shift, pad, nz) for k, v in out.items()}
+        geometry = flat.geometry
+        vol, reference, previous = flat.view(vol), flat.view(reference), flat.view(previous)
+        out = {k: flat.writer(v, nz) for k, v in out.items()}
     seg = stages.segment_step(vol, geometry, reference=reference, previous=previous,
                               params=params, out=out, scratch=scratch)
     for name in ("crack", "lithium"):
@@ -535,8 +519,8 @@ def _analyze(input_path: Path, out: Path, *, voxel_size: Any, dataset: str | Non
             pz["yx"].attrs["z_index"] = zi
             pz["zx"].attrs["y_index"] = yi
             pz["zy"].attrs["x_index"] = xi
-        # lithium inside cracks is known step by step: where the scan resolves it (or a step
-        # has no crack to hold any), and unknown, with the reason, elsewhere
+        # lithium inside cracks is known step by step: where the scan tells it apart (a step
+        # without cracks holds none), and unknown, with the reason, elsewhere
         li_steps = set(int(t) for t in state.get("lithium_steps", []))
         li_reasons: dict[str, str] = dict(state.get("lithium_reasons", {}))
 
@@ -553,14 +537,11 @@ def _analyze(input_path: Path, out: Path, *, voxel_size: Any, dataset: str | Non
                     previous=None if t == 0 else _StepView(cz["crack"], t - 1), params=params,
                     out={"crack": crack_t, "lithium": li_t, "pores": _Discard()},
                     scratch=work / "segment")
-                reason = getattr(seg, "lithium_reason", None)
-                if seg.lithium is not None or reason == "no crack present":
+                if seg.lithium is not None:
                     li_steps.add(t)
-                    if seg.lithium is not None:
-                        state["lithium_resolved"] = sorted(
-                            set(state.get("lithium_resolved", [])) | {t})
                 else:
-                    li_reasons[str(t)] = reason or "lithium not segmented"
+                    li_reasons[str(t)] = getattr(seg, "lithium_reason", None) or (
+                        "lithium not segmented")
                 if can_measure(geometry):
                     store_crack_fraction(vol, crack_t, geometry, cz["fraction"], t=t,
                                          lithium=None if seg.lithium is None else li_t)
@@ -577,9 +558,7 @@ def _analyze(input_path: Path, out: Path, *, voxel_size: Any, dataset: str | Non
                 if bar:
                     bar.advance(task)
         shutil.rmtree(work, ignore_errors=True)
-        # lithium is reported when it was told apart in at least one step that has cracks
-        li_resolved = set(int(t) for t in state.get("lithium_resolved", []))
-        has_lithium = bool(li_resolved)
+        has_lithium = bool(li_steps)
 
         # Tracking, time of arrival and measurements work on the crack voxels of each step
         # (flat indices), read plane by plane from the stored masks.
@@ -650,8 +629,7 @@ def _analyze(input_path: Path, out: Path, *, voxel_size: Any, dataset: str | Non
         span = np.flatnonzero(metrics["spanning"].to_numpy() > 0)
         span_index = int(span[0]) if span.size else None
         dz = spacing[0]
-        thickness_um = float(getattr(geometry, "thickness_vox", abs(
-            float(geometry.z_cathode_vox) - float(geometry.z_anode_vox)))) * dz
+        thickness_um = float(geometry.thickness_vox) * dz
         use = n if span_index is None else span_index
         forecast = None
         if use >= 1 and np.all(np.diff(times[:use]) > 0):
@@ -672,13 +650,13 @@ def _analyze(input_path: Path, out: Path, *, voxel_size: Any, dataset: str | Non
             "electrolyte_interfaces_um": [float(geometry.z_anode_vox) * dz,
                                           float(geometry.z_cathode_vox) * dz],
             "electrolyte_thickness_um": thickness_um,
-            "interface_tilt_deg": float(geometry.tilt_deg()) if hasattr(geometry, "tilt_deg")
-            else 0.0,
+            "interface_tilt_deg": float(geometry.tilt_deg()),
             "registration_shifts_vox": shifts,
             "span_index": span_index,
             "span_time_s": span_time,
             "lithium_segmented": has_lithium,
-            "lithium": _lithium_summary(has_lithium, li_steps, li_reasons, n),
+            "lithium": _lithium_summary(li_steps, li_reasons,
+                                        metrics["n_cracks"].to_numpy()),
             "short_circuit": {
                 "echem_time_s": None if echem_time is None else float(echem_time),
                 "forecast_time_s": None if forecast is None else forecast.time_s,

@@ -78,10 +78,7 @@ def _front_um(depth_centre_vox: float, thickness_vox: float, dz_um: float) -> fl
 
 
 def _thickness_vox(geometry: Any) -> float:
-    thick = getattr(geometry, "thickness_vox", None)
-    if thick is None:
-        return float(abs(geometry.z_cathode_vox - geometry.z_anode_vox))
-    return float(thick)
+    return float(geometry.thickness_vox)
 
 
 def _edge_distance_map_um(geometry: Any, spacing: np.ndarray) -> np.ndarray | None:
@@ -208,7 +205,7 @@ class _StepFrame:
         return cls(shape3, spacing, _depth_lut(geometry, shape3[0]), _thickness_vox(geometry),
                    _edge_distance_map_um(geometry, spacing), float(time_s), int(t_index),
                    float(span_tolerance_vox),
-                   geometry if getattr(geometry, "tilted", False) else None)
+                   geometry if geometry.tilted else None)
 
 
 def _crack_row(cid: int, sub: np.ndarray, origin: tuple[int, int, int],
@@ -265,7 +262,7 @@ def _crack_row(cid: int, sub: np.ndarray, origin: tuple[int, int, int],
     vol_vox = float(zz.size * np.prod(spacing))
     if fraction is None:
         volume, ap_used = vol_vox, ap_mean
-        face = float(zz.size * np.prod(spacing) / ap_mean)
+        face = vol_vox / ap_mean
     else:
         frac = np.asarray(fraction, dtype=np.float64)
         volume = float(max(frac.sum(), 0.0) * np.prod(spacing))

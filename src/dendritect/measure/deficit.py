@@ -66,15 +66,15 @@ _BLOCK_VOX = 2**23
 def can_measure(geometry: Any) -> bool:
     """Whether ``geometry`` has what :func:`crack_fraction` needs.
 
-    That is ``electrolyte_mask`` and finite ``levels`` ``"electrolyte"`` and ``"void"`` with
-    the electrolyte brighter.
+    That is ``inside`` (the electrolyte of a box) and finite ``levels`` ``"electrolyte"`` and
+    ``"void"`` with the electrolyte brighter.
     """
     levels = getattr(geometry, "levels", None) or {}
     try:
         e, c = float(levels["electrolyte"]), float(levels["void"])
     except (KeyError, TypeError, ValueError):
         return False
-    return bool(hasattr(geometry, "electrolyte_mask") and np.isfinite(e) and np.isfinite(c)
+    return bool(hasattr(geometry, "inside") and np.isfinite(e) and np.isfinite(c)
                 and e > c)
 
 
@@ -142,8 +142,7 @@ def _crack_flat(crack: Any, shape: tuple[int, int, int]) -> np.ndarray:
 
 
 def _shape_of(arr: Any, name: str) -> tuple[int, int, int]:
-    shape = tuple(int(s) for s in np.shape(arr)) if not hasattr(arr, "shape") else tuple(
-        int(s) for s in arr.shape)
+    shape = tuple(int(s) for s in np.shape(arr))
     if len(shape) != 3:
         raise InputError(f"{name} must be a 3D (z, y, x) array, got shape {shape}")
     return shape  # type: ignore[return-value]
@@ -224,9 +223,8 @@ def crack_fraction_voxels(volume: Any, crack: Any, geometry: Any, *, lithium: An
     y0, y1 = max(int(src_lo[1]) - halo, 0), min(int(src_hi[1]) + halo, ny)
     x0, x1 = max(int(src_lo[2]) - halo, 0), min(int(src_hi[2]) + halo, nx)
     zb0, zb1 = max(int(src_lo[0]) - halo, 0), min(int(src_hi[0]) + halo, nz)
-    # The electrolyte of the box's planes (electrolyte_mask needs the step's planes from 0).
-    elec_box = np.ascontiguousarray(geometry.electrolyte_mask((zb1, ny, nx))[zb0:zb1, y0:y1,
-                                                                            x0:x1])
+    # The electrolyte of the box only.
+    elec_box = np.ascontiguousarray(geometry.inside(zb0, zb1, (slice(y0, y1), slice(x0, x1))))
     per_plane = max(1, (y1 - y0) * (x1 - x0))
     core = max(1, int(block_vox) // per_plane - 2 * halo)
     for za in range(int(src_lo[0]), int(src_hi[0]), core):
@@ -294,7 +292,7 @@ def crack_fraction(volume: Any, crack: Any, geometry: Any, *, lithium: Any = Non
     crack : array-like, (z, y, x)
         Crack mask (nonzero = crack).
     geometry : CellGeometry
-        Gives ``electrolyte_mask(shape)`` (the deficit is integrated and the background taken
+        Gives ``inside(z0, z1, yx)`` (the deficit is integrated and the background taken
         inside it only: no interfaces, electrodes or wall) and ``levels`` ``"electrolyte"``,
         ``"void"`` and ``"lithium"``.
     lithium : array-like, optional

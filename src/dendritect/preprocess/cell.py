@@ -111,10 +111,7 @@ class CellGeometry:
 
     def z_offset(self, y, x) -> np.ndarray:
         """z shift of the interface planes at columns ``(y, x)`` from ``axis_yx``, voxels."""
-        sy, sx = self.tilt_vox
-        y = np.asarray(y, dtype=np.float64)
-        x = np.asarray(x, dtype=np.float64)
-        return sy * (y - self.axis_yx[0]) + sx * (x - self.axis_yx[1])
+        return _plane_offset(y, x, self.tilt_vox, self.axis_yx)
 
     def offset_map(self) -> np.ndarray:
         """:meth:`z_offset` of every column of the footprint's (y, x) grid, float64."""
@@ -122,14 +119,6 @@ class CellGeometry:
         if not self.tilted:
             return np.zeros((ny, nx))
         return self.z_offset(np.arange(ny)[:, None], np.arange(nx)[None, :])
-
-    def z_extent_vox(self) -> tuple[float, float]:
-        """Lowest and highest interface z over the footprint (the z range of the pellet)."""
-        lo, hi = self.z_range_vox
-        if not self.tilted or not self.footprint.any():
-            return lo, hi
-        off = self.offset_map()[self.footprint]
-        return lo + float(off.min()), hi + float(off.max())
 
     def z_mask(self, nz: int) -> np.ndarray:
         """Slices whose centres lie between the interfaces (at the reference column)."""
@@ -156,11 +145,14 @@ class CellGeometry:
             out[k] = _moved(fp, round((z - zm) * ay), round((z - zm) * ax))[yx]
         return out
 
-    def inside(self, z0: int, z1: int, yx: tuple[slice, slice] | None = None) -> np.ndarray:
+    def inside(self, z0: int, z1: int, yx: tuple[slice, slice] | None = None, *,
+               margin_vox: float = 0.0) -> np.ndarray:
         """Electrolyte voxels of planes ``z0..z1`` (of the columns ``yx``): between the
-        interface planes and within the pellet's cross-section."""
+        interface planes and within the pellet's cross-section; ``margin_vox`` widens the
+        layer by that many planes beyond each interface (into the electrodes)."""
         yx = yx or (slice(None), slice(None))
         lo, hi = self.z_range_vox
+        lo, hi = lo - margin_vox, hi + margin_vox
         z = np.arange(z0, z1, dtype=np.float64)[:, None, None]
         if self.tilted:
             z = z - self.offset_map()[yx][None]
@@ -328,7 +320,7 @@ def find_cell(volume: np.ndarray, voxel_size_um=None, *, anode: str = "auto",
         cos_tilt = float(1.0 / np.sqrt(1.0 + (dz_ * sy / dy_) ** 2 + (dz_ * sx / dx_) ** 2))
         # the pellet's axis is the planes' normal: one z plane moves it by -s (dz/d)² voxels
         axis_shift = (-sy * (dz_ / dy_) ** 2, -sx * (dz_ / dx_) ** 2)
-        off = sy * (np.arange(ny)[:, None] - axis[0]) + sx * (np.arange(nx)[None, :] - axis[1])
+        off = _plane_offset(np.arange(ny)[:, None], np.arange(nx)[None, :], (sy, sx), axis)
         v = shear_columns(v, np.rint(off).astype(np.int64))
 
     # 4. The layer must be uniform, flat and clearly brighter than both neighbours.
@@ -396,6 +388,13 @@ def pellet_footprint(mid: np.ndarray, level_e: float) -> np.ndarray | None:
         return None
     t_fp = min(max(t_fp, 0.5 * (level_e + dark)), level_e)
     return _largest_component((mid > t_fp) & (mid < upper))
+
+
+def _plane_offset(y, x, tilt_vox: tuple[float, float], axis_yx: tuple[float, float]):
+    """z shift of planes of slope ``tilt_vox`` at columns ``(y, x)`` from ``axis_yx``."""
+    y = np.asarray(y, dtype=np.float64)
+    x = np.asarray(x, dtype=np.float64)
+    return tilt_vox[0] * (y - axis_yx[0]) + tilt_vox[1] * (x - axis_yx[1])
 
 
 def _moved(mask: np.ndarray, dy: int, dx: int) -> np.ndarray:
@@ -563,16 +562,10 @@ def electrode_planes(profile: np.ndarray, z_edge: float, step: int) -> tuple[int
     return max(zc - 1, 0), min(zc + 2, nz)
 
 
-def _electrode(v, footprint, z_edge, step, level_e, noise, planes=None):
-    """Electrode footprint beyond an interface, its lithium level and the level of voids."""
-    nz = v.shape[0]
-    if planes is None:
-        a = round(z_edge + step * 2.5)
-        b = round(z_edge + step * 5.5)
-        lo, hi = sorted((a, b))
-        lo, hi = max(lo, 0), min(hi + 1, nz)
-    else:
-        lo, hi = planes
+def _electrode(v, footprint, z_edge, step, level_e, noise, planes):
+    """Electrode footprint beyond an interface, its lithium level and the level of voids,
+    measured on the planes ``planes`` (:func:`electrode_planes`)."""
+    lo, hi = planes
     if hi - lo < 1:
         return footprint.copy(), float("nan"), float("nan")
     img = ndimage.gaussian_filter(v[lo:hi].mean(axis=0), 2.0)

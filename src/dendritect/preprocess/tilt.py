@@ -19,7 +19,7 @@ import numpy as np
 
 from dendritect.preprocess.cell import CellGeometry
 
-__all__ = ["ShearedView", "UnshearedWriter", "flat_geometry", "shear_of"]
+__all__ = ["Flattened", "ShearedView", "UnshearedWriter", "flat_geometry", "shear_of"]
 
 
 def shear_of(geometry: CellGeometry) -> tuple[np.ndarray, int]:
@@ -112,3 +112,21 @@ class UnshearedWriter:
         _, yy, xx = np.nonzero(ok)
         region[z[ok] - lo, yy, xx] = vals[ok]
         self.out[lo:hi, sy, sx] = region
+
+
+class Flattened:
+    """A tilted cell's sheared frame: its geometry, and views and writers into it.
+
+    ``Flattened(geometry).geometry`` is untilted; ``view(a)`` is ``a`` in the sheared frame
+    (``None`` stays ``None``); ``writer(out)`` takes writes in the sheared frame into ``out``.
+    """
+
+    def __init__(self, geometry: CellGeometry) -> None:
+        self.shift, self.pad = shear_of(geometry)
+        self.geometry = flat_geometry(geometry, self.pad, self.shift)
+
+    def view(self, arr: Any) -> ShearedView | None:
+        return None if arr is None else ShearedView(arr, self.shift, self.pad)
+
+    def writer(self, out: Any, nz: int) -> UnshearedWriter:
+        return UnshearedWriter(out, self.shift, self.pad, nz)

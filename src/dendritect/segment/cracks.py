@@ -106,6 +106,7 @@ class StepSegmentation:
     lithium: np.ndarray | None
     pores: np.ndarray
     #: why ``lithium`` is None: the levels too close for the noise, or cracks not resolved
+    #: (a step without cracks has an empty ``lithium`` where the levels allow it)
     lithium_reason: str | None = None
 
 
@@ -116,7 +117,7 @@ def _bbox(geometry: CellGeometry, shape, pad: int) -> tuple[slice, slice, slice]
     if ys.size == 0:
         raise InputError("segment: the cell's footprint is empty")
     # an inclined pellet wall moves its cross-section from plane to plane
-    shift = getattr(geometry, "axis_shift_yx", (0.0, 0.0))
+    shift = geometry.axis_shift_yx
     pad = pad + int(np.ceil(max(abs(shift[0]), abs(shift[1])) * (hi - lo) / 2))
     return (slice(max(0, int(np.floor(lo)) - pad), min(nz, int(np.ceil(hi)) + pad + 1)),
             slice(max(0, ys.min() - pad), min(ny, ys.max() + pad + 1)),
@@ -183,7 +184,7 @@ class _Box:
         self.zmask = geometry.z_mask(nz)[self.sl[0]]
         self.z = np.arange(self.sl[0].start, self.sl[0].stop)
         self.footprint = geometry.footprint[self.sl[1:]]
-        self.inclined = any(getattr(geometry, "axis_shift_yx", (0.0, 0.0)))
+        self.inclined = any(geometry.axis_shift_yx)
 
     def read(self, arr, lo: int, hi: int, dtype=np.float32) -> np.ndarray:
         """Planes ``lo..hi`` of the box from a full-step array."""
@@ -317,9 +318,9 @@ def lithium_contrast_reason(lv: dict, noise: float, p: SegmentParams) -> str | N
 def _lithium_levels(lv: dict, noise: float, p: SegmentParams) -> tuple[float, float] | None:
     """Grey levels that mark resolved and lithium-filled crack voxels, or ``None`` when the
     scan cannot tell lithium from void (levels closer than ``lithium_min_snr`` noise sd)."""
-    li_gap = float(lv["lithium"] - lv["void"])
     if lithium_contrast_reason(lv, noise, p) is not None:
         return None
+    li_gap = float(lv["lithium"] - lv["void"])
     # resolved: the core reads (nearly) pure content. Lithium and void differ by about a tenth
     # of the ceramic's contrast, so a face voxel mixing a tenth of ceramic into void looks like
     # lithium: only cores within half the gap above the lithium level are classified
@@ -583,7 +584,7 @@ def _lithium(box: _Box, slabs: Slabs, flags, crack, n_crack: int, p: SegmentPara
     voxels take the class of the nearest resolved voxel.
     """
     if n_crack == 0:
-        return False
+        return True  # known: a step without cracks holds no lithium in them
 
     def _resolved(lo: int, hi: int, z0: int, z1: int) -> tuple[np.ndarray, np.ndarray]:
         f = np.asarray(flags[z0:z1])
@@ -728,8 +729,7 @@ def segment_step(volume, geometry: CellGeometry, *, reference=None, previous=Non
         if li is None:
             reason = lithium_contrast_reason(lv, geometry.noise, p)
         elif not has_li:
-            reason = ("no crack present" if n_crack == 0 else
-                      f"fewer than {p.lithium_min_resolved:.0%} of the crack voxels are resolved "
+            reason = (f"fewer than {p.lithium_min_resolved:.0%} of the crack voxels are resolved "
                       "(cracks thinner than the blur of the scan): their grey level mixes the "
                       "crack's content with the ceramic around it")
         for name in ("crack", "pores", "lithium") if has_li else ("crack", "pores"):
