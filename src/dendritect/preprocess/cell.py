@@ -309,7 +309,7 @@ def find_cell(volume: np.ndarray, voxel_size_um=None, *, anode: str = "auto",
     # 3b. A tilted cell: interface planes fitted to the interfaces of column blocks. The
     # checks and levels below then look at the cell with each column shifted along z by the
     # planes' (rounded) offset, so that its layers are flat.
-    tilt = _fit_tilt(v, inner, z_top, z_bot, level_in, dark_levels)
+    tilt = _fit_tilt(v, inner, z_top, z_bot, level_in, dark_levels, voxel_size_um)
     sy = sx = 0.0
     axis = (0.0, 0.0)
     cos_tilt = 1.0
@@ -432,22 +432,34 @@ def shear_columns(volume: np.ndarray, shift: np.ndarray, pad: int = 0) -> np.nda
 _MIN_TILT_SHIFT_VOX = 0.5
 
 
+#: Steepest tilt looked for (degrees): the interfaces are searched within the reach it gives.
+_MAX_TILT_DEG = 8.0
+
+
 def _fit_tilt(v: np.ndarray, inner: np.ndarray, z_top: float, z_bot: float, level_in: float,
-              dark_levels: list[float]):
+              dark_levels: list[float], voxel_size_um=None):
     """Interface planes of a tilted cell: ``(sy, sx, axis_yx, z_top, z_bot)`` or ``None``.
 
     The layer's footprint is cut into blocks of columns; in each, the median profile along z
-    gives both interfaces (half-level crossings, from the middle of the layer outward).
-    Parallel planes are fitted to them by least squares with outliers (pores, cracks, the
-    wall) rejected; ``None`` when they move the interfaces by less than half a voxel over
-    the pellet (the footprint-averaged interfaces are then exact).
+    gives both interfaces: the half-level crossing nearest the electrode, searched from the
+    electrode side inward within the reach of an ``_MAX_TILT_DEG`` tilt of the
+    footprint-averaged interfaces (pores, cracks and phase fringes inside the layer are never
+    reached). Parallel planes are fitted to them by least squares with outliers rejected;
+    ``None`` when they move the interfaces by less than half a voxel over the pellet (the
+    footprint-averaged interfaces are then exact).
     """
     nz, ny, nx = v.shape
     b = int(max(4, round(min(ny, nx) / 20)))
-    zm = round(0.5 * (z_top + z_bot))
-    if not 0 < zm < nz - 1:
+    yy, xx = np.nonzero(inner)
+    if yy.size == 0:
         return None
+    dz, dy, dx = _spacing3(voxel_size_um)
+    radius = float(np.hypot(yy - yy.mean(), xx - xx.mean()).max())
+    reach = int(np.ceil(np.tan(np.radians(_MAX_TILT_DEG)) * radius * min(dy, dx) / dz)) + 2
+    reach = min(reach, max(1, int((z_bot - z_top) / 2) - 1))
     half = (0.5 * (level_in + dark_levels[0]), 0.5 * (level_in + dark_levels[1]))
+    t0 = max(int(np.floor(z_top)) - reach, 0)
+    b0 = min(int(np.ceil(z_bot)) + reach, nz - 1)
     rows = []
     for y0 in range(0, ny - b + 1, b):
         for x0 in range(0, nx - b + 1, b):
@@ -455,10 +467,11 @@ def _fit_tilt(v: np.ndarray, inner: np.ndarray, z_top: float, z_bot: float, leve
             if blk.mean() < 0.75:
                 continue
             ys, xs = np.nonzero(blk)
-            prof = np.median(v[:, y0 + ys, x0 + xs], axis=1)
-            zt = _crossing(prof, half[0], zm, -1, -1)
-            zb = _crossing(prof, half[1], zm, 1, nz)
-            if zt == zm or zb == zm:
+            neg = -np.median(v[:, y0 + ys, x0 + xs], axis=1)
+            # inward from the electrode: where the profile first rises through the half level
+            zt = _crossing(neg, -half[0], t0, 1, int(np.ceil(z_top)) + reach)
+            zb = _crossing(neg, -half[1], b0, -1, int(np.floor(z_bot)) - reach)
+            if zt == t0 or zb == b0:
                 continue
             rows.append((y0 + (b - 1) / 2, x0 + (b - 1) / 2, zt, zb))
     if len(rows) < 6:
@@ -482,9 +495,7 @@ def _fit_tilt(v: np.ndarray, inner: np.ndarray, z_top: float, z_bot: float, leve
         if keep.sum() < 8:
             return None
     sy, sx = float(coef[2]), float(coef[3])
-    yy, xx = np.nonzero(inner)
-    reach = float(np.max(np.abs(sy * (yy - ay) + sx * (xx - ax)))) if yy.size else 0.0
-    if reach < _MIN_TILT_SHIFT_VOX:
+    if float(np.max(np.abs(sy * (yy - ay) + sx * (xx - ax)))) < _MIN_TILT_SHIFT_VOX:
         return None
     return sy, sx, (ay, ax), float(coef[0]), float(coef[1])
 

@@ -203,6 +203,32 @@ class _Box:
             return self.geometry.inside(self.z0 + lo, self.z0 + hi, self.sl[1:])
         return self.zmask[lo:hi, None, None] & self.footprint[None]
 
+    def wall_bins(self, lo: int, hi: int) -> np.ndarray:
+        """Bin (of ``WALL_BIN_VOX``) of each voxel's in-plane distance to the pellet wall, in
+        planes ``lo..hi``; ``len(wall)`` beyond ``WALL_REACH_VOX`` (no wall term there)."""
+        if not hasattr(self, "_wall"):
+            d = ndimage.distance_transform_edt(self.geometry.footprint)
+            nb = int(WALL_REACH_VOX / WALL_BIN_VOX)
+            bins = np.minimum(((d - 0.5) / WALL_BIN_VOX).astype(np.int64), nb)
+            self._wall = np.where(self.geometry.footprint, np.maximum(bins, 0), nb)
+            self._wall_n = nb
+        if self.inclined:
+            zm = 0.5 * (self.geometry.z_anode_vox + self.geometry.z_cathode_vox)
+            ay, ax = self.geometry.axis_shift_yx
+            out = np.empty((hi - lo, *self.shape[1:]), np.int64)
+            for k, z in enumerate(range(self.z0 + lo, self.z0 + hi)):
+                dy, dx = round((z - zm) * ay), round((z - zm) * ax)
+                moved = np.full_like(self._wall, self._wall_n)
+                ny, nx = moved.shape
+                ys = slice(max(dy, 0), ny + min(dy, 0))
+                xs = slice(max(dx, 0), nx + min(dx, 0))
+                yd = slice(max(-dy, 0), ny + min(-dy, 0))
+                xd = slice(max(-dx, 0), nx + min(-dx, 0))
+                moved[ys, xs] = self._wall[yd, xd]
+                out[k] = moved[self.sl[1:]]
+            return out
+        return np.broadcast_to(self._wall[self.sl[1:]][None], (hi - lo, *self.shape[1:]))
+
     def footprint_planes(self, lo: int, hi: int, footprint: np.ndarray) -> np.ndarray:
         """A (full-step) footprint such as an eroded one, in planes ``lo..hi`` of the box."""
         if self.inclined:
@@ -211,17 +237,32 @@ class _Box:
         return footprint[self.sl[1:]][None]
 
 
+#: The wall term of the background: bins of in-plane distance to the pellet wall (voxels).
+WALL_BIN_VOX = 0.5
+WALL_REACH_VOX = 6.0
+#: Change seeds keep this much farther from the wall than other seeds (voxels).
+WALL_CHANGE_VOX = 2
+
+
 def _background_profile(box: _Box, slabs: Slabs, volume, level: float, contrast: float,
-                        p: SegmentParams) -> tuple[np.ndarray, np.ndarray]:
+                        p: SegmentParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Expected grey level of crack-free electrolyte: a z profile and a lateral map.
 
     The profile is the median over the footprint of each smoothed slice (it follows the blur
     of the interfaces, where partial volume with the electrodes darkens the first slices);
     the lateral map (beam-hardening cupping, slow texture) the Gaussian-smoothed mean over z
-    of what remains, without the dark voxels. The background at a voxel is their sum.
+    of what remains, without the dark voxels; the wall term a function of the in-plane
+    distance to the pellet wall (bins of ``WALL_BIN_VOX`` up to ``WALL_REACH_VOX``): the median,
+    over the whole circumference and every plane, of what the profile and the lateral map
+    leave there. It takes in the dark rim that partial volume with the die or gap, the
+    undershoot of filtered back-projection and phase-contrast fringes draw along the wall (a
+    crack reaching the wall covers a small part of the circumference and stays darker than
+    it). The background at a voxel is the sum of the three; the wall term is returned as an
+    array indexed by :meth:`_Box.wall_bins`.
     """
     fp = box.footprint if box.footprint.sum() >= 16 else None
     reach = _smooth_reach(p.smooth_sigma_vox)
+    nb = int(WALL_REACH_VOX / WALL_BIN_VOX)
 
     def _pass(lo: int, hi: int, z0: int, z1: int):
         vs = _smooth(box.read(volume, lo, hi), p.smooth_sigma_vox)[z0 - lo:z1 - lo]
@@ -233,7 +274,13 @@ def _background_profile(box: _Box, slabs: Slabs, volume, level: float, contrast:
                     prof[k] = np.median(vs[k][fp])
         rel = vs - prof[:, None, None]
         w = inside & (rel > -0.3 * contrast)
-        return prof, (rel * w).sum(axis=0, dtype=np.float64), w.sum(axis=0, dtype=np.float64)
+        bins = box.wall_bins(z0, z1)
+        rim = inside & (bins < nb)
+        b, r = bins[rim], rel[rim]
+        wall = np.array([np.median(r[b == i]) if (b == i).any() else 0.0 for i in range(nb)])
+        count = np.bincount(b, minlength=nb)[:nb]
+        return (prof, (rel * w).sum(axis=0, dtype=np.float64), w.sum(axis=0, dtype=np.float64),
+                wall, count)
 
     parts = slabs.run(_pass, reach)
     prof = np.concatenate([q[0] for q in parts])
@@ -242,7 +289,18 @@ def _background_profile(box: _Box, slabs: Slabs, volume, level: float, contrast:
     den = ndimage.gaussian_filter(sum(q[2] for q in parts).astype(np.float32),
                                   p.background_sigma_vox)
     lat = np.where(den > 0.05, num / np.maximum(den, 1e-6), 0.0).astype(np.float32)
-    return prof, lat
+    # the slabs' medians, weighted by their voxels (one slab: the median itself), less what the
+    # smooth lateral map already takes in at that distance from the wall
+    counts = np.stack([q[4] for q in parts]).astype(np.float64)
+    medians = np.stack([q[3] for q in parts])
+    total = counts.sum(axis=0)
+    wall = np.zeros(nb + 1, np.float32)
+    bins2d = box.wall_bins(0, 1)[0]
+    for i in range(nb):
+        if total[i] > 0:
+            lat_i = float(lat[bins2d == i].mean()) if (bins2d == i).any() else 0.0
+            wall[i] = float((medians[:, i] * counts[:, i]).sum() / total[i]) - lat_i
+    return prof, lat, wall
 def axial_lines(volume: np.ndarray, contrast: float, *, sigma_vox: float = 1.5,
                 min_curvature: float = 0.04, min_ratio: float = 0.5,
                 min_length_vox: int = 9) -> np.ndarray:
@@ -329,7 +387,8 @@ def _lithium_levels(lv: dict, noise: float, p: SegmentParams) -> tuple[float, fl
 
 
 def _flags_pass(box: _Box, slabs: Slabs, flags, volume, reference, previous,
-                prof: np.ndarray, lat: np.ndarray, geometry: CellGeometry, contrast: float,
+                prof: np.ndarray, lat: np.ndarray, wall: np.ndarray, geometry: CellGeometry,
+                contrast: float,
                 li: tuple[float, float] | None, p: SegmentParams, device: str) -> None:
     """Every per-voxel test of the segmentation, as bits of ``flags``.
 
@@ -342,6 +401,10 @@ def _flags_pass(box: _Box, slabs: Slabs, flags, volume, reference, previous,
     c32 = np.float32(contrast)
     lo_i, hi_i = geometry.z_range_vox
     fp_in_full = ndimage.binary_erosion(geometry.footprint, iterations=int(p.wall_margin_vox))
+    # change since the first step is not evidence next to the wall: the steep grey-level rim
+    # there (partial volume, phase fringes) changes with every sub-voxel registration
+    fp_change = ndimage.binary_erosion(geometry.footprint,
+                                       iterations=int(p.wall_margin_vox + WALL_CHANGE_VOX))
     iz = p.interface_zone_vox
     one = len(slabs.slabs) == 1
 
@@ -361,7 +424,7 @@ def _flags_pass(box: _Box, slabs: Slabs, flags, volume, reference, previous,
                                 min_ratio=p.axial_line_ratio,
                                 min_length_vox=p.axial_line_length_vox)
         vs = _smooth(v, p.smooth_sigma_vox)
-        bg = prof[lo:hi, None, None] + lat[None]
+        bg = prof[lo:hi, None, None] + lat[None] + wall[box.wall_bins(lo, hi)]
         dark = (bg - vs) / c32
         inside = box.inside(lo, hi)
         if reference is not None:
@@ -402,7 +465,8 @@ def _flags_pass(box: _Box, slabs: Slabs, flags, volume, reference, previous,
         if change is not None:
             change = change[k]
             # a new dark sheet since the first step
-            out |= _CH_SEED * (seed_zone & (change >= p.change_seed))
+            out |= _CH_SEED * (seed_zone & box.footprint_planes(z0, z1, fp_change)
+                               & (change >= p.change_seed))
             # crack tips are narrow tongues with a weak sheet response: new darkening that is
             # connected to a crack extends it
             out |= _CH_WEAK * (inside & thin & (change >= p.change_grow)
@@ -707,9 +771,10 @@ def segment_step(volume, geometry: CellGeometry, *, reference=None, previous=Non
 
     with Slabs(box.shape, plan, scratch,
                slab_parallelism(plane, halo, limit, n_par)) as slabs:
-        prof, lat = _background_profile(box, slabs, vol, float(lv["electrolyte"]), contrast, p)
+        prof, lat, wall = _background_profile(box, slabs, vol, float(lv["electrolyte"]),
+                                              contrast, p)
         flags = slabs.new("flags", np.uint16)
-        _flags_pass(box, slabs, flags, vol, reference, previous, prof, lat, geometry,
+        _flags_pass(box, slabs, flags, vol, reference, previous, prof, lat, wall, geometry,
                     contrast, li, p, device)
         # the slabs' tasks write scratch volumes chunked like the slabs; ``out`` (chunked
         # otherwise) is written here, one slab after the other
