@@ -259,8 +259,9 @@ SUBSET: dict[int, str | None] = {
          "not uniform (not a ceramic pellet)' on a valid cell",
     902: "span: found 2 vs true 3 (a false span: the front is within the span tolerance of "
          "the cathode one scan early); front: 2.5 voxels at step 2 (need <= 2)",
-    903: "steel die, phase retrieved, tilted: cell F1 0.88 (need >= 0.92); 946 crack voxels "
-         "in the crack-free first scan (need <= 50); front 25.7 voxels at step 3; span missed",
+    903: "steel die, phase retrieved, tilted: a false span (step 2, true 3); cell F1 0.9197 "
+         "(need >= 0.92); 452 crack voxels in the crack-free first scan (need <= 50); front "
+         "22.7 voxels at step 0",
 }
 SUBSET_LATERAL = 96
 SUBSET_STEPS = 4
