@@ -77,7 +77,8 @@ def _register() -> None:
     # Each command module adds itself to ``app``; imported here so ``--help`` lists them all.
     import importlib
 
-    for name in ("info", "model", "simulate", "analyze", "report", "demo", "fit", "watch", "export"):
+    commands = ("info", "model", "simulate", "analyze", "report", "demo", "fit", "watch", "export")
+    for name in commands:
         try:
             importlib.import_module(f"dendritect.cli.{name}")
         except ModuleNotFoundError as exc:
