@@ -39,6 +39,7 @@ from dendritect.faults import checkpoint
 from dendritect.lock import LOCK_NAME
 
 __all__ = [
+    "DIMENSIONS",
     "MARKER",
     "OWN_NAMES",
     "PARTIAL",
@@ -122,12 +123,31 @@ def write_csv(path: str | Path, table: pd.DataFrame) -> Path:
     return atomic_write_text(path, text)
 
 
+#: The axes of the arrays of ``cracks.zarr`` and ``previews.zarr``, stored as each array's zarr
+#: v3 ``dimension_names`` (so ``xarray.open_zarr`` names them).
+DIMENSIONS: dict[str, tuple[str, ...]] = {
+    "crack": ("t", "z", "y", "x"), "lithium": ("t", "z", "y", "x"),
+    "labels": ("t", "z", "y", "x"), "fraction": ("t", "z", "y", "x"),
+    "time_of_arrival": ("z", "y", "x"),
+    "yx": ("t", "y", "x"), "zx": ("t", "z", "x"), "zy": ("t", "z", "y"),
+}
+
+
 def create_array(group: zarr.Group, name: str, shape: tuple[int, ...], dtype: Any, *,
                  chunks: tuple[int, ...], fill_value: Any = 0,
-                 attrs: dict[str, Any] | None = None) -> zarr.Array:
-    """Create (or replace) an array in a zarr v3 group, zstd-compressed by zarr's default."""
+                 attrs: dict[str, Any] | None = None,
+                 dimension_names: tuple[str, ...] | None = None) -> zarr.Array:
+    """Create (or replace) an array in a zarr v3 group, zstd-compressed by zarr's default.
+
+    ``dimension_names`` defaults to :data:`DIMENSIONS` for the results' array names.
+    """
+    if dimension_names is None:
+        dimension_names = DIMENSIONS.get(name)
+    if dimension_names is not None and len(dimension_names) != len(shape):
+        dimension_names = None
     arr = group.create_array(name, shape=shape, dtype=dtype, chunks=chunks,
-                             fill_value=fill_value, overwrite=True)
+                             fill_value=fill_value, overwrite=True,
+                             dimension_names=dimension_names)
     if attrs:
         arr.attrs.update(_clean(attrs))
     return arr
@@ -285,12 +305,29 @@ def read_summary(out_dir: Path, partial: Path) -> dict[str, Any]:
     raise InputError(f"--resume: {out_dir} has no summary.json to finish from")
 
 
+def _describe_stores(partial: Path, summary: dict[str, Any]) -> None:
+    """Voxel size, step times and axis units as attributes of the zarr groups in ``partial``
+    (only their group metadata is rewritten; no array changes)."""
+    voxel = summary.get("voxel_size_um")
+    if voxel is None:
+        return
+    attrs = {"voxel_size_um": [float(v) for v in voxel],
+             "axes_units": {"t": "second", "z": "micrometer", "y": "micrometer",
+                            "x": "micrometer"}}
+    if summary.get("times_s") is not None:
+        attrs["times_s"] = [float(t) for t in summary["times_s"]]
+    for name in ("cracks.zarr", "previews.zarr"):
+        if (partial / name).is_dir():
+            zarr.open_group(str(partial / name), mode="r+").attrs.update(_clean(attrs))
+
+
 def finish(out_dir: Path, partial: Path, summary: dict[str, Any]) -> None:
     """Move the finished files into ``out_dir`` (``summary.json`` last) and drop ``.partial``.
 
     Idempotent: run again after a kill at any moment, it completes the moves left.
     """
     if not (out_dir / "summary.json").exists():
+        _describe_stores(partial, summary)
         atomic_write_json(partial / "summary.json", summary)
     for name in RESULT_NAMES:
         src = partial / name
