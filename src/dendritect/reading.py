@@ -1,0 +1,262 @@
+"""Reading a results folder back: an xarray Dataset of the volumes, and the registered scans.
+
+The frame of every volume is the one of the first step (CONTRACT "Output frame"). Voxel ``i``
+along an axis of spacing ``d`` covers ``[i·d, (i+1)·d]`` µm, so its centre is at ``(i + ½)·d``:
+the coordinates :func:`read_results` gives, the meshes ``dendritect export`` writes and the
+report's 3D view all use this frame (docs/formats.md, "Exports").
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import dask.array as da
+import numpy as np
+import pandas as pd
+
+from dendritect.errors import InputError
+from dendritect.results import DIMENSIONS
+
+__all__ = ["open_results", "read_results", "register_lazily", "registered_scans",
+           "voxel_centres_um"]
+
+#: Axes of the arrays a results folder's ``cracks.zarr`` may hold.
+VOLUMES: dict[str, tuple[str, ...]] = {
+    name: DIMENSIONS[name] for name in ("crack", "labels", "lithium", "fraction",
+                                        "time_of_arrival")}
+
+_DESCRIPTIONS = {
+    "crack": "1 = crack (empty or lithium-filled), 0 = not",
+    "labels": "tracked crack id (the same id across steps), 0 = none",
+    "lithium": "1 = lithium inside a crack, 0 = not",
+    "fraction": "crack fraction of the voxel from the grey-level deficit",
+    "time_of_arrival": "first step (t_index) a voxel is crack, -1 never",
+}
+
+
+def open_results(results_dir: str | Path) -> tuple[Path, dict[str, Any], Any]:
+    """Check that ``results_dir`` is a results folder; return it, its summary and its crack store.
+
+    Parameters
+    ----------
+    results_dir : str or Path
+        A folder written by ``dendritect analyze`` (or ``watch``).
+
+    Returns
+    -------
+    root : Path
+    summary : dict
+        ``summary.json``.
+    group : zarr.Group
+        ``cracks.zarr``, opened read-only.
+
+    Raises
+    ------
+    InputError
+        When the folder, its ``summary.json`` (with a voxel size) or ``cracks.zarr`` is missing
+        or unreadable.
+    """
+    import zarr
+
+    root = Path(results_dir).expanduser()
+    if not root.is_dir():
+        raise InputError(f"{root} is not a folder (give a results folder written by "
+                         "`dendritect analyze`)")
+    path = root / "summary.json"
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{root} is not a dendritect results folder (no summary.json)") from None
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path} cannot be read: {exc}") from None
+    voxel = summary.get("voxel_size_um") if isinstance(summary, dict) else None
+    if (not isinstance(voxel, list) or len(voxel) != 3
+            or not all(isinstance(v, (int, float)) and v > 0 for v in voxel)):
+        raise InputError(f"{path} has no voxel_size_um [dz, dy, dx]")
+    if not (root / "cracks.zarr").is_dir():
+        raise InputError(f"{root} is not a dendritect results folder (no cracks.zarr)")
+    try:
+        group = zarr.open_group(str(root / "cracks.zarr"), mode="r")
+    except Exception as exc:  # zarr raises several types for a damaged store
+        raise InputError(f"{root / 'cracks.zarr'} cannot be read: {exc}") from None
+    return root, summary, group
+
+
+def voxel_centres_um(n: int, spacing_um: float) -> np.ndarray:
+    """Centres of ``n`` voxels of size ``spacing_um``: ``(i + 0.5) * spacing_um``, float64."""
+    return (np.arange(int(n), dtype=np.float64) + 0.5) * float(spacing_um)
+
+
+def _whole(shift: np.ndarray) -> bool:
+    return bool(np.allclose(shift, np.round(shift), atol=1e-6))
+
+
+def _plane_of(volume: Any, z: int) -> np.ndarray:
+    plane = volume[z]
+    if isinstance(plane, da.Array):  # read inside a dask task: no nested thread pool
+        plane = plane.compute(scheduler="synchronous")
+    return np.asarray(plane, dtype=np.float32)
+
+
+def _shifted_plane(volume: Any, z: int, shift: np.ndarray) -> np.ndarray:
+    """Plane ``z`` of ``volume`` (z, y, x) shifted by ``shift`` voxels, as
+    :func:`dendritect.preprocess.register.apply_shift` gives it, reading one or two planes."""
+    from scipy import ndimage
+
+    nz = int(volume.shape[0])
+    if not shift.any():
+        return _plane_of(volume, z)
+    if _whole(shift):
+        s = np.round(shift)
+        src = min(max(z - int(s[0]), 0), nz - 1)
+        plane = _plane_of(volume, src)
+        return ndimage.shift(plane, s[1:], order=0, mode="nearest")
+    zs = z - float(shift[0])
+    z0 = math.floor(zs)
+    w = np.float32(zs - z0)
+    a = _plane_of(volume, min(max(z0, 0), nz - 1))
+    b = _plane_of(volume, min(max(z0 + 1, 0), nz - 1))
+    plane = a * (np.float32(1) - w) + b * w if w else a
+    return ndimage.shift(plane, shift[1:], order=1, mode="nearest", prefilter=False)
+
+
+def register_lazily(data: Any, shifts_vox: Sequence[Sequence[float]]) -> da.Array:
+    """Shift each step of a series onto step 0, plane by plane, when a plane is asked for.
+
+    Parameters
+    ----------
+    data : array-like (t, z, y, x)
+        The input series (a dask array is read only where a plane needs it).
+    shifts_vox : sequence of (dz, dy, dx)
+        One shift per step (``summary.json``'s ``registration_shifts_vox``).
+
+    Returns
+    -------
+    dask.array.Array
+        float32 (t, z, y, x), one chunk per plane; plane ``z`` of step ``t`` reads the one or
+        two input planes it is interpolated from (linear, edges repeated; whole-voxel shifts
+        exact), the same values as :func:`dendritect.preprocess.register.apply_shift`.
+    """
+    src = data if isinstance(data, da.Array) else da.from_array(data)
+    if src.ndim != 4:
+        raise InputError(f"register_lazily: need a (t, z, y, x) series, got shape {src.shape}")
+    shifts = np.asarray(shifts_vox, dtype=np.float64).reshape(-1, 3)
+    if len(shifts) != src.shape[0] or not np.isfinite(shifts).all():
+        raise InputError(f"register_lazily: need {src.shape[0]} finite shifts (dz, dy, dx), "
+                         f"got {len(shifts)}")
+    nt, nz, ny, nx = (int(n) for n in src.shape)
+
+    def block(block_info: dict | None = None) -> np.ndarray:
+        t, z = block_info[None]["chunk-location"][:2]
+        plane = _shifted_plane(src[t], int(z), shifts[t])
+        return plane.astype(np.float32, copy=False)[None, None]
+
+    return da.map_blocks(block, dtype=np.float32, chunks=((1,) * nt, (1,) * nz, (ny,), (nx,)),
+                         meta=np.empty((0, 0, 0, 0), np.float32))
+
+
+def _open_input(summary: dict[str, Any]) -> Any:
+    from dendritect.io import open_series
+
+    params = summary.get("parameters") or {}
+    src = summary.get("input") or params.get("input")
+    if not src:
+        raise InputError("summary.json does not name the input series")
+    opts = {k: params.get(k) for k in ("dataset", "voxel_size", "times_s", "interval")
+            if params.get(k) is not None}
+    return open_series(src, **opts)
+
+
+def registered_scans(results_dir: str | Path) -> da.Array:
+    """The input scans of a results folder in the frame of step 0, lazily.
+
+    The input named in ``summary.json`` is opened with the options the analysis used and
+    shifted by ``registration_shifts_vox`` plane by plane on demand (:func:`register_lazily`).
+
+    Raises
+    ------
+    InputError
+        When the input cannot be read any more (moved, deleted) or does not match the results.
+    """
+    root, summary, group = open_results(results_dir)
+    series = _open_input(summary)
+    shifts = summary.get("registration_shifts_vox") or [[0.0, 0.0, 0.0]] * series.n_steps
+    shape = tuple(summary.get("shape_zyx") or group["crack"].shape[1:])
+    if tuple(series.data.shape[1:]) != shape or len(shifts) != series.n_steps:
+        raise InputError(f"{series.source} does not match the results in {root} "
+                         f"(shape {tuple(series.data.shape)}, results {shape} x {len(shifts)})")
+    return register_lazily(series.data, shifts)
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path)
+    except FileNotFoundError:
+        return pd.DataFrame()
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        raise InputError(f"{path} cannot be read: {exc}") from None
+
+
+def read_results(results_dir: str | Path) -> Any:
+    """A results folder as a lazy, dask-backed :class:`xarray.Dataset`.
+
+    Parameters
+    ----------
+    results_dir : str or Path
+        A folder written by ``dendritect analyze``.
+
+    Returns
+    -------
+    xarray.Dataset
+        Data variables (those stored): ``crack``, ``labels``, ``lithium`` (t, z, y, x) and
+        ``fraction``, ``time_of_arrival`` (z, y, x); nothing is read until computed.
+        Coordinates: ``t`` the acquisition times in seconds (``t_index`` beside it), ``z``,
+        ``y``, ``x`` the voxel centres in micrometres, ``(i + 0.5) * d``. ``attrs``:
+        ``voxel_size_um`` (dz, dy, dx), ``summary`` (``summary.json`` as a dict), ``metrics``
+        and ``cracks`` (``metrics.csv`` and ``cracks.csv`` as pandas DataFrames). Drop these
+        three before ``to_netcdf``/``to_zarr``, which store only plain attributes.
+
+    Raises
+    ------
+    InputError
+        When ``results_dir`` is not a readable results folder.
+    """
+    import xarray as xr
+
+    root, summary, group = open_results(results_dir)
+    dz, dy, dx = (float(v) for v in summary["voxel_size_um"])
+    metrics = _read_table(root / "metrics.csv")
+    cracks = _read_table(root / "cracks.csv")
+    data_vars: dict[str, Any] = {}
+    for name, dims in VOLUMES.items():
+        if name not in group:
+            continue
+        arr = group[name]
+        if len(arr.shape) != len(dims):
+            continue
+        data_vars[name] = xr.Variable(dims, da.from_array(arr, chunks=arr.chunks),
+                                      attrs={"description": _DESCRIPTIONS[name]})
+    if "crack" not in data_vars:
+        raise InputError(f"{root / 'cracks.zarr'} has no crack array")
+    nt, nz, ny, nx = (int(n) for n in group["crack"].shape)
+    times = summary.get("times_s")
+    if times is None and "time_s" in metrics and len(metrics) == nt:
+        times = metrics["time_s"].tolist()
+    if times is None or len(times) != nt:
+        times = list(range(nt))
+    um = {"units": "micrometer"}
+    coords = {
+        "t": ("t", np.asarray(times, dtype=np.float64), {"units": "second",
+                                                        "long_name": "acquisition time"}),
+        "t_index": ("t", np.arange(nt, dtype=np.int64), {"long_name": "step"}),
+        "z": ("z", voxel_centres_um(nz, dz), {**um, "long_name": "z (stacking axis)"}),
+        "y": ("y", voxel_centres_um(ny, dy), um),
+        "x": ("x", voxel_centres_um(nx, dx), um),
+    }
+    attrs = {"voxel_size_um": [dz, dy, dx], "source": str(root), "summary": summary,
+             "metrics": metrics, "cracks": cracks}
+    return xr.Dataset(data_vars, coords=coords, attrs=attrs)
