@@ -191,3 +191,30 @@ def test_empty_and_bad_input():
         measure_cracks(np.zeros((4, 4), np.int32), flat_cell(), SPACING)
     with pytest.raises(InputError):
         measure_cracks(np.zeros(SHAPE, np.int32), flat_cell(), (1.0, -1.0, 1.0))
+
+
+def test_history_keeps_a_crack_rooted_at_the_anode():
+    # A crack touches the anode at step 0; at step 1 its root is missed (a lithium-filled
+    # mouth reads like the electrode) and its tip reaches the cathode side.
+    cell = flat_cell()
+    thick = cell.thickness_vox
+    rooted = _labels((slice(3, 8), slice(30, 34), slice(30, 34)))      # anode interface at z=2
+    detached = _labels((slice(6, 38), slice(30, 34), slice(30, 34)))   # cathode at z=38
+    first, second = (measure_cracks(lab, cell, SPACING, t_index=t)
+                     for t, lab in enumerate((rooted, detached)))
+    assert first.anchored.iloc[0] == 1 and second.anchored.iloc[0] == 0
+    assert second.spanning.iloc[0] == 0
+
+    plain = CrackHistory()
+    plain.update(first)
+    assert plain.update(second).anchored.iloc[0] == 0   # without thresholds: as measured
+
+    span_from = (thick - 2.5) * SPACING[0]
+    hist = CrackHistory(span_from_um=span_from, thickness_um=thick * SPACING[0])
+    hist.update(first)
+    kept = hist.update(second)
+    assert kept.anchored.iloc[0] == 1 and kept.spanning.iloc[0] == 1
+    assert kept.front_depth_um.iloc[0] == pytest.approx(thick * SPACING[0])
+    # never anchored: a crack seen first detached stays detached
+    fresh = CrackHistory(span_from_um=span_from, thickness_um=thick * SPACING[0])
+    assert fresh.update(second).anchored.iloc[0] == 0

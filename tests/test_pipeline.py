@@ -79,8 +79,12 @@ class FakeStages:
         return FlatCell(side, za, zc, fp, fp.copy())
 
     @staticmethod
-    def decide_anode(first, last, geometry):
-        return "top"
+    def anode_evidence(first, later, geometry):
+        return {"side": "top", "confident": True, "weak": False}
+
+    @staticmethod
+    def anode_from_evidence(evidence):
+        return next(iter(evidence))["side"]
 
     @staticmethod
     def estimate_shift(reference, moving, **kw):

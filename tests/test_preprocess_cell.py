@@ -138,3 +138,33 @@ def test_real_liion_scan_has_no_electrolyte_layer(shared_data):
     vol = tifffile.imread(path)
     with pytest.raises(InputError, match="no electrolyte layer"):
         find_cell(vol, (68.0, 34.0, 34.0), where=str(path))
+
+
+def test_anode_from_evidence_takes_first_confident_step():
+    from dendritect.preprocess.cell import anode_from_evidence
+
+    spanned = {"side": "top", "confident": False, "weak": False, "top": 2507, "bottom": 2508}
+    growing = {"side": "bottom", "confident": True, "weak": False, "top": 81, "bottom": 7134}
+    never = {"side": "top", "confident": True, "weak": False}
+
+    def steps():
+        yield spanned
+        yield growing
+        raise AssertionError("a step after a confident one was registered")
+        yield never
+
+    # the last step is spanned (both sides darkened alike); an earlier one settles it
+    assert anode_from_evidence(steps()) == "bottom"
+    weak = {"side": "bottom", "confident": False, "weak": True, "top": 100, "bottom": 120}
+    with pytest.warns(UserWarning, match="weak evidence"):
+        assert anode_from_evidence([spanned, weak]) == "bottom"
+    with pytest.warns(UserWarning, match="could not be decided"):
+        assert anode_from_evidence([spanned]) == "top"
+
+
+def test_anode_steps_latest_first_then_halving():
+    from dendritect.pipeline import _anode_steps
+
+    assert _anode_steps(7) == [6, 3, 1]
+    assert _anode_steps(2) == [1]
+    assert _anode_steps(1) == []

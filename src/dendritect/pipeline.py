@@ -89,9 +89,10 @@ class _Stages:
 
     def __init__(self) -> None:
         from dendritect.io.readers import check_volume
+        from dendritect.preprocess.cell import anode_from_evidence
         from dendritect.preprocess.large import (
             align_step,
-            decide_anode_bounded,
+            anode_evidence_bounded,
             estimate_shift_bounded,
             find_cell_bounded,
         )
@@ -99,7 +100,8 @@ class _Stages:
 
         self.check_volume = check_volume
         self.find_cell = find_cell_bounded
-        self.decide_anode = decide_anode_bounded
+        self.anode_evidence = anode_evidence_bounded
+        self.anode_from_evidence = anode_from_evidence
         self.estimate_shift = estimate_shift_bounded
         self.align_step = align_step
         self.segment_step = segment_step
@@ -218,15 +220,52 @@ def _aligned_steps(series: Any, todo: list[int], reference: Any, geometry: Any, 
             yield cur
 
 
-def _decide_anode(stages: _Stages, first: Any, last: Any, geometry: Any) -> str:
-    """The anode side; a tilted cell held in memory is judged on its flattened (sheared) view."""
-    if geometry.tilted and isinstance(first, np.ndarray):
+def _anode_steps(n: int) -> list[int]:
+    """Later steps to judge the anode side on, best first: the last, then halving toward the
+    first (the last may be spanned, which darkens both sides alike)."""
+    out: list[int] = []
+    t = n - 1
+    while t > 0:
+        out.append(t)
+        t //= 2
+    return out
+
+
+def _decide_anode(stages: _Stages, series: Any, reference: Any, geometry: Any,
+                  aligned: Any) -> str:
+    """The anode side from the first step against later ones, registered one at a time and
+    only as many as needed; a tilted cell held in memory is judged on its flattened view."""
+    flat = None
+    if geometry.tilted and isinstance(reference, np.ndarray):
         from dendritect.preprocess.tilt import Flattened
 
         flat = Flattened(geometry)
-        return stages.decide_anode(np.asarray(flat.view(first)),
-                                   np.asarray(flat.view(np.asarray(last))), flat.geometry)
-    return stages.decide_anode(first, last, geometry)
+        first = np.asarray(flat.view(reference))
+
+    def evidence() -> Iterator[dict]:
+        for t in _anode_steps(series.n_steps):
+            later, _ = _aligned(series, t, reference, geometry, aligned, stages)
+            if flat is not None:
+                yield stages.anode_evidence(first, np.asarray(flat.view(np.asarray(later))),
+                                            flat.geometry)
+            else:
+                yield stages.anode_evidence(reference, later, geometry)
+
+    return stages.anode_from_evidence(evidence())
+
+
+def _rooted_by_history(row: dict[str, Any], tracked: pd.DataFrame) -> None:
+    """Front, lithium front and span of a step's row with the tracked cracks that stay rooted
+    at the anode (:class:`~dendritect.measure.CrackHistory`), in place."""
+    rooted = tracked[tracked["anchored"] > 0]
+    if not len(rooted):
+        return
+    row["front_depth_um"] = max(float(row["front_depth_um"]),
+                                float(rooted["front_depth_um"].max()))
+    row["spanning"] = int(bool(row["spanning"]) or bool(rooted["spanning"].any()))
+    li = rooted["li_front_depth_um"].to_numpy(np.float64)
+    if np.isfinite(row["li_front_depth_um"]) and np.isfinite(li).any():
+        row["li_front_depth_um"] = max(float(row["li_front_depth_um"]), float(np.nanmax(li)))
 
 
 def _lithium_summary(known: set[int], reasons: dict[str, str],
@@ -478,8 +517,7 @@ def _analyze(input_path: Path, out: Path, *, voxel_size: Any, dataset: str | Non
             decided = anode
             if anode == "auto":
                 if n > 1:
-                    last, _ = _aligned(series, n - 1, reference, geometry, aligned, stages)
-                    decided = str(_decide_anode(stages, reference, last, geometry))
+                    decided = _decide_anode(stages, series, reference, geometry, aligned)
                 else:
                     decided = str(geometry.anode)
             state = {"fingerprint": fp, "anode": decided, "done": [], "shifts": {}}
@@ -576,7 +614,9 @@ def _analyze(input_path: Path, out: Path, *, voxel_size: Any, dataset: str | Non
         first_flat, first_step = arrival_voxels(crack_voxels(t) for t in range(n))
         write_voxels(cz["time_of_arrival"], first_flat, first_step, fill=-1)
         del first_flat, first_step
-        history = CrackHistory()
+        tol_um = float(span_tolerance_vox) * spacing[0]
+        thick_um = float(geometry.thickness_vox) * spacing[0]
+        history = CrackHistory(span_from_um=thick_um - tol_um, thickness_um=thick_um)
         crack_tables = []
         metric_rows = []
         shifts = [state["shifts"][str(t)] for t in range(n)]
@@ -605,6 +645,7 @@ def _analyze(input_path: Path, out: Path, *, voxel_size: Any, dataset: str | Non
             row.update(measure_step_voxels(flat, shape, geometry, spacing, lithium=lith,
                                            fraction=frac,
                                            span_tolerance_vox=span_tolerance_vox))
+            _rooted_by_history(row, crack_tables[-1])
             row.update(zip(("shift_dz_vox", "shift_dy_vox", "shift_dx_vox"), shifts[t],
                            strict=True))
             metric_rows.append(row)

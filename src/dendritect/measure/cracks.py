@@ -380,14 +380,42 @@ class CrackHistory:
     ``front_speed_um_s`` the change of its front depth since the previous step it was seen,
     divided by the time between them (NaN at first sight or when times do not increase).
     Only one small record per crack id is kept.
+
+    Parameters
+    ----------
+    span_from_um : float, optional
+        Front depth from which an anchored crack spans (the thickness less the span
+        tolerance). Given, a crack that touched the anode at an earlier step stays
+        ``anchored``: lithium fills it from there, and a root voxel missed in a later scan
+        (a lithium-filled mouth, a faint one) does not detach it; it spans where its front
+        reaches ``span_from_um``.
+    thickness_um : float, optional
+        The front depth of a spanning crack (with ``span_from_um``).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, span_from_um: float | None = None,
+                 thickness_um: float | None = None) -> None:
         self._seen: dict[int, tuple[float, float, float]] = {}
+        self._anchored: set[int] = set()
+        self.span_from_um = span_from_um
+        self.thickness_um = thickness_um
 
     def update(self, table: pd.DataFrame) -> pd.DataFrame:
         """Return a copy of ``table`` with the history columns filled."""
         out = table.copy()
+        if self.span_from_um is not None and len(out):
+            ids = out["crack_id"].to_numpy(np.int64)
+            was = np.isin(ids, np.fromiter(self._anchored, np.int64, len(self._anchored)))
+            kept = was & (out["anchored"].to_numpy() == 0)
+            if kept.any():
+                out.loc[kept, "anchored"] = 1
+                spans = kept & (out["front_depth_um"].to_numpy() >= self.span_from_um)
+                out.loc[spans, "spanning"] = 1
+                if self.thickness_um is not None:
+                    out.loc[spans, "front_depth_um"] = self.thickness_um
+                    out.loc[spans, "dry_tip_lead_um"] = (self.thickness_um
+                                                         - out.loc[spans, "li_front_depth_um"])
+            self._anchored.update(int(c) for c in ids[out["anchored"].to_numpy() > 0])
         origins, speeds = [], []
         for cid, t, depth, edge in zip(out["crack_id"], out["time_s"], out["front_depth_um"],
                                        out["edge_distance_um"], strict=True):

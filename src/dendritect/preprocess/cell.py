@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -21,7 +22,8 @@ from skimage.filters import threshold_otsu
 
 from dendritect.errors import InputError
 
-__all__ = ["CellGeometry", "anode_evidence", "decide_anode", "find_cell", "shear_columns"]
+__all__ = ["CellGeometry", "anode_evidence", "anode_from_evidence", "decide_anode", "find_cell",
+           "shear_columns"]
 
 _MIN_LAYER_VOX = 4  # a thinner bright band is a foil or a sheet, not a pellet
 _MIN_FOOTPRINT_FRAC = 0.05  # of the slice area
@@ -686,14 +688,39 @@ def decide_anode(first: np.ndarray, last: np.ndarray, geometry: CellGeometry) ->
     and the last step the electrolyte quarter next to the anode darkens most. When nothing changes
     the answer falls back to ``"top"`` with a warning (see :func:`anode_evidence` for the flag).
     """
-    ev = anode_evidence(first, last, geometry)
-    if not ev["confident"]:
-        if ev["weak"]:
-            warnings.warn(f"anode side decided on weak evidence ({ev['top']} changes near the "
-                          f"top, {ev['bottom']} near the bottom): {ev['side']} (set --anode to "
-                          "be sure)", stacklevel=2)
-        else:
-            warnings.warn("anode side could not be decided from the data (too few changes "
-                          "between the first and last steps); assuming the top (low z)",
-                          stacklevel=2)
-    return ev["side"]
+    return anode_from_evidence([anode_evidence(first, last, geometry)])
+
+
+def anode_from_evidence(evidence: Iterable[dict]) -> str:
+    """The anode side from :func:`anode_evidence` of one or more later steps against the first.
+
+    The first confident answer wins (steps are best given latest first: the most growth, unless
+    a spanned crack darkens both sides alike); else the first weak one, with a warning; else
+    ``"top"``, with a warning.
+
+    Parameters
+    ----------
+    evidence : iterable of dict
+        :func:`anode_evidence` results; consumed lazily, so a generator that registers each
+        step only when asked costs no more than the steps needed.
+
+    Returns
+    -------
+    str
+        ``"top"`` or ``"bottom"``.
+    """
+    weak = None
+    for ev in evidence:
+        if ev["confident"]:
+            return str(ev["side"])
+        if ev["weak"] and weak is None:
+            weak = ev
+    if weak is not None:
+        warnings.warn(f"anode side decided on weak evidence ({weak['top']} changes near the "
+                      f"top, {weak['bottom']} near the bottom): {weak['side']} (set --anode to "
+                      "be sure)", stacklevel=2)
+        return str(weak["side"])
+    warnings.warn("anode side could not be decided from the data (too few changes "
+                  "between the first and later steps); assuming the top (low z)",
+                  stacklevel=2)
+    return "top"

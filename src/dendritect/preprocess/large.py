@@ -35,12 +35,18 @@ from scipy import ndimage
 from dendritect.errors import InputError
 from dendritect.preprocess import cell as _cell
 from dendritect.preprocess import normalise as _normalise
-from dendritect.preprocess.cell import CellGeometry, decide_anode, find_cell
+from dendritect.preprocess.cell import (
+    CellGeometry,
+    anode_evidence,
+    anode_from_evidence,
+    find_cell,
+)
 from dendritect.preprocess.register import estimate_shift
 
 __all__ = [
     "MAX_WHOLE_VOXELS",
     "align_step",
+    "anode_evidence_bounded",
     "bin_factor",
     "binned",
     "decide_anode_bounded",
@@ -470,6 +476,42 @@ def _binned_geometry(geometry: CellGeometry, factor: tuple[int, int, int]) -> Ce
     )
 
 
+def anode_evidence_bounded(first: Any, later: Any, geometry: CellGeometry, *,
+                           max_voxels: int = MAX_WHOLE_VOXELS) -> dict:
+    """:func:`~dendritect.preprocess.cell.anode_evidence` on steps of any size.
+
+    Parameters
+    ----------
+    first, later : array-like
+        The first step and a later one registered onto it (numpy, zarr, h5py, dask).
+    geometry : CellGeometry
+        From :func:`find_cell_bounded` on the first step.
+    max_voxels : int
+        Steps up to this size give exactly ``anode_evidence``'s answer; larger ones are judged
+        on block-mean binned copies (:func:`bin_factor`) with the geometry brought to the
+        binned grid.
+
+    Returns
+    -------
+    dict
+        As :func:`~dendritect.preprocess.cell.anode_evidence`.
+    """
+    shape = _check_volume(first, "decide_anode: first step")
+    shape_later = _check_volume(later, "decide_anode: later step")
+    if shape != shape_later:
+        raise InputError(f"decide_anode: steps must be of the same shape, got {shape} and "
+                         f"{shape_later}")
+    if tuple(geometry.footprint.shape) != shape[1:]:
+        raise InputError(f"decide_anode: the cell's footprint {geometry.footprint.shape} does "
+                         f"not match the steps' (y, x) {shape[1:]}")
+    limit = _check_max_voxels(max_voxels)
+    if math.prod(shape) <= limit:
+        return anode_evidence(read_float32(first, max_voxels=limit),
+                              read_float32(later, max_voxels=limit), geometry)
+    f = bin_factor(shape, limit)
+    return anode_evidence(binned(first, f), binned(later, f), _binned_geometry(geometry, f))
+
+
 def decide_anode_bounded(first: Any, last: Any, geometry: CellGeometry, *,
                          max_voxels: int = MAX_WHOLE_VOXELS) -> str:
     """:func:`~dendritect.preprocess.cell.decide_anode` on steps of any size.
@@ -481,29 +523,15 @@ def decide_anode_bounded(first: Any, last: Any, geometry: CellGeometry, *,
     geometry : CellGeometry
         From :func:`find_cell_bounded` on the first step.
     max_voxels : int
-        Steps up to this size give exactly ``decide_anode``'s answer; larger ones are decided
-        on block-mean binned copies (:func:`bin_factor`) with the geometry brought to the
-        binned grid.
+        As in :func:`anode_evidence_bounded`.
 
     Returns
     -------
     str
         ``"top"`` or ``"bottom"``.
     """
-    shape = _check_volume(first, "decide_anode: first step")
-    shape_last = _check_volume(last, "decide_anode: last step")
-    if shape != shape_last:
-        raise InputError(f"decide_anode: steps must be of the same shape, got {shape} and "
-                         f"{shape_last}")
-    if tuple(geometry.footprint.shape) != shape[1:]:
-        raise InputError(f"decide_anode: the cell's footprint {geometry.footprint.shape} does "
-                         f"not match the steps' (y, x) {shape[1:]}")
-    limit = _check_max_voxels(max_voxels)
-    if math.prod(shape) <= limit:
-        return decide_anode(read_float32(first, max_voxels=limit),
-                            read_float32(last, max_voxels=limit), geometry)
-    f = bin_factor(shape, limit)
-    return decide_anode(binned(first, f), binned(last, f), _binned_geometry(geometry, f))
+    return anode_from_evidence([anode_evidence_bounded(first, last, geometry,
+                                                       max_voxels=max_voxels)])
 
 
 # ---------------------------------------------------------------------------------------------
