@@ -67,6 +67,31 @@ def segment_params(pairs: list[str] | None) -> Any:
         raise InputError(f"--param: {exc}") from None
 
 
+def analysis_options(*, voxel_size: str | None, anode: str, echem: Path | None,
+                     times_s: str | None, interval: str | None, dataset: str | None,
+                     force_units: bool, param: list[str] | None, min_overlap: int,
+                     span_tolerance: float, memory_limit: str | None, workers: int | None,
+                     scheduler: str | None, device: str) -> dict[str, Any]:
+    """The keyword arguments of :func:`dendritect.pipeline.analyze` for the command line's
+    analysis options (``analyze`` and ``watch`` share them); bad values are an InputError."""
+    from dendritect.units import parse_duration_s, parse_times_s, parse_voxel_size_um
+
+    if anode not in ("auto", "top", "bottom"):
+        raise InputError(f"--anode must be top, bottom or auto, got {anode!r}")
+    if times_s is not None and interval is not None:
+        raise InputError("give --times-s or --interval, not both")
+    return {
+        "voxel_size": None if voxel_size is None else parse_voxel_size_um(voxel_size),
+        "dataset": dataset,
+        "times_s": None if times_s is None else parse_times_s(times_s),
+        "interval": None if interval is None else parse_duration_s(interval, name="--interval"),
+        "anode": anode, "echem": echem, "params": segment_params(param),
+        "min_overlap_vox": min_overlap, "span_tolerance_vox": span_tolerance,
+        "memory_limit": memory_limit, "workers": workers, "scheduler": scheduler,
+        "device": device, "force_units": force_units,
+    }
+
+
 @app.command()
 def analyze(
     input: Path = typer.Argument(..., help="CT series: TIFF(s), folder, HDF5/NeXus, Zarr, or a "
@@ -115,24 +140,16 @@ def analyze(
 ) -> None:
     """Segment, track and measure dendrite cracks; write the results folder (and report.html)."""
     from dendritect.pipeline import analyze as run
-    from dendritect.units import parse_duration_s, parse_times_s, parse_voxel_size_um
 
-    if anode not in ("auto", "top", "bottom"):
-        raise InputError(f"--anode must be top, bottom or auto, got {anode!r}")
-    if times_s is not None and interval is not None:
-        raise InputError("give --times-s or --interval, not both")
-    vs = None if voxel_size is None else parse_voxel_size_um(voxel_size)
-    ts = None if times_s is None else parse_times_s(times_s)
-    iv = None if interval is None else parse_duration_s(interval, name="--interval")
-    params = segment_params(param)
+    opts = analysis_options(voxel_size=voxel_size, anode=anode, echem=echem, times_s=times_s,
+                            interval=interval, dataset=dataset, force_units=force_units,
+                            param=param, min_overlap=min_overlap,
+                            span_tolerance=span_tolerance, memory_limit=memory_limit,
+                            workers=workers, scheduler=scheduler, device=device)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
-        summary = run(input, out, voxel_size=vs, dataset=dataset, times_s=ts, interval=iv,
-                      anode=anode, echem=echem, resume=resume, overwrite=overwrite,
-                      progress=not quiet and sys.stderr.isatty(), params=params,
-                      min_overlap_vox=min_overlap, span_tolerance_vox=span_tolerance,
-                      memory_limit=memory_limit, workers=workers, scheduler=scheduler,
-                      device=device, force_units=force_units)
+        summary = run(input, out, resume=resume, overwrite=overwrite,
+                      progress=not quiet and sys.stderr.isatty(), **opts)
     seen = set()
     for w in caught:
         msg = str(w.message)

@@ -28,6 +28,8 @@ __all__ = ["mesh_figure", "render_html", "write_report"]
 
 _GIF_EMBED_MAX_BYTES = 12 * 2**20
 _MAX_CRACK_ROWS = 500
+#: Seconds between two reloads of a live report (``write_report(..., live=True)``).
+LIVE_RELOAD_S = 20
 
 
 def _data_uri(data: bytes, mime: str) -> str:
@@ -294,8 +296,10 @@ def _notes(res: Results) -> dict[str, str | None]:
 
 
 def render_html(res: Results, *, figures_dir: Path | None = None, movie_gif: bytes | None = None,
-                movie_note: str | None = None, max_triangles: int = 40_000) -> str:
-    """Render the report page for loaded results; saves the figures into ``figures_dir``."""
+                movie_note: str | None = None, max_triangles: int = 40_000,
+                live: bool = False) -> str:
+    """Render the report page for loaded results; saves the figures into ``figures_dir``.
+    ``live``: the page reloads itself every :data:`LIVE_RELOAD_S` seconds (``watch``)."""
     import jinja2
 
     figures_dir = figures_dir or (res.root / "figures")
@@ -351,11 +355,11 @@ def render_html(res: Results, *, figures_dir: Path | None = None, movie_gif: byt
         mesh_factor=0 if mesh is None else mesh.factor,
         mesh_triangles=0 if mesh is None else mesh.n_triangles,
         crack_table=table, n_crack_rows=n_rows, crack_rows_cut=cut, parameters=params,
-        versions=_versions(s))
+        versions=_versions(s), live_reload_s=LIVE_RELOAD_S if live else None)
 
 
 def write_report(results_dir: str | Path, *, movie: bool = True,
-                 max_triangles: int = 40_000) -> Path:
+                 max_triangles: int = 40_000, live: bool = False) -> Path:
     """(Re)write ``report.html``, ``figures/`` and the movie of a results folder.
 
     Parameters
@@ -366,6 +370,9 @@ def write_report(results_dir: str | Path, *, movie: bool = True,
         Also write ``movie.gif`` and ``movie.mp4`` (the GIF is embedded in the page).
     max_triangles : int
         Budget of the 3D view's mesh.
+    live : bool
+        The folder is still growing (``dendritect watch``): the page reloads itself in an open
+        browser every :data:`LIVE_RELOAD_S` seconds. Off, the page is the same as without it.
 
     Returns
     -------
@@ -381,12 +388,13 @@ def write_report(results_dir: str | Path, *, movie: bool = True,
     from dendritect.results import note_report
 
     with results_lock(results_dir, "report", create=False):
-        path = _write_report(results_dir, movie=movie, max_triangles=max_triangles)
+        path = _write_report(results_dir, movie=movie, max_triangles=max_triangles, live=live)
         note_report(results_dir)
     return path
 
 
-def _write_report(results_dir: str | Path, *, movie: bool, max_triangles: int) -> Path:
+def _write_report(results_dir: str | Path, *, movie: bool, max_triangles: int,
+                  live: bool = False) -> Path:
     res = load_results(results_dir)
     gif = None
     note = None
@@ -405,6 +413,7 @@ def _write_report(results_dir: str | Path, *, movie: bool, max_triangles: int) -
                         "this report.")
     else:
         note = "Movie not written (run `dendritect report` without --no-movie)."
-    page = render_html(res, movie_gif=gif, movie_note=note, max_triangles=max_triangles)
+    page = render_html(res, movie_gif=gif, movie_note=note, max_triangles=max_triangles,
+                       live=live)
     checkpoint("report:page")
     return atomic_write(res.root / "report.html", lambda p: p.write_text(page, encoding="utf-8"))

@@ -1,0 +1,1096 @@
+"""Live analysis of a CT series while it is acquired (``dendritect watch``).
+
+Two pieces, usable on their own:
+
+* :func:`complete_steps` looks at a growing input (a folder of 3D TIFFs, a folder of per-step
+  slice folders, a ``dendritect simulate`` dataset folder, or an HDF5/NeXus file whose 4D
+  dataset grows along t) and says how many scans, counted from the first, are complete. A scan
+  counts only when its files did not change between two looks (size and modification time)
+  and it parses whole with the shape of the first scan; a half-written file is never counted.
+* :func:`watch` polls the input, runs the resumable analysis (:func:`dendritect.pipeline.analyze`)
+  on the complete scans so far, resuming it for every new scan, and after every step publishes
+  the results into ``DIR`` (a valid, finished results folder of the steps so far), rewrites
+  ``DIR/status.json`` and, when the crack spans, is forecast to span within ``alarm_before_s``
+  or the cycler shows the short, raises the alarm once.
+
+How a step is added (the analysis itself is the batch one, so the results are the same):
+
+* The analysis runs in ``DIR/.partial/watch/run``. It is called with the real input path and
+  the user's options (the settings it records, and so its resume fingerprint, are those of a
+  batch run), and for the duration of the call the series it opens is limited to the complete
+  scans (a folder of links to them, or the HDF5 file cut to its complete steps).
+* When the analysis finishes it drops its resume record; the record is kept beside the run
+  (``DIR/.partial/watch/state.json``). For the next scan the finished run is turned back into an
+  unfinished one: its per-step stores go back into ``.partial`` with one more step, the record
+  is put back, and the analysis resumes, segmenting the new scan only. Tracking, time of
+  arrival, measurement and forecast are recomputed over all steps when it finishes, as in batch.
+* The run's results are published into ``DIR`` (files copied atomically, Zarr stores as trees of
+  hard links swapped into place), then ``status.json``, the report and the marker.
+
+These two hooks stand in for options the analysis does not have yet (a step limit and keeping
+the resume record); see docs/watch.md. The hooks replace module attributes for the duration of
+one call: do not run another analysis in the same process (thread) at the same time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as _dt
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dendritect import results as R
+from dendritect.errors import InputError
+
+__all__ = ["ALARM_ENV", "Alarm", "StepScan", "complete_steps", "watch"]
+
+#: Where the watch keeps its own state inside the results folder (removed when it ends).
+WATCH_DIR = "watch"
+#: The status file the outside contract names.
+STATUS = "status.json"
+
+#: Environment variables given to the --on-alarm command.
+ALARM_ENV = {
+    "DENDRITECT_ALARM_REASON": "the alarm's one-line reason",
+    "DENDRITECT_ALARM_KIND": "span, forecast or short",
+    "DENDRITECT_ALARM_TIME_S": "acquisition time of the latest scan when raised, s",
+    "DENDRITECT_ALARM_STEP": "t_index of that scan",
+    "DENDRITECT_FORECAST_SPAN_TIME_S": "forecast span time, s (empty when none)",
+    "DENDRITECT_FORECAST_SPAN_SIGMA_S": "its one-sigma uncertainty, s (empty when none)",
+    "DENDRITECT_SPAN_INDEX": "first spanning step (empty when none)",
+    "DENDRITECT_SHORT_TIME_S": "short seen in the cycler data, s (empty when none)",
+    "DENDRITECT_RESULTS": "the results folder",
+    "DENDRITECT_STATUS": "path of status.json",
+}
+
+_HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".he5", ".nxs", ".nx5", ".nx", ".h5nx")
+
+
+# --------------------------------------------------------------------------------------------
+# Which scans are complete
+# --------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class StepScan:
+    """One look at a growing input.
+
+    Attributes
+    ----------
+    kind : str
+        ``"tiff-files"``, ``"slice-folders"``, ``"simulate"`` or ``"hdf5"`` (``"empty"`` while
+        nothing has arrived).
+    names : tuple of str
+        The steps seen, in order (file or folder names; ``"t=K"`` in an HDF5 dataset).
+    signatures : tuple
+        What each step looked like (sizes and modification times of its files).
+    n_complete : int
+        How many steps, counted from the first, are complete.
+    waiting : str or None
+        Why the next step does not count yet.
+    parts : tuple
+        The files of each step (a TIFF file, or a folder's slice files).
+    shape_zyx : tuple of int or None
+        The shape of the first complete step; every later step must have it.
+    verified : dict
+        Steps found to parse whole, by name, with the signature they had (not read again while
+        it stays the same).
+    looked_at : float
+        ``time.monotonic()`` of this look.
+    """
+
+    kind: str
+    names: tuple[str, ...]
+    signatures: tuple[Any, ...]
+    n_complete: int
+    waiting: str | None = None
+    parts: tuple[tuple[Path, ...], ...] = ()
+    shape_zyx: tuple[int, int, int] | None = None
+    verified: dict[str, Any] = dataclasses.field(default_factory=dict)
+    looked_at: float = 0.0
+
+
+def _sig(p: Path) -> tuple[int, int] | None:
+    try:
+        st = p.stat()
+    except OSError:
+        return None
+    return (int(st.st_size), int(st.st_mtime_ns))
+
+
+def _is_hdf5(path: Path) -> bool:
+    if path.suffix.lower() in _HDF5_SUFFIXES:
+        return True
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(8) == b"\x89HDF\r\n\x1a\n"
+    except OSError:
+        return False
+
+
+def _tiffs(folder: Path) -> list[Path]:
+    from dendritect.io._common import is_tiff_name, list_dir
+
+    try:
+        return [p for p in list_dir(folder) if p.is_file() and is_tiff_name(p)]
+    except InputError:
+        return []
+
+
+def _layout(path: Path) -> tuple[str, list[str], list[tuple[Path, ...]]]:
+    """The kind of a growing input, and its steps so far: names and the files of each."""
+    from dendritect.io._common import list_dir
+
+    if path.is_file():
+        if _is_hdf5(path):
+            return "hdf5", [], []
+        raise InputError(f"{path}: watch reads a folder of 3D TIFF files, a folder of per-step "
+                         "slice folders, a dataset folder or an HDF5/NeXus file")
+    if not path.is_dir():
+        raise InputError(f"input not found: {path}")
+    if (path / "dataset.json").is_file():
+        files = _tiffs(path / "scans")
+        return "simulate", [f.name for f in files], [(f,) for f in files]
+    files = _tiffs(path)
+    if files:
+        return "tiff-files", [f.name for f in files], [(f,) for f in files]
+    steps = []
+    for d in list_dir(path):
+        if d.is_dir():
+            sl = _tiffs(d)
+            if sl:
+                steps.append((d.name, tuple(sl)))
+    if steps:
+        return "slice-folders", [n for n, _ in steps], [s for _, s in steps]
+    return "empty", [], []
+
+
+def _tiff_volume_shape(path: Path) -> tuple[int, int, int]:
+    """The shape of a 3D TIFF that parses whole (header inside the file, every page decoded);
+    InputError otherwise."""
+    from dendritect.io import open_series
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        series = open_series(path)
+    if series.n_steps != 1:
+        raise InputError(f"{path}: {series.n_steps} steps in one file (a 3D volume is needed)")
+    data = series.data[0]
+    nz = int(data.shape[0])
+    step = max(1, int(data.chunksize[0]))
+    try:
+        for z0 in range(0, nz, step):  # decode it all, a chunk of planes at a time
+            np.asarray(data[z0:z0 + step])
+    except InputError:
+        raise
+    except Exception as exc:
+        raise InputError(f"{path}: cannot decode ({exc})") from None
+    return series.shape_zyx
+
+
+def _slice_shape(path: Path) -> tuple[int, int]:
+    import tifffile
+
+    try:
+        img = np.squeeze(tifffile.imread(path))
+    except Exception as exc:
+        raise InputError(f"{path}: cannot read slice ({exc})") from None
+    if img.ndim != 2:
+        raise InputError(f"{path}: a slice must be a 2D image, got shape {img.shape}")
+    return (int(img.shape[0]), int(img.shape[1]))
+
+
+def complete_steps(path: str | Path, *, dataset: str | None = None,
+                   before: StepScan | None = None) -> StepScan:
+    """How many scans of a growing input are complete.
+
+    A step counts when (1) its files are the same (size and modification time) as at the
+    previous look ``before``, (2) it parses whole: a TIFF's header lies within the file and every
+    page decodes, a slice folder has the slice count of the first step (the first step: its
+    count did not change between the looks) and every slice reads, an HDF5 step lies within the
+    dataset, all its chunks are stored and it reads; (3) its shape is that of the first step;
+    and (4) every step before it counts. Steps found whole are not read again while their files
+    stay the same.
+
+    Parameters
+    ----------
+    path : str or Path
+        The growing input.
+    dataset : str, optional
+        The 4D dataset inside an HDF5/NeXus file (found when there is only one).
+    before : StepScan, optional
+        The previous look; without it nothing counts yet (a file is complete only once seen
+        unchanged across a poll).
+
+    Returns
+    -------
+    StepScan
+        Pass it as ``before`` to the next call.
+
+    Raises
+    ------
+    InputError
+        When the input does not exist or is of a kind that cannot grow (a single TIFF).
+    """
+    path = Path(path)
+    now = time.monotonic()
+    kind, names, parts = _layout(path)
+    if kind == "hdf5":
+        return _complete_hdf5(path, dataset, before, now)
+    sigs = tuple(tuple(_sig(f) for f in files) for files in parts)
+    prev = {} if before is None or before.kind != kind else dict(zip(before.names,
+                                                                  before.signatures,
+                                                                  strict=True))
+    verified = {} if before is None or before.kind != kind else dict(before.verified)
+    shape = None if before is None or before.kind != kind else before.shape_zyx
+    n = 0
+    waiting = None if names else "no scan yet"
+    for name, files, sig in zip(names, parts, sigs, strict=True):
+        if any(s is None for s in sig):
+            waiting = f"{name}: a file went away while looked at"
+            break
+        if prev.get(name) != sig:
+            waiting = f"{name}: still being written (changed since the last look)"
+            break
+        if verified.get(name) != sig:
+            try:
+                if kind == "slice-folders":
+                    got = _slice_step_shape(files, shape)
+                else:
+                    got = _tiff_volume_shape(files[0])
+            except InputError as exc:
+                waiting = f"{name}: not whole yet ({exc})"
+                break
+            if shape is not None and got != shape:
+                waiting = f"{name}: shape {got} differs from the first scan's {shape}"
+                break
+            shape = got if shape is None else shape
+            verified[name] = sig
+        n += 1
+    return StepScan(kind, tuple(names), sigs, n, waiting, tuple(parts), shape, verified, now)
+
+
+def _slice_step_shape(files: tuple[Path, ...], shape: tuple[int, int, int] | None
+                      ) -> tuple[int, int, int]:
+    if shape is not None and len(files) != shape[0]:
+        raise InputError(f"{len(files)} of {shape[0]} slices")
+    yx = None
+    for f in files:
+        s = _slice_shape(f)
+        if yx is not None and s != yx:
+            raise InputError(f"{f}: slice of shape {s} differs from the others' {yx}")
+        yx = s
+    assert yx is not None
+    return (len(files), *yx)
+
+
+def _hdf5_dataset(f: Any, dataset: str | None, path: Path) -> Any:
+    import h5py
+
+    if dataset is not None:
+        obj = f.get(dataset)
+        if not isinstance(obj, h5py.Dataset):
+            raise InputError(f"--dataset {dataset}: no such dataset in {path}")
+        return obj
+    found: list[Any] = []
+
+    def visit(name: str, obj: Any) -> None:
+        if isinstance(obj, h5py.Dataset) and obj.ndim == 4 and obj.dtype.kind in "uif":
+            found.append(obj)
+
+    f.visititems(visit)
+    if len(found) != 1:
+        raise InputError(f"{path}: {len(found)} 4D datasets; name the growing one with --dataset")
+    return found[0]
+
+
+def _chunks_stored(ds: Any, t: int) -> bool:
+    """Whether every chunk of step ``t`` of a chunked dataset has been written."""
+    if ds.chunks is None:
+        return True
+    try:
+        per = [int(np.ceil(s / c)) for s, c in zip(ds.shape[1:], ds.chunks[1:], strict=True)]
+        t0 = (t // ds.chunks[0]) * ds.chunks[0]
+        for idx in np.ndindex(*per):
+            off = (t0, *(i * c for i, c in zip(idx, ds.chunks[1:], strict=True)))
+            info = ds.id.get_chunk_info_by_coord(off)
+            if info.byte_offset is None:
+                return False
+    except Exception:
+        return True
+    return True
+
+
+def _complete_hdf5(path: Path, dataset: str | None, before: StepScan | None,
+                   now: float) -> StepScan:
+    import h5py
+
+    sig = _sig(path)
+    prev_sig = None if before is None or before.kind != "hdf5" or not before.signatures \
+        else before.signatures[0]
+    shape = None
+    names: list[str] = []
+    n = 0
+    waiting = None
+    try:
+        with h5py.File(path, "r", locking=False) as f:
+            ds = _hdf5_dataset(f, dataset, path)
+            nt = int(ds.shape[0])
+            names = [f"t={k}" for k in range(nt)]
+            shape = tuple(int(s) for s in ds.shape[1:])
+            if sig != prev_sig:
+                waiting = "the file changed since the last look"
+            else:
+                for k in range(nt):
+                    if not _chunks_stored(ds, k):
+                        waiting = f"t={k}: not all of its chunks are written yet"
+                        break
+                    np.asarray(ds[k, -1])  # the last plane reads
+                    n += 1
+                if n == nt and not waiting:
+                    waiting = None
+    except InputError:
+        raise
+    except (OSError, KeyError, ValueError, RuntimeError) as exc:
+        waiting = f"{path}: cannot be read now ({exc})"
+        n = 0
+    return StepScan("hdf5", tuple(names), (sig,) * max(1, len(names)), n, waiting,
+                    (), shape, {}, now)  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------------------------
+# The series the analysis sees: the complete scans only
+# --------------------------------------------------------------------------------------------
+
+def _link(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.symlink(src.resolve(), dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _build_view(scan: StepScan, input_path: Path, n: int, view: Path) -> Path:
+    """A folder that the readers open as the first ``n`` steps of ``input_path`` (links to its
+    files); the HDF5 file itself for an HDF5 input (cut to ``n`` steps when opened)."""
+    if scan.kind == "hdf5":
+        return input_path
+    shutil.rmtree(view, ignore_errors=True)
+    view.mkdir(parents=True)
+    if scan.kind == "tiff-files":
+        for files in scan.parts[:n]:
+            _link(files[0], view / files[0].name)
+    elif scan.kind == "slice-folders":
+        for name, files in zip(scan.names[:n], scan.parts[:n], strict=True):
+            for f in files:
+                _link(f, view / name / f.name)
+    elif scan.kind == "simulate":
+        info = json.loads((input_path / "dataset.json").read_text(encoding="utf-8"))
+        if isinstance(info, dict):
+            for key in ("times_s",):
+                if isinstance(info.get(key), list) and len(info[key]) > n:
+                    info[key] = info[key][:n]
+            if "n_steps" in info:
+                info["n_steps"] = n
+        (view / "dataset.json").write_text(json.dumps(info), encoding="utf-8")
+        for files in scan.parts[:n]:
+            _link(files[0], view / "scans" / files[0].name)
+    else:
+        raise InputError(f"{input_path}: nothing to analyse yet")
+    return view
+
+
+@contextlib.contextmanager
+def _hooks(input_path: Path, view: Path, n: int, kind: str, stash: Path) -> Iterator[None]:
+    """For one call of the analysis: its input is the first ``n`` complete steps, and the
+    resume record it drops when it finishes is copied to ``stash`` first."""
+    import dendritect.io as io_pkg
+
+    real_open = io_pkg.open_series
+    real_finish = R.finish
+    target = input_path.resolve()
+
+    def open_series(path: str | Path, **kwargs: Any) -> Any:
+        if Path(path).resolve() != target:
+            return real_open(path, **kwargs)
+        ts = kwargs.get("times_s")
+        if ts is not None:
+            ts = list(ts)
+            if len(ts) < n:
+                raise InputError(f"--times-s gives {len(ts)} times; scan {len(ts)} has none")
+            if kind != "hdf5":
+                kwargs["times_s"] = ts[:n]
+            else:
+                kwargs["times_s"] = None  # applied after the cut below
+        series = real_open(view, **kwargs)
+        if series.n_steps < n:
+            raise InputError(f"{path}: {series.n_steps} steps readable, {n} expected")
+        times = np.asarray(series.times_s, dtype=np.float64)[:n]
+        if kind == "hdf5" and ts is not None:
+            times = np.asarray(ts[:n], dtype=np.float64)
+        return dataclasses.replace(series, data=series.data[:n], times_s=times,
+                                   source=str(path))
+
+    def finish(out_dir: Path, partial: Path, summary: dict[str, Any]) -> None:
+        state = partial / R.STATE
+        if state.is_file():
+            R.atomic_write_bytes(stash, state.read_bytes())
+        real_finish(out_dir, partial, summary)
+
+    io_pkg.open_series = open_series
+    R.finish = finish
+    try:
+        yield
+    finally:
+        io_pkg.open_series = real_open
+        R.finish = real_finish
+
+
+# --------------------------------------------------------------------------------------------
+# The run: the analysis of the first N steps, resumed for N + 1
+# --------------------------------------------------------------------------------------------
+
+def _resize(group_path: Path, n: int, *, three_d_too: bool) -> None:
+    import zarr
+
+    g = zarr.open_group(str(group_path), mode="r+")
+    for name in list(g.array_keys()):
+        arr = g[name]
+        if arr.ndim == 4 or (three_d_too and arr.ndim == 3):
+            if int(arr.shape[0]) != n:
+                arr.resize((n, *arr.shape[1:]))
+
+
+class _Run:
+    """The resumable analysis of the complete steps, in ``work / "run"``."""
+
+    def __init__(self, input_path: Path, work: Path, options: dict[str, Any]) -> None:
+        self.input = input_path
+        self.work = work
+        self.dir = work / "run"
+        self.stash = work / "state.json"
+        self.view = work / "view"
+        self.options = options
+
+    def done(self) -> list[int]:
+        """The steps segmented so far (the unfinished run's record, else the one kept)."""
+        for path in (self.dir / R.PARTIAL / R.STATE, self.stash):
+            try:
+                state = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            if isinstance(state, dict):
+                return [int(t) for t in state.get("done", [])]
+        return []
+
+    def _finished_steps(self) -> int | None:
+        try:
+            s = json.loads((self.dir / "summary.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return int(s.get("n_steps", 0))
+
+    def reopen(self, n: int) -> None:
+        """Turn the finished run of fewer steps back into an unfinished one of ``n`` steps."""
+        import zarr
+
+        partial = self.dir / R.PARTIAL
+        partial.mkdir(parents=True, exist_ok=True)
+        for name in ("cracks.zarr", "previews.zarr"):
+            if (self.dir / name).exists():
+                shutil.rmtree(partial / name, ignore_errors=True)
+                os.replace(self.dir / name, partial / name)
+        cz = zarr.open_group(str(partial / "cracks.zarr"), mode="r+")
+        if "lithium" not in cz:
+            crack = cz["crack"]
+            R.create_array(cz, "lithium", tuple(crack.shape), "uint8", chunks=crack.chunks)
+        if "lithium" in cz.attrs:
+            attrs = dict(cz.attrs)
+            attrs.pop("lithium")
+            cz.attrs.clear()
+            cz.attrs.update(attrs)
+        _resize(partial / "cracks.zarr", n, three_d_too=False)
+        _resize(partial / "previews.zarr", n, three_d_too=True)
+        R.atomic_write_bytes(partial / R.STATE, self.stash.read_bytes())
+        for name in ("metrics.csv", "cracks.csv", "echem.csv", "summary.json"):
+            (self.dir / name).unlink(missing_ok=True)
+
+    def advance(self, scan: StepScan, n: int) -> dict[str, Any]:
+        """Analyse the first ``n`` steps, resuming from what was analysed before."""
+        from dendritect.pipeline import analyze
+
+        for _ in range(3):
+            have = self._finished_steps()
+            fresh = False
+            if have is not None:
+                if have == n and self.stash.is_file():
+                    return json.loads((self.dir / "summary.json").read_text(encoding="utf-8"))
+                if self.stash.is_file() and have <= n:
+                    self.reopen(n)
+                else:
+                    fresh = True
+            elif (self.dir / R.PARTIAL / R.STATE).is_file():
+                partial = self.dir / R.PARTIAL
+                for name, three in (("cracks.zarr", False), ("previews.zarr", True)):
+                    if (partial / name).exists():
+                        _resize(partial / name, n, three_d_too=three)
+            view = _build_view(scan, self.input, n, self.view)
+            kwargs = dict(self.options)
+            try:
+                with _hooks(self.input, view, n, scan.kind, self.stash):
+                    summary = analyze(self.input, self.dir, resume=not fresh, overwrite=fresh,
+                                      progress=False, report=False, **kwargs)
+            except InputError as exc:
+                if "used other settings" not in str(exc) or fresh:
+                    raise
+                self.reset()
+                continue
+            if int(summary.get("n_steps", -1)) == n:
+                return summary
+        raise RuntimeError(f"the analysis of {self.input} did not reach {n} steps")
+
+    def reset(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+        self.stash.unlink(missing_ok=True)
+
+    def anode_of_series(self, scan: StepScan, n: int) -> str:
+        """The anode side a batch run on the first ``n`` steps decides: it compares step 0 with
+        the last step, so a two-step series of those gives the same decision."""
+        from dendritect.pipeline import analyze
+
+        check = self.work / "anode-check"
+        view = self.work / "anode-view"
+        sub = dataclasses.replace(scan, names=(scan.names[0], scan.names[n - 1]),
+                                  parts=(scan.parts[0], scan.parts[n - 1]))
+        _build_view(sub, self.input, 2, view)
+        kwargs = dict(self.options)
+        kwargs["times_s"] = kwargs["interval"] = None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            summary = analyze(view, check, overwrite=True, progress=False, report=False,
+                              **kwargs)
+        shutil.rmtree(check, ignore_errors=True)
+        shutil.rmtree(view, ignore_errors=True)
+        return str(summary["anode"])
+
+
+# --------------------------------------------------------------------------------------------
+# Publishing the run into the results folder
+# --------------------------------------------------------------------------------------------
+
+def _link_tree(src: Path, dst: Path) -> None:
+    """``dst``: a copy of folder ``src`` made of hard links (copies where links fail). The
+    analysis rewrites a Zarr chunk under a new name and renames it, so a linked file never
+    changes under the published store."""
+    for root, _dirs, files in os.walk(src):
+        rel = Path(root).relative_to(src)
+        (dst / rel).mkdir(parents=True, exist_ok=True)
+        for f in files:
+            s, d = Path(root) / f, dst / rel / f
+            try:
+                os.link(s, d)
+            except OSError:
+                shutil.copy2(s, d)
+
+
+def _publish(run_dir: Path, out: Path, stage: Path) -> None:
+    """Put the run's results into ``out`` in the order the analysis does (summary last)."""
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir(parents=True)
+    for name in R.RESULT_NAMES:
+        src, dst = run_dir / name, out / name
+        if not src.exists():
+            continue
+        if src.is_dir():
+            new, old = stage / name, stage / (name + ".old")
+            _link_tree(src, new)
+            if dst.exists():
+                os.replace(dst, old)
+            os.replace(new, dst)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            R.atomic_write_bytes(dst, src.read_bytes())
+    shutil.rmtree(stage, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------------------------
+# The alarm
+# --------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Alarm:
+    """Why the watch warns that the short is near.
+
+    Attributes
+    ----------
+    kind : str
+        ``"span"`` (a crack connects both interfaces), ``"forecast"`` (the forecast span time
+        minus its sigma falls within the lead time of the latest scan) or ``"short"`` (the
+        cycler shows the voltage collapse).
+    reason : str
+        One line for people.
+    time_s : float
+        Acquisition time of the latest scan when raised.
+    t_index : int
+        That scan's step.
+    """
+
+    kind: str
+    reason: str
+    time_s: float
+    t_index: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "reason": self.reason, "time_s": self.time_s,
+                "t_index": self.t_index}
+
+
+def check_alarm(summary: dict[str, Any], alarm_before_s: float | None,
+                short_time_s: float | None = None) -> Alarm | None:
+    """The alarm the results of the steps so far call for, or None.
+
+    Parameters
+    ----------
+    summary : dict
+        ``summary.json`` of the steps so far.
+    alarm_before_s : float or None
+        Lead time: alarm when the forecast span time minus its sigma is at most this long after
+        the latest scan. None: the last interval between scans (the span may come before the
+        next scan).
+    short_time_s : float, optional
+        A short found in the cycler data since (overrides the summary's).
+
+    Returns
+    -------
+    Alarm or None
+    """
+    times = [float(t) for t in summary.get("times_s", [])]
+    if not times:
+        return None
+    k = len(times) - 1
+    latest = times[-1]
+    sc = summary.get("short_circuit") or {}
+    span = summary.get("span_index")
+    if span is not None:
+        return Alarm("span", f"crack spans the electrolyte at step {span} "
+                     f"(t = {times[int(span)]:.0f} s)", latest, k)
+    short = short_time_s if short_time_s is not None else sc.get("echem_time_s")
+    if short is not None:
+        return Alarm("short", f"cycler voltage collapsed at t = {float(short):.0f} s", latest, k)
+    fc, sig = sc.get("forecast_time_s"), sc.get("forecast_sigma_s")
+    if fc is None:
+        return None
+    lead = alarm_before_s
+    if lead is None:
+        lead = times[-1] - times[-2] if len(times) > 1 else 0.0
+    low = float(fc) - float(sig or 0.0)
+    if low <= latest + lead:
+        pm = "" if sig is None else f" ± {float(sig):.0f}"
+        return Alarm("forecast", f"crack front forecast to span at t = {float(fc):.0f}{pm} s, "
+                     f"within {lead:.0f} s of the latest scan (step {k}, t = {latest:.0f} s)",
+                     latest, k)
+    return None
+
+
+def _alarm_env(alarm: Alarm, summary: dict[str, Any], out: Path) -> dict[str, str]:
+    sc = summary.get("short_circuit") or {}
+
+    def txt(v: Any) -> str:
+        return "" if v is None else f"{v:.9g}" if isinstance(v, float) else str(v)
+
+    env = dict(os.environ)
+    env.update({
+        "DENDRITECT_ALARM_REASON": alarm.reason,
+        "DENDRITECT_ALARM_KIND": alarm.kind,
+        "DENDRITECT_ALARM_TIME_S": txt(float(alarm.time_s)),
+        "DENDRITECT_ALARM_STEP": str(alarm.t_index),
+        "DENDRITECT_FORECAST_SPAN_TIME_S": txt(sc.get("forecast_time_s")),
+        "DENDRITECT_FORECAST_SPAN_SIGMA_S": txt(sc.get("forecast_sigma_s")),
+        "DENDRITECT_SPAN_INDEX": txt(summary.get("span_index")),
+        "DENDRITECT_SHORT_TIME_S": txt(sc.get("echem_time_s")),
+        "DENDRITECT_RESULTS": str(out),
+        "DENDRITECT_STATUS": str(out / STATUS),
+    })
+    return env
+
+
+# --------------------------------------------------------------------------------------------
+# The loop
+# --------------------------------------------------------------------------------------------
+
+def _now_iso() -> str:
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+
+
+def _echem_short(path: Path) -> float | None:
+    """The short in the cycler file as it is now (None when none, or not readable now)."""
+    from dendritect.io.echem import read_echem
+    from dendritect.predict.short import detect_short
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            short = detect_short(read_echem(path))
+    except (InputError, OSError, ValueError):
+        return None
+    t = getattr(short, "time_s", None)
+    return None if t is None else float(t)
+
+
+def watch(input: str | Path, out_dir: str | Path, *, poll_s: float = 5.0,
+          alarm_before_s: float | None = None, on_alarm: str | None = None,
+          idle_timeout_s: float | None = None, resume: bool = False, overwrite: bool = False,
+          echo: Callable[[str], None] | None = None, report: bool = True,
+          max_polls: int | None = None, **options: Any) -> dict[str, Any]:
+    """Analyse a CT series step by step while it is acquired; alarm before the short.
+
+    Parameters
+    ----------
+    input : str or Path
+        A growing input (see :func:`complete_steps`).
+    out_dir : str or Path
+        The results folder: after every step a finished results folder of the steps so far,
+        with ``status.json``; at the end the same results as ``analyze`` on the final series.
+    poll_s : float
+        Seconds between two looks at the input.
+    alarm_before_s : float, optional
+        Lead time of the forecast alarm (see :func:`check_alarm`).
+    on_alarm : str, optional
+        Shell command run once when the alarm is raised (environment: :data:`ALARM_ENV`).
+    idle_timeout_s : float, optional
+        Stop when no new scan has become complete for this long (None: run until interrupted).
+    resume : bool
+        Continue a watch that was stopped, from the steps it had analysed.
+    overwrite : bool
+        Replace what dendritect wrote in ``out_dir``.
+    echo : callable, optional
+        Where the console lines go (``print`` by default).
+    report : bool
+        Refresh ``report.html`` after every step (reloads itself in a browser while watching).
+    max_polls : int, optional
+        Stop after this many looks (tests).
+    **options
+        Passed to :func:`dendritect.pipeline.analyze` (``voxel_size``, ``dataset``,
+        ``times_s``, ``interval``, ``anode``, ``echem``, ``params``, ``min_overlap_vox``,
+        ``span_tolerance_vox``, ``memory_limit``, ``workers``, ``scheduler``, ``device``,
+        ``force_units``).
+
+    Returns
+    -------
+    dict
+        The final ``status.json``.
+    """
+    from dendritect.lock import results_lock
+
+    say = echo or (lambda line: print(line, flush=True))
+    input_path = Path(input)
+    out = Path(out_dir)
+    if not input_path.exists():
+        raise InputError(f"input not found: {input_path}")
+    inp, res = input_path.resolve(), out.resolve()
+    if res == inp or (inp.is_dir() and res.is_relative_to(inp)):
+        raise InputError(f"--out {out} lies inside the input {input_path}; "
+                         "results are never written into an input")
+    if poll_s <= 0:
+        raise InputError(f"--poll must be a positive duration, got {poll_s} s")
+    echem = options.get("echem")
+    if echem is not None and not Path(echem).is_file():
+        raise InputError(f"--echem file not found: {echem}")
+    complete_steps(input_path, dataset=options.get("dataset"))  # a kind watch reads
+    with results_lock(out, "watch"):
+        return _watch(input_path, out, poll_s=poll_s, alarm_before_s=alarm_before_s,
+                      on_alarm=on_alarm, idle_timeout_s=idle_timeout_s, resume=resume,
+                      overwrite=overwrite, say=say, report=report, max_polls=max_polls,
+                      options=options)
+
+
+def _watch(input_path: Path, out: Path, *, poll_s: float, alarm_before_s: float | None,
+           on_alarm: str | None, idle_timeout_s: float | None, resume: bool, overwrite: bool,
+           say: Callable[[str], None], report: bool, max_polls: int | None,
+           options: dict[str, Any]) -> dict[str, Any]:
+    old_status = _read_status(out) if resume else None
+    partial, _phase = R.prepare(out, resume=resume, overwrite=overwrite)
+    work = partial / WATCH_DIR
+    if not resume:
+        shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True, exist_ok=True)
+    live = _Live(input_path, out, work, options, poll_s=poll_s, alarm_before_s=alarm_before_s,
+                 on_alarm=on_alarm, say=say, report=report, old_status=old_status)
+    live.write_status()
+    say(f"watching {input_path} -> {out} (poll {poll_s:g} s"
+        + (f", idle timeout {idle_timeout_s:g} s" if idle_timeout_s else "") + ")")
+    polls = 0
+    try:
+        while True:
+            new = live.look()
+            polls += 1
+            if max_polls is not None and polls >= max_polls:
+                break
+            if not new and idle_timeout_s is not None \
+                    and time.monotonic() - live.last_new > idle_timeout_s:
+                say(f"no new scan for {idle_timeout_s:g} s: stopping")
+                break
+            # the next look one poll after this one: a file counts once unchanged across it
+            assert live.scan is not None
+            time.sleep(max(0.0, poll_s - (time.monotonic() - live.scan.looked_at)))
+    except KeyboardInterrupt:
+        live.stop(interrupted=True)
+        raise
+    live.stop(interrupted=False)
+    live.final()
+    shutil.rmtree(work, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        partial.rmdir()  # only when empty: a finished folder has no .partial
+    say(f"stopped: {live.status['steps_done']} steps analysed; results in {out}")
+    return live.status
+
+
+class _Live:
+    """The state of one watch: the run, what was published, the alarm, ``status.json``."""
+
+    def __init__(self, input_path: Path, out: Path, work: Path, options: dict[str, Any], *,
+                 poll_s: float, alarm_before_s: float | None, on_alarm: str | None,
+                 say: Callable[[str], None], report: bool,
+                 old_status: dict[str, Any] | None) -> None:
+        self.input, self.out, self.work, self.options = input_path, out, work, options
+        self.alarm_before_s, self.on_alarm, self.say, self.report = (alarm_before_s, on_alarm,
+                                                                     say, report)
+        self.run = _Run(input_path, work, options)
+        self.anode = options.get("anode", "auto")
+        echem = options.get("echem")
+        self.echem = None if echem is None else Path(echem)
+        # the anode side is decided from the change between scans: wait for two
+        self.first_needed = 2 if self.anode == "auto" else 1
+        self.status: dict[str, Any] = {
+            "steps_done": 0, "alarm": None, "state": "watching",
+            "input": str(input_path.resolve()), "results": str(out.resolve()),
+            "started": _now_iso(), "updated": _now_iso(), "poll_s": poll_s,
+            "alarm_before_s": alarm_before_s,
+            "steps": [], "analysed_steps": [], "waiting": None, "on_alarm": None,
+        }
+        for key in ("alarm", "steps", "analysed_steps", "on_alarm", "started", "steps_done"):
+            if old_status and key in old_status:
+                self.status[key] = old_status[key]
+        if self.status["steps_done"] and not (out / "summary.json").is_file():
+            self.status["steps_done"] = 0
+        self.proc: subprocess.Popen | None = None
+        self.complete_at: dict[int, float] = {}
+        self.summary: dict[str, Any] | None = None
+        self.scan: StepScan | None = None
+        self.last_new = time.monotonic()
+        self.report_due = False
+        self.echem_sig: Any = None
+        self.echem_sig_run: Any = None
+        self.echem_short: float | None = None
+        self.first_n: int | None = None
+        self.warned: set[str] = set()
+
+    # -- status and alarm ---------------------------------------------------------------
+    def write_status(self) -> None:
+        self.status["updated"] = _now_iso()
+        R.atomic_write_json(self.out / STATUS, self.status)
+
+    def raise_alarm(self, alarm: Alarm) -> None:
+        self.status["alarm"] = {**alarm.as_dict(), "raised": _now_iso()}
+        self.say(f"ALARM at step {alarm.t_index} (t = {alarm.time_s:.0f} s): {alarm.reason}")
+        if not self.on_alarm:
+            return
+        env = _alarm_env(alarm, self.summary or {}, self.out)
+        try:
+            self.proc = subprocess.Popen(self.on_alarm, shell=True, env=env)
+        except OSError as exc:
+            self.status["on_alarm"] = {"command": self.on_alarm, "error": str(exc)}
+            self.say(f"warning: --on-alarm could not be started: {exc}")
+            return
+        self.status["on_alarm"] = {"command": self.on_alarm, "pid": self.proc.pid,
+                                   "returncode": None}
+
+    def _check_proc(self, wait_s: float | None = None) -> None:
+        if self.proc is None or self.status["on_alarm"].get("returncode") is not None:
+            return
+        try:
+            rc = self.proc.poll() if wait_s is None else self.proc.wait(timeout=wait_s)
+        except subprocess.TimeoutExpired:
+            return
+        if rc is not None:
+            self.status["on_alarm"]["returncode"] = rc
+            self.write_status()
+
+    # -- one look -----------------------------------------------------------------------
+    def look(self) -> bool:
+        """Look at the input; analyse and publish new complete steps. True when there were."""
+        self.scan = scan = complete_steps(self.input, dataset=self.options.get("dataset"),
+                                          before=self.scan)
+        now = time.monotonic()
+        for k in range(scan.n_complete):
+            if k not in self.complete_at:
+                self.complete_at[k] = now
+                self.last_new = now
+        done = int(self.status["steps_done"])
+        new = scan.n_complete > done and scan.n_complete >= self.first_needed
+        if new:
+            self._step(scan, done, scan.n_complete)
+        elif self.status["waiting"] != scan.waiting:
+            self.status["waiting"] = scan.waiting
+            self.write_status()
+        self._check_echem()
+        self._check_proc()
+        if self.report_due and not new:
+            _report(self.out, live=True)
+            R.mark_finished(self.out)
+            self.report_due = False
+        return new
+
+    def _advance(self, scan: StepScan, n: int) -> dict[str, Any]:
+        self.echem_sig_run = None if self.echem is None else _sig(self.echem)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UserWarning)
+            summary = self.run.advance(scan, n)
+        for w in caught:
+            msg = str(w.message)
+            if issubclass(w.category, UserWarning) and msg not in self.warned:
+                self.warned.add(msg)
+                print(f"warning: {msg}", file=sys.stderr, flush=True)
+        return summary
+
+    def _step(self, scan: StepScan, done: int, ready: int) -> None:
+        before = set(self.run.done())
+        self.summary = summary = self._advance(scan, ready)
+        if self.first_n is None:
+            self.first_n = ready
+        _publish(self.run.dir, self.out, self.work / "stage")
+        written = time.monotonic()
+        analysed = sorted(set(self.run.done()) - before)
+        self.status["analysed_steps"] = list(self.status["analysed_steps"]) + analysed
+        times = [float(t) for t in summary.get("times_s", [])]
+        for k in range(done, ready):
+            self.status["steps"].append({
+                "t_index": k, "time_s": times[k],
+                "latency_s": round(written - self.complete_at.get(k, written), 3)})
+        sc = summary.get("short_circuit") or {}
+        self.status.update({
+            "steps_done": ready, "waiting": scan.waiting,
+            "latest": {"t_index": ready - 1, "time_s": times[ready - 1]},
+            "forecast": {"span_time_s": sc.get("forecast_time_s"),
+                         "span_sigma_s": sc.get("forecast_sigma_s"),
+                         "from_index": sc.get("forecast_from_index")},
+            "span_index": summary.get("span_index"),
+            "short_time_s": sc.get("echem_time_s"),
+        })
+        _say_steps(self.say, self.out, summary, done, ready,
+                   written - self.complete_at.get(ready - 1, written))
+        if self.status["alarm"] is None:
+            alarm = check_alarm(summary, self.alarm_before_s, self.echem_short)
+            if alarm is not None:
+                self.raise_alarm(alarm)
+        self.write_status()
+        R.mark_finished(self.out)
+        self.report_due = self.report
+
+    def _check_echem(self) -> None:
+        if self.echem is None:
+            return
+        sig = _sig(self.echem)
+        if sig == self.echem_sig:
+            return
+        self.echem_sig = sig
+        self.echem_short = _echem_short(self.echem)
+        if self.echem_short is not None and self.status["alarm"] is None \
+                and self.summary is not None:
+            alarm = check_alarm(self.summary, self.alarm_before_s, self.echem_short)
+            if alarm is not None:
+                self.raise_alarm(alarm)
+                self.write_status()
+
+    # -- the end ------------------------------------------------------------------------
+    def stop(self, *, interrupted: bool) -> None:
+        self._check_proc(wait_s=5.0 if interrupted else 60.0)
+        self.status["state"] = "interrupted" if interrupted else "finishing"
+        with contextlib.suppress(Exception):
+            self.write_status()
+
+    def final(self) -> None:
+        """Leave the results a batch run on the final series gives."""
+        scan, n = self.scan, int(self.status["steps_done"])
+        if self.summary is None or scan is None or n == 0:
+            self.status["state"] = "stopped"
+            self.write_status()
+            return
+        redo = False
+        if self.anode == "auto" and self.first_n is not None and self.first_n < n \
+                and scan.kind != "hdf5":
+            decided = self.run.anode_of_series(scan, n)
+            if decided != self.summary.get("anode"):
+                self.say(f"the whole series puts the anode at the {decided} (the first "
+                         f"{self.first_n} scans: {self.summary.get('anode')}); analysing the "
+                         f"{n} scans again")
+                self.run.reset()
+                redo = True
+        if not redo and self.echem is not None and _sig(self.echem) != self.echem_sig_run:
+            self.run.reopen(n)  # the cycler file grew since: measure again with all of it
+            redo = True
+        if redo:
+            self.summary = self._advance(scan, n)
+            _publish(self.run.dir, self.out, self.work / "stage")
+        if self.report:
+            _report(self.out, live=False)
+        self.status["state"] = "stopped"
+        self.write_status()
+        R.mark_finished(self.out)
+
+
+def _say_steps(say: Callable[[str], None], out: Path, summary: dict[str, Any], done: int,
+               ready: int, latency_s: float) -> None:
+    import csv
+
+    try:
+        with open(out / "metrics.csv", newline="", encoding="utf-8") as fh:
+            rows = {int(r["t_index"]): r for r in csv.DictReader(fh)}
+    except (OSError, ValueError, KeyError):
+        rows = {}
+    for k in range(done, ready):
+        row = rows.get(k, {})
+        front = row.get("front_depth_um") or None
+        say(f"step {k} (t = {float(row.get('time_s') or 0):.0f} s): "
+            + ("" if front is None else f"front {float(front):.1f} um, ")
+            + f"{row.get('n_cracks', '?')} cracks"
+            + (", SPANNING" if row.get("spanning") == "1" else ""))
+    sc = summary.get("short_circuit") or {}
+    fc, sig = sc.get("forecast_time_s"), sc.get("forecast_sigma_s")
+    say(f"  written {latency_s:.1f} s after the scan was complete; forecast span: "
+        + ("none" if fc is None else f"{fc:.0f}" + ("" if sig is None else f" ± {sig:.0f}")
+           + " s"))
+
+
+def _report(out: Path, *, live: bool) -> None:
+    try:
+        from dendritect.report import write_report
+    except ImportError:
+        return
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                write_report(out, live=live)
+            except TypeError:  # a report module without the live page
+                write_report(out)
+    except InputError as exc:
+        print(f"warning: report.html not written: {exc}", file=sys.stderr)
+
+
+def _read_status(out: Path) -> dict[str, Any] | None:
+    try:
+        s = json.loads((out / STATUS).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return s if isinstance(s, dict) else None
