@@ -10,7 +10,7 @@ from typing import Any
 
 import dask.array as da
 
-__all__ = ["get_reader", "read_results", "read_series"]
+__all__ = ["get_reader", "read_results", "read_series", "results_layers", "scans_layer"]
 
 LayerData = tuple[Any, dict[str, Any], str]
 
@@ -107,15 +107,57 @@ def read_series(path: str | Path | list, **options: Any) -> list[LayerData]:
     return [(data, kwargs, "image")]
 
 
-def results_layers(results_dir: str | Path) -> list[LayerData]:
-    """Crack labels (t, z, y, x) and time of arrival (z, y, x) of a results folder."""
+def _contrast_limits(data: Any) -> tuple[float, float]:
+    """Contrast limits from a sample: the middle plane of the first and last step (a few
+    planes read, not the series), 0.5 and 99.5 percentiles."""
+    import numpy as np
+
+    nt, nz = int(data.shape[0]), int(data.shape[1])
+    planes = [np.asarray(data[t, nz // 2]) for t in sorted({0, nt - 1})]
+    sample = np.concatenate([p.ravel() for p in planes])
+    sample = sample[np.isfinite(sample)]
+    if sample.size == 0:
+        return 0.0, 1.0
+    lo, hi = (float(v) for v in np.percentile(sample, [0.5, 99.5]))
+    return (lo, hi) if hi > lo else (lo, lo + 1.0)
+
+
+def scans_layer(data: Any, voxel_size_um: tuple[float, float, float], *,
+                name: str = "scans (registered)",
+                metadata: dict[str, Any] | None = None) -> LayerData:
+    """An image layer of registered scans (t, z, y, x): lazy, contrast from a sample."""
+    return (data, {"name": name, "colormap": "gray", "contrast_limits": _contrast_limits(data),
+                   "metadata": dict(metadata or {}),
+                   **_spatial_kwargs(data.ndim, voxel_size_um)}, "image")
+
+
+def results_layers(results_dir: str | Path, *, scans: bool = True) -> list[LayerData]:
+    """The layers of a results folder: the registered scans (when the input can still be
+    read; shifted plane by plane as napari shows them), the tracked crack labels (t, z, y, x)
+    and the time of arrival (z, y, x)."""
+    import warnings
+
     import zarr
+
+    from dendritect.errors import InputError
 
     root = Path(results_dir)
     summary = json.loads((root / "summary.json").read_text(encoding="utf-8"))
     voxel = tuple(float(v) for v in summary.get("voxel_size_um", (1.0, 1.0, 1.0)))
     grp = zarr.open_group(str(root / "cracks.zarr"), mode="r")
     layers: list[LayerData] = []
+    if scans:
+        from dendritect.reading import registered_scans
+
+        try:
+            data = registered_scans(root)
+        except InputError as exc:
+            warnings.warn(f"{root}: the registered scans are not shown ({exc})", UserWarning,
+                          stacklevel=2)
+        else:
+            layers.append(scans_layer(data, voxel, metadata={
+                "dendritect_results": str(root), "dendritect_input": summary.get("input"),
+                "registration_shifts_vox": summary.get("registration_shifts_vox")}))
     if "labels" in grp:
         arr = grp["labels"]
         data = da.from_array(arr, chunks=arr.chunks)
@@ -137,6 +179,7 @@ def results_layers(results_dir: str | Path) -> list[LayerData]:
 
 
 def read_results(path: str | Path | list) -> list[LayerData]:
-    """Open a results folder: the registered previews are not volumes, so only crack layers."""
+    """Open a results folder: registered scans (when the input is still there), tracked crack
+    labels and time of arrival, at the voxel size."""
     p = _one_path(path)
     return results_layers(p)

@@ -1,29 +1,66 @@
-"""napari widget: run the crack analysis on the open layer's source and show the results.
+"""napari widget: run the crack analysis on the data of an image layer and show the results.
 
 No ``from __future__ import annotations`` here: magicgui reads the widget's annotations as
 real types, evaluated where the function is defined (after napari is imported).
 """
 
+import json
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from dendritect.errors import InputError
-from dendritect.napari._reader import LayerData, results_layers
+from dendritect.napari._reader import LayerData, results_layers, scans_layer
 
-__all__ = ["add_layers", "analysis_widget", "analyze_layer"]
+__all__ = ["add_layers", "analysis_widget", "analyze_layer", "layer_series"]
 
-_OPEN_OPTIONS = ("voxel_size", "dataset", "times_s", "interval")
+
+def _layer_array(layer: Any) -> Any:
+    """The layer's data as a dask array (t, z, y, x): level 0 of a multiscale layer."""
+    import dask.array as da
+
+    data = getattr(layer, "data", None)
+    if data is None:
+        raise InputError(f"layer {getattr(layer, 'name', '?')!r} holds no data")
+    if getattr(layer, "multiscale", False) or isinstance(data, (list, tuple)):
+        data = data[0]
+    arr = data if isinstance(data, da.Array) else da.from_array(data)
+    if arr.ndim == 3:
+        arr = arr[None]
+    if arr.ndim != 4:
+        raise InputError(f"layer {getattr(layer, 'name', '?')!r} is not a (t,) z, y, x volume "
+                         f"(shape {tuple(arr.shape)})")
+    return arr
+
+
+def layer_series(layer: Any) -> tuple[Any, tuple[float, float, float], list[float] | None]:
+    """What the analysis reads from a layer: its data (t, z, y, x), voxel size (µm, from the
+    layer's scale) and step times (s, from the dendritect reader's metadata, else None)."""
+    arr = _layer_array(layer)
+    scale = [float(v) for v in (getattr(layer, "scale", None) if getattr(layer, "scale", None)
+                                is not None else (1.0, 1.0, 1.0))]
+    voxel = tuple(scale[-3:]) if len(scale) >= 3 else (1.0, 1.0, 1.0)
+    meta = dict(getattr(layer, "metadata", {}) or {})
+    times = meta.get("times_s")
+    if times is not None and len(times) != arr.shape[0]:
+        times = None
+    return arr, voxel, None if times is None else [float(t) for t in times]
 
 
 def analyze_layer(layer: Any, out_dir: str | Path, *, anode: str = "auto",
                   echem: str | Path | None = None, overwrite: bool = False) -> list[LayerData]:
-    """Analyse the series a layer was read from; return the result layers.
+    """Analyse the data of an image layer (as shown, not the file it was read from).
+
+    The layer's data (level 0 of a multiscale layer; a 3D layer is one step) is written, step
+    by step, into a temporary Zarr store with the layer's voxel size (its ``scale``) and step
+    times (``metadata["times_s"]`` of the dendritect reader, else the step index), which the
+    analysis reads; the store is removed afterwards.
 
     Parameters
     ----------
     layer : napari.layers.Image
-        Opened with the dendritect reader (its ``metadata["dendritect_source"]``), or any image
-        layer napari read from a file (``layer.source.path``).
+        Any image layer of a (t, z, y, x) series or a (z, y, x) scan.
     out_dir : str or Path
         Results folder to write.
     anode, echem, overwrite
@@ -32,20 +69,38 @@ def analyze_layer(layer: Any, out_dir: str | Path, *, anode: str = "auto",
     Returns
     -------
     list of layer data tuples
-        Tracked crack labels and the time of arrival.
+        The layer's data registered onto step 0, the tracked crack labels and the time of
+        arrival.
     """
-    from dendritect.pipeline import analyze
+    import zarr
 
-    meta = dict(getattr(layer, "metadata", {}) or {})
-    src = meta.get("dendritect_source") or getattr(getattr(layer, "source", None), "path", None)
-    if not src:
-        raise InputError(f"layer {getattr(layer, 'name', '?')!r} was not read from a file; "
-                         "open the series with File > Open (dendritect reader) first")
-    opts = {k: v for k, v in (meta.get("dendritect_options") or {}).items() if k in _OPEN_OPTIONS}
+    from dendritect.pipeline import analyze
+    from dendritect.reading import register_lazily
+
+    arr, voxel, times = layer_series(layer)
     echem_path = Path(echem) if echem not in (None, "") else None
-    analyze(src, out_dir, anode=anode, echem=echem_path, overwrite=overwrite, progress=False,
-            **opts)
-    return results_layers(out_dir)
+    work = Path(tempfile.mkdtemp(prefix="dendritect-layer-"))
+    try:
+        store = work / "layer.zarr"
+        dtype = arr.dtype if arr.dtype.kind in "biuf" else "float32"
+        z = zarr.create_array(store=str(store), shape=arr.shape, dtype=dtype,
+                              chunks=(1, 1, *arr.shape[2:]))
+        attrs = {"voxel_size_um": list(voxel)}
+        if times is not None:
+            attrs["times_s"] = times
+        z.attrs.update(attrs)
+        arr.astype(dtype).rechunk((1, 1, *arr.shape[2:])).store(z, lock=False)
+        analyze(store, out_dir, voxel_size=",".join(f"{v:g}" for v in voxel) + "um",
+                times_s=times, anode=anode, echem=echem_path, overwrite=overwrite,
+                progress=False)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    summary = json.loads((Path(out_dir) / "summary.json").read_text(encoding="utf-8"))
+    shifts = summary.get("registration_shifts_vox") or [[0.0, 0.0, 0.0]] * arr.shape[0]
+    name = f"{getattr(layer, 'name', 'scans')} (registered)"
+    registered = scans_layer(register_lazily(arr, shifts), voxel, name=name,
+                             metadata={"dendritect_results": str(out_dir)})
+    return [registered, *results_layers(out_dir, scans=False)]
 
 
 def add_layers(viewer: Any, layers: list[LayerData]) -> list[Any]:
