@@ -4,9 +4,24 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.install-stamp
 
-.PHONY: install demo test lint bench bench-large bench-robust browser-check clean
+.PHONY: install system-deps demo test lint bench bench-large bench-robust browser-check clean
 
-install: $(STAMP)
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# What the napari tests need from Debian: a virtual display (Xvfb) and the X libraries of Qt's
+# xcb platform plugin that PyQt5's wheel does not bundle.
+QT_DEBS := xvfb xauth libxcb-icccm4 libxcb-keysyms1 libxcb-xinerama0 libxcb-image0 \
+           libxcb-render-util0 libxcb-shape0 libxcb-cursor0 libxkbcommon-x11-0 libgl1 libegl1 \
+           libdbus-1-3 libfontconfig1
+
+install: $(STAMP) system-deps
+
+# Installs only what is missing (a no-op on a machine that has it all, or without apt-get).
+system-deps:
+	@command -v apt-get >/dev/null 2>&1 || exit 0; \
+	n=$$(dpkg-query -W -f='$${Status}\n' $(QT_DEBS) 2>/dev/null | grep -c 'ok installed'); \
+	[ "$$n" -eq $(words $(QT_DEBS)) ] || { $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	  $(QT_DEBS); }
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,7 +52,6 @@ bench-robust: install
 
 # Open the demo report in headless Chromium: no console errors, no network request, a screenshot
 # (into browser-check/, ignored: the tracked docs image is not rewritten).
-SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 browser-check: install
 	command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update && $(SUDO) apt-get install -y chromium; }
 	$(BIN)/python tests/browser_check.py
