@@ -16,3 +16,4 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree wi
     __version__ = "0.0.0+unknown"
 
 __all__ = ["__version__"]
+from dendritect.reading import read_results as read_results  # light: imports on first call

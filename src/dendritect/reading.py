@@ -12,22 +12,27 @@ import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
-
-import dask.array as da
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from dendritect.errors import InputError
-from dendritect.results import DIMENSIONS
+
+if TYPE_CHECKING:  # the heavy imports wait for a call: `import dendritect` stays light
+    import dask.array as da
+    import numpy as np
+    import pandas as pd
 
 __all__ = ["open_results", "read_results", "register_lazily", "registered_scans",
            "voxel_centres_um"]
 
 #: Axes of the arrays a results folder's ``cracks.zarr`` may hold.
+#: (The same as :data:`dendritect.results.DIMENSIONS` for these names.)
 VOLUMES: dict[str, tuple[str, ...]] = {
-    name: DIMENSIONS[name] for name in ("crack", "labels", "lithium", "fraction",
-                                        "time_of_arrival")}
+    "crack": ("t", "z", "y", "x"),
+    "labels": ("t", "z", "y", "x"),
+    "lithium": ("t", "z", "y", "x"),
+    "fraction": ("t", "z", "y", "x"),
+    "time_of_arrival": ("z", "y", "x"),
+}
 
 _DESCRIPTIONS = {
     "crack": "1 = crack (empty or lithium-filled), 0 = not",
@@ -88,14 +93,21 @@ def open_results(results_dir: str | Path) -> tuple[Path, dict[str, Any], Any]:
 
 def voxel_centres_um(n: int, spacing_um: float) -> np.ndarray:
     """Centres of ``n`` voxels of size ``spacing_um``: ``(i + 0.5) * spacing_um``, float64."""
+    import numpy as np
+
     return (np.arange(int(n), dtype=np.float64) + 0.5) * float(spacing_um)
 
 
 def _whole(shift: np.ndarray) -> bool:
+    import numpy as np
+
     return bool(np.allclose(shift, np.round(shift), atol=1e-6))
 
 
 def _plane_of(volume: Any, z: int) -> np.ndarray:
+    import dask.array as da
+    import numpy as np
+
     plane = volume[z]
     if isinstance(plane, da.Array):  # read inside a dask task: no nested thread pool
         plane = plane.compute(scheduler="synchronous")
@@ -105,6 +117,7 @@ def _plane_of(volume: Any, z: int) -> np.ndarray:
 def _shifted_plane(volume: Any, z: int, shift: np.ndarray) -> np.ndarray:
     """Plane ``z`` of ``volume`` (z, y, x) shifted by ``shift`` voxels, as
     :func:`dendritect.preprocess.register.apply_shift` gives it, reading one or two planes."""
+    import numpy as np
     from scipy import ndimage
 
     nz = int(volume.shape[0])
@@ -141,6 +154,9 @@ def register_lazily(data: Any, shifts_vox: Sequence[Sequence[float]]) -> da.Arra
         two input planes it is interpolated from (linear, edges repeated; whole-voxel shifts
         exact), the same values as :func:`dendritect.preprocess.register.apply_shift`.
     """
+    import dask.array as da
+    import numpy as np
+
     src = data if isinstance(data, da.Array) else da.from_array(data)
     if src.ndim != 4:
         raise InputError(f"register_lazily: need a (t, z, y, x) series, got shape {src.shape}")
@@ -193,6 +209,8 @@ def registered_scans(results_dir: str | Path) -> da.Array:
 
 
 def _read_table(path: Path) -> pd.DataFrame:
+    import pandas as pd
+
     try:
         return pd.read_csv(path)
     except FileNotFoundError:
@@ -225,6 +243,8 @@ def read_results(results_dir: str | Path) -> Any:
     InputError
         When ``results_dir`` is not a readable results folder.
     """
+    import dask.array as da
+    import numpy as np
     import xarray as xr
 
     root, summary, group = open_results(results_dir)
