@@ -884,7 +884,8 @@ class _Live:
         if self.status["steps_done"] and not (out / "summary.json").is_file():
             self.status["steps_done"] = 0
         self.proc: subprocess.Popen | None = None
-        self.complete_at: dict[int, float] = {}
+        self.complete_at: dict[int, float] = {}   # monotonic clock
+        self.complete_wall: dict[int, float] = {}  # epoch seconds, for status.json
         self.summary: dict[str, Any] | None = None
         self.scan: StepScan | None = None
         self.last_new = time.monotonic()
@@ -929,13 +930,16 @@ class _Live:
     # -- one look -----------------------------------------------------------------------
     def look(self) -> bool:
         """Look at the input; analyse and publish new complete steps. True when there were."""
+        before = self.scan
         self.scan = scan = complete_steps(self.input, dataset=self.options.get("dataset"),
-                                          before=self.scan)
+                                          before=before)
         now = time.monotonic()
+        if before is None or (scan.names, scan.signatures) != (before.names, before.signatures):
+            self.last_new = now  # something arrived (a scan being written counts)
         for k in range(scan.n_complete):
             if k not in self.complete_at:
                 self.complete_at[k] = now
-                self.last_new = now
+                self.complete_wall[k] = time.time()
         done = int(self.status["steps_done"])
         new = scan.n_complete > done and scan.n_complete >= self.first_needed
         if new:
@@ -946,9 +950,12 @@ class _Live:
         self._check_echem()
         self._check_proc()
         if self.report_due and not new:
+            # while watching, the page without the movie (written when the watch ends)
             _report(self.out, live=True)
             R.mark_finished(self.out)
             self.report_due = False
+        if new or time.monotonic() - now > 1.0:
+            self.last_new = max(self.last_new, time.monotonic())  # our own work is not idle
         return new
 
     def _advance(self, scan: StepScan, n: int) -> dict[str, Any]:
@@ -976,6 +983,7 @@ class _Live:
         for k in range(done, ready):
             self.status["steps"].append({
                 "t_index": k, "time_s": times[k],
+                "complete_unix_s": round(self.complete_wall.get(k, time.time()), 3),
                 "latency_s": round(written - self.complete_at.get(k, written), 3)})
         sc = summary.get("short_circuit") or {}
         self.status.update({
@@ -1080,10 +1088,10 @@ def _report(out: Path, *, live: bool) -> None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            try:
-                write_report(out, live=live)
-            except TypeError:  # a report module without the live page
-                write_report(out)
+            if live:
+                for name in ("movie.gif", "movie.mp4"):  # not kept stale beside a live page
+                    (out / name).unlink(missing_ok=True)
+            write_report(out, live=live, movie=not live)
     except InputError as exc:
         print(f"warning: report.html not written: {exc}", file=sys.stderr)
 
