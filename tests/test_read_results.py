@@ -59,19 +59,35 @@ def test_cracks_zarr_names_its_dimensions_for_xarray(analysed: Path) -> None:  #
     assert previews["zx"].metadata.dimension_names == ("t", "z", "x")
 
 
-def test_registered_scans_match_apply_shift() -> None:
+@pytest.mark.parametrize("z_chunk", [1, 3, 7])
+def test_registered_scans_match_apply_shift(z_chunk: int) -> None:
+    import dask.array as da
+
     from dendritect.preprocess.register import apply_shift
 
     rng = np.random.default_rng(1)
-    series = rng.random((3, 7, 9, 11), dtype=np.float32) * 1000
-    shifts = [[0, 0, 0], [-0.3, 0.8, -1.4], [2, -1, 3]]
-    reg = register_lazily(series, shifts)
-    assert reg.chunksize == (1, 1, 9, 11) and reg.dtype == np.float32
-    for t in range(3):
+    series = rng.random((4, 7, 9, 11), dtype=np.float32) * 1000
+    shifts = [[0, 0, 0], [-0.3, 0.8, -1.4], [2, -1, 3], [-9, 0.5, 0]]
+    reg = register_lazily(da.from_array(series, chunks=(1, z_chunk, 9, 11)), shifts)
+    assert reg.dtype == np.float32
+    assert reg.chunks[1] == da.from_array(series, chunks=(1, z_chunk, 9, 11)).chunks[1]
+    for t in range(4):
         np.testing.assert_allclose(np.asarray(reg[t]), apply_shift(series[t], shifts[t]),
                                    rtol=1e-5, atol=1e-3)
-    with pytest.raises(InputError, match="need 3 finite shifts"):
-        register_lazily(series, shifts[:2])
+        # one plane alone gives the same values as in the whole step
+        np.testing.assert_allclose(np.asarray(reg[t, 4]), apply_shift(series[t], shifts[t])[4],
+                                   rtol=1e-5, atol=1e-3)
+
+
+def test_registered_blocks_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    import dendritect.reading as reading
+
+    monkeypatch.setattr(reading, "BLOCK_BYTES", 2 * 9 * 11 * 4)   # two planes
+    reg = register_lazily(np.zeros((1, 7, 9, 11), np.uint16), [[0.5, 0, 0]])
+    assert reg.chunks[1] == (2, 2, 2, 1)
+    np.testing.assert_array_equal(np.asarray(reg), 0)
+    with pytest.raises(InputError, match="need 1 finite shifts"):
+        register_lazily(np.zeros((1, 7, 9, 11)), [[0, 0, 0], [1, 1, 1]])
 
 
 def test_registered_scans_of_a_results_folder(analysed: Path) -> None:  # noqa: F811

@@ -9,7 +9,6 @@ report's 3D view all use this frame (docs/formats.md, "Exports").
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -104,55 +103,67 @@ def _whole(shift: np.ndarray) -> bool:
     return bool(np.allclose(shift, np.round(shift), atol=1e-6))
 
 
-def _plane_of(volume: Any, z: int) -> np.ndarray:
+#: At most this many bytes of float32 planes in one block of the registered scans.
+BLOCK_BYTES = 64 * 2**20
+
+
+def _read_planes(volume: Any, z0: int, z1: int) -> np.ndarray:
+    """Planes ``z0:z1`` of ``volume`` as float32 (a dask array is read here, in this task)."""
     import dask.array as da
     import numpy as np
 
-    plane = volume[z]
-    if isinstance(plane, da.Array):  # read inside a dask task: no nested thread pool
-        plane = plane.compute(scheduler="synchronous")
-    return np.asarray(plane, dtype=np.float32)
+    block = volume[z0:z1]
+    if isinstance(block, da.Array):  # read inside a dask task: no nested thread pool
+        block = block.compute(scheduler="synchronous")
+    return np.asarray(block, dtype=np.float32)
 
 
-def _shifted_plane(volume: Any, z: int, shift: np.ndarray) -> np.ndarray:
-    """Plane ``z`` of ``volume`` (z, y, x) shifted by ``shift`` voxels, as
-    :func:`dendritect.preprocess.register.apply_shift` gives it, reading one or two planes."""
+def _shifted_planes(volume: Any, z0: int, z1: int, shift: np.ndarray) -> np.ndarray:
+    """Planes ``z0:z1`` of ``volume`` (z, y, x) shifted by ``shift`` voxels, as
+    :func:`dendritect.preprocess.register.apply_shift` gives them, reading only the input
+    planes they are interpolated from."""
     import numpy as np
     from scipy import ndimage
 
     nz = int(volume.shape[0])
+    out_z = np.arange(z0, z1)
     if not shift.any():
-        return _plane_of(volume, z)
-    if _whole(shift):
-        s = np.round(shift)
-        src = min(max(z - int(s[0]), 0), nz - 1)
-        plane = _plane_of(volume, src)
-        return ndimage.shift(plane, s[1:], order=0, mode="nearest")
-    zs = z - float(shift[0])
-    z0 = math.floor(zs)
-    w = np.float32(zs - z0)
-    a = _plane_of(volume, min(max(z0, 0), nz - 1))
-    b = _plane_of(volume, min(max(z0 + 1, 0), nz - 1))
-    plane = a * (np.float32(1) - w) + b * w if w else a
-    return ndimage.shift(plane, shift[1:], order=1, mode="nearest", prefilter=False)
+        return _read_planes(volume, z0, z1)
+    whole = _whole(shift)
+    s = np.round(shift) if whole else shift
+    zs = out_z - float(s[0])
+    lo = np.floor(zs).astype(np.int64)
+    w = (zs - lo).astype(np.float32)[:, None, None]
+    a_idx = np.clip(lo, 0, nz - 1)
+    b_idx = np.clip(lo + 1, 0, nz - 1)
+    first, last = int(min(a_idx.min(), b_idx.min())), int(max(a_idx.max(), b_idx.max()))
+    src = _read_planes(volume, first, last + 1)
+    planes = src[a_idx - first]
+    if not whole and w.any():
+        planes = planes * (np.float32(1) - w) + src[b_idx - first] * w
+    if not s[1:].any():
+        return planes.astype(np.float32, copy=False)
+    return ndimage.shift(planes, (0.0, *s[1:]), order=0 if whole else 1, mode="nearest",
+                         prefilter=False)
 
 
 def register_lazily(data: Any, shifts_vox: Sequence[Sequence[float]]) -> da.Array:
-    """Shift each step of a series onto step 0, plane by plane, when a plane is asked for.
+    """Shift each step of a series onto step 0, block of planes by block, when asked for.
 
     Parameters
     ----------
     data : array-like (t, z, y, x)
-        The input series (a dask array is read only where a plane needs it).
+        The input series (a dask array is read only where a block needs it).
     shifts_vox : sequence of (dz, dy, dx)
         One shift per step (``summary.json``'s ``registration_shifts_vox``).
 
     Returns
     -------
     dask.array.Array
-        float32 (t, z, y, x), one chunk per plane; plane ``z`` of step ``t`` reads the one or
-        two input planes it is interpolated from (linear, edges repeated; whole-voxel shifts
-        exact), the same values as :func:`dendritect.preprocess.register.apply_shift`.
+        float32 (t, z, y, x) in blocks of whole planes that follow the input's z chunks (at
+        most :data:`BLOCK_BYTES`); a block reads only the input planes it is interpolated from
+        (linear, edges repeated; whole-voxel shifts exact): the same values as
+        :func:`dendritect.preprocess.register.apply_shift`.
     """
     import dask.array as da
     import numpy as np
@@ -164,14 +175,22 @@ def register_lazily(data: Any, shifts_vox: Sequence[Sequence[float]]) -> da.Arra
     if len(shifts) != src.shape[0] or not np.isfinite(shifts).all():
         raise InputError(f"register_lazily: need {src.shape[0]} finite shifts (dz, dy, dx), "
                          f"got {len(shifts)}")
-    nt, nz, ny, nx = (int(n) for n in src.shape)
+    nt, _, ny, nx = (int(n) for n in src.shape)
+    cap = max(1, BLOCK_BYTES // max(1, ny * nx * 4))
+    z_chunks: list[int] = []
+    for c in src.chunks[1]:
+        while c > 0:
+            z_chunks.append(min(c, cap))
+            c -= z_chunks[-1]
+    starts = np.concatenate([[0], np.cumsum(z_chunks)]).astype(np.int64)
 
     def block(block_info: dict | None = None) -> np.ndarray:
-        t, z = block_info[None]["chunk-location"][:2]
-        plane = _shifted_plane(src[t], int(z), shifts[t])
-        return plane.astype(np.float32, copy=False)[None, None]
+        t, k = block_info[None]["chunk-location"][:2]
+        z0, z1 = int(starts[k]), int(starts[k + 1])
+        return _shifted_planes(src[t], z0, z1, shifts[t])[None]
 
-    return da.map_blocks(block, dtype=np.float32, chunks=((1,) * nt, (1,) * nz, (ny,), (nx,)),
+    return da.map_blocks(block, dtype=np.float32,
+                         chunks=((1,) * nt, tuple(z_chunks), (ny,), (nx,)),
                          meta=np.empty((0, 0, 0, 0), np.float32))
 
 
@@ -191,7 +210,8 @@ def registered_scans(results_dir: str | Path) -> da.Array:
     """The input scans of a results folder in the frame of step 0, lazily.
 
     The input named in ``summary.json`` is opened with the options the analysis used and
-    shifted by ``registration_shifts_vox`` plane by plane on demand (:func:`register_lazily`).
+    shifted by ``registration_shifts_vox``, block of planes by block, on demand
+    (:func:`register_lazily`).
 
     Raises
     ------
