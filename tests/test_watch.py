@@ -1,0 +1,346 @@
+"""``dendritect watch``: complete-scan detection, the live analysis of a growing twin series,
+the alarm, and the end state equal to a batch ``analyze``."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import zarr
+
+from dendritect.errors import InputError
+from dendritect.watch import ALARM_ENV, check_alarm, complete_steps
+from tests.conftest import assert_input_error
+
+# --------------------------------------------------------------------------------------------
+# Which scans are complete
+# --------------------------------------------------------------------------------------------
+
+
+def _tiff_bytes(tmp: Path, vol: np.ndarray) -> bytes:
+    p = tmp / "whole.tif"
+    tifffile.imwrite(p, vol, imagej=True, metadata={"spacing": 1.0, "unit": "um",
+                                                   "axes": "ZYX"})
+    data = p.read_bytes()
+    p.unlink()
+    return data
+
+
+def _look_twice(path: Path, **kw):
+    first = complete_steps(path, **kw)
+    return complete_steps(path, before=first, **kw)
+
+
+def test_truncated_tiff_never_counts(tmp_path):
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    vol = np.arange(6 * 16 * 16, dtype=np.uint16).reshape(6, 16, 16)
+    data = _tiff_bytes(tmp_path, vol)
+    (folder / "t000.tif").write_bytes(data)
+    (folder / "t001.tif").write_bytes(data[: len(data) * 2 // 3])  # stopped mid-write
+    scan = _look_twice(folder)
+    assert scan.kind == "tiff-files"
+    assert scan.n_complete == 1
+    assert "t001.tif" in scan.waiting and "not whole" in scan.waiting
+    # unchanged for as long as you like, it is still not whole
+    assert complete_steps(folder, before=scan).n_complete == 1
+    (folder / "t001.tif").write_bytes(data)
+    grown = complete_steps(folder, before=scan)
+    assert grown.n_complete == 1  # changed since the last look: not yet
+    assert complete_steps(folder, before=grown).n_complete == 2
+
+
+def test_growing_file_waits_for_a_stable_poll(tmp_path):
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    data = _tiff_bytes(tmp_path, np.ones((4, 16, 16), np.uint16))
+    (folder / "t000.tif").write_bytes(data)
+    assert complete_steps(folder).n_complete == 0  # never seen before: not known stable
+    scan = complete_steps(folder, before=complete_steps(folder))
+    assert scan.n_complete == 1
+    with open(folder / "t000.tif", "ab") as fh:  # someone still appends
+        fh.write(b"\0" * 16)
+    assert complete_steps(folder, before=scan).n_complete == 0
+
+
+def test_step_of_another_shape_does_not_count(tmp_path):
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    (folder / "t000.tif").write_bytes(_tiff_bytes(tmp_path, np.ones((4, 16, 16), np.uint16)))
+    (folder / "t001.tif").write_bytes(_tiff_bytes(tmp_path, np.ones((3, 16, 16), np.uint16)))
+    scan = _look_twice(folder)
+    assert scan.n_complete == 1
+    assert "differs" in scan.waiting
+
+
+def test_slice_folder_missing_slices(tmp_path):
+    root = tmp_path / "series"
+    for step, n in (("scan_0", 5), ("scan_1", 3)):
+        (root / step).mkdir(parents=True)
+        for z in range(n):
+            tifffile.imwrite(root / step / f"slice_{z:03d}.tif",
+                             np.full((12, 12), z, np.uint16))
+    scan = _look_twice(root)
+    assert scan.kind == "slice-folders"
+    assert scan.n_complete == 1
+    assert "3 of 5 slices" in scan.waiting
+    for z in range(3, 5):
+        tifffile.imwrite(root / "scan_1" / f"slice_{z:03d}.tif", np.zeros((12, 12), np.uint16))
+    scan = complete_steps(root, before=scan)
+    assert scan.n_complete == 1
+    assert complete_steps(root, before=scan).n_complete == 2
+
+
+def test_hdf5_step_counts_once_all_its_chunks_are_written(tmp_path):
+    h5py = pytest.importorskip("h5py")
+    path = tmp_path / "scan.nxs"
+    shape = (6, 16, 16)
+    with h5py.File(path, "w") as f:
+        ds = f.create_dataset("entry/data/data", shape=(1, *shape), maxshape=(None, *shape),
+                              chunks=(1, 2, 16, 16), dtype="uint16")
+        ds[0] = 1
+    scan = _look_twice(path)
+    assert scan.kind == "hdf5" and scan.n_complete == 1
+    with h5py.File(path, "a") as f:
+        ds = f["entry/data/data"]
+        ds.resize((2, *shape))
+        ds[1, :4] = 2  # half of step 1
+    scan = _look_twice(path)
+    assert scan.n_complete == 1
+    assert "t=1" in scan.waiting
+    with h5py.File(path, "a") as f:
+        f["entry/data/data"][1, 4:] = 2
+    assert _look_twice(path).n_complete == 2
+
+
+def test_a_single_tiff_cannot_be_watched(tmp_path):
+    p = tmp_path / "one.tif"
+    tifffile.imwrite(p, np.ones((4, 8, 8), np.uint16))
+    with pytest.raises(InputError, match="watch reads"):
+        complete_steps(p)
+
+
+# --------------------------------------------------------------------------------------------
+# The alarm
+# --------------------------------------------------------------------------------------------
+
+def _summary(times, span=None, fc=None, sig=None, short=None):
+    return {"times_s": times, "span_index": span,
+            "short_circuit": {"forecast_time_s": fc, "forecast_sigma_s": sig,
+                              "echem_time_s": short}}
+
+
+def test_alarm_rules():
+    times = [0.0, 600.0, 1200.0]
+    assert check_alarm(_summary(times), 900.0) is None
+    # forecast 3000 +- 500: its lower edge (2500) is 1300 s after the latest scan
+    assert check_alarm(_summary(times, fc=3000.0, sig=500.0), 900.0) is None
+    got = check_alarm(_summary(times, fc=3000.0, sig=500.0), 1300.0)
+    assert got is not None and got.kind == "forecast" and got.time_s == 1200.0
+    assert got.t_index == 2
+    # default lead: the last interval (600 s): 1700 +- 0 is within it
+    assert check_alarm(_summary(times, fc=1700.0), None).kind == "forecast"
+    assert check_alarm(_summary(times, fc=1900.0), None) is None
+    assert check_alarm(_summary(times, span=2, fc=3000.0), 0.0).kind == "span"
+    assert check_alarm(_summary(times, short=1100.0), 0.0).kind == "short"
+    assert check_alarm(_summary(times), 0.0, short_time_s=1250.0).kind == "short"
+
+
+# --------------------------------------------------------------------------------------------
+# A twin series landing scan by scan
+# --------------------------------------------------------------------------------------------
+
+#: The writer: copies the twin's scans into the watched folder, each in four parts with
+#: pauses (one longer than the poll, so that only the parse check stands between the watch
+#: and a half-written file), and the cycler rows up to each scan's time.
+_WRITER = textwrap.dedent("""
+    import json, sys, time
+    from pathlib import Path
+    src, dst, echem, log = map(Path, sys.argv[1:5])
+    pause, gap = float(sys.argv[5]), float(sys.argv[6])
+    times = json.loads((src / "dataset.json").read_text())["times_s"]
+    rows = (src / "echem.csv").read_text().splitlines()[1:]  # the header is there already
+    for k, f in enumerate(sorted((src / "scans").glob("t*.tif"))):
+        data = f.read_bytes()
+        n = len(data)
+        with open(dst / f.name, "wb") as fh:
+            for i in range(4):
+                fh.write(data[i * n // 4:(i + 1) * n // 4])
+                fh.flush()
+                time.sleep(pause if i == 1 else pause / 4)
+        with open(log, "a") as fh:
+            fh.write(f"{k} {time.time()}\\n")
+        now = [r for r in rows if float(r.split(",")[0]) <= times[k]]
+        rows = rows[len(now):]
+        with open(echem, "a") as fh:
+            fh.write("".join(r + "\\n" for r in now))
+        time.sleep(gap)
+    with open(echem, "a") as fh:
+        fh.write("".join(r + "\\n" for r in rows))
+""")
+
+POLL_S = 0.4
+
+
+@pytest.fixture(scope="module")
+def twin(tmp_path_factory):
+    """The smallest twin that spans: 6 scans of 48 x 96 x 96, span at step 4."""
+    from dendritect.synthetic import simulate
+
+    root = tmp_path_factory.mktemp("watch")
+    data = simulate(root / "twin", "demo", seed=0, shape_zyx=(48, 96, 96), n_steps=6)
+    truth = json.loads((data / "truth" / "truth.json").read_text())
+    assert truth["span_index"] is not None and truth["span_index"] >= 2
+    return root, data, truth
+
+
+@pytest.fixture(scope="module")
+def watched(twin):
+    """Watch the twin while a writer process lands it; then a batch run on the final series."""
+    from dendritect.pipeline import analyze
+    from dendritect.watch import watch
+
+    root, data, truth = twin
+    live = root / "live"
+    live.mkdir()
+    echem = root / "echem_live.csv"
+    log = root / "landed.txt"
+    alarms = root / "alarms.txt"
+    interval = json.loads((data / "dataset.json").read_text())["times_s"][1]
+    echem.write_text((data / "echem.csv").read_text().splitlines()[0] + "\n")
+    writer = subprocess.Popen([sys.executable, "-c", _WRITER, str(data), str(live), str(echem),
+                               str(log), str(3 * POLL_S), str(POLL_S)])
+    lines: list[str] = []
+    options = {"interval": f"{interval}s", "echem": echem}
+    try:
+        status = watch(live, root / "out", poll_s=POLL_S, alarm_before_s=600.0,
+                       on_alarm=f"echo \"$DENDRITECT_ALARM_KIND $DENDRITECT_ALARM_TIME_S "
+                                f"$DENDRITECT_FORECAST_SPAN_TIME_S\" >> {alarms}",
+                       idle_timeout_s=6.0, echo=lines.append, report=False, **options)
+    finally:
+        writer.wait(timeout=120)
+    assert writer.returncode == 0
+    batch = analyze(live, root / "batch", progress=False, report=False, **options)
+    landed = {int(k): float(t) for k, t in
+              (ln.split() for ln in log.read_text().splitlines())}
+    return {"root": root, "out": root / "out", "batch": root / "batch", "status": status,
+            "lines": lines, "truth": truth, "landed": landed, "alarms": alarms,
+            "summary": batch}
+
+
+def test_every_step_analysed_once_and_none_before_it_was_whole(watched):
+    status = watched["status"]
+    n = watched["summary"]["n_steps"]
+    assert n == 6 and status["steps_done"] == n
+    assert status["analysed_steps"] == list(range(n))  # segmented once each, in order
+    assert [s["t_index"] for s in status["steps"]] == list(range(n))
+    for step in status["steps"]:
+        # seen complete only after the writer had written its last byte
+        assert step["complete_unix_s"] >= watched["landed"][step["t_index"]]
+    assert status["state"] == "stopped"
+    on_disk = json.loads((watched["out"] / "status.json").read_text())
+    assert on_disk["steps_done"] == n and on_disk["alarm"] == status["alarm"]
+
+
+def test_alarm_before_the_true_span_and_on_alarm_run_once(watched):
+    alarm = watched["status"]["alarm"]
+    span = watched["truth"]["span_index"]
+    assert alarm is not None
+    assert alarm["t_index"] < span
+    assert isinstance(alarm["time_s"], float) and isinstance(alarm["reason"], str)
+    runs = watched["alarms"].read_text().splitlines()
+    assert len(runs) == 1
+    kind, time_s, forecast = runs[0].split()
+    assert kind == alarm["kind"] and float(time_s) == pytest.approx(alarm["time_s"])
+    assert float(forecast) > alarm["time_s"]
+    assert sum(ln.startswith("ALARM") for ln in watched["lines"]) == 1
+    assert watched["status"]["on_alarm"]["returncode"] == 0
+
+
+def test_final_results_identical_to_batch(watched):
+    out, batch = watched["out"], watched["batch"]
+    for name in ("metrics.csv", "cracks.csv", "echem.csv"):
+        assert (out / name).read_bytes() == (batch / name).read_bytes(), name
+    for store in ("cracks.zarr", "previews.zarr"):
+        a, b = zarr.open_group(str(out / store), mode="r"), zarr.open_group(str(batch / store),
+                                                                             mode="r")
+        assert sorted(a.array_keys()) == sorted(b.array_keys())
+        for key in a.array_keys():
+            x, y = a[key], b[key]
+            assert x.shape == y.shape and x.dtype == y.dtype, key
+            assert np.array_equal(x[...], y[...]), key
+        files = sorted(p.relative_to(out / store) for p in (out / store).rglob("*")
+                       if p.is_file())
+        for rel in files:
+            assert (out / store / rel).read_bytes() == (batch / store / rel).read_bytes(), rel
+    assert json.loads((out / "summary.json").read_text()) == watched["summary"]
+    # a finished results folder: the marker, and no work left behind
+    marker = json.loads((out / ".dendritect.json").read_text())
+    assert marker["state"] == "finished"
+    assert not (out / ".partial").exists()
+
+
+def test_live_report_reloads_itself(watched):
+    from dendritect.report import write_report
+
+    page = write_report(watched["batch"], live=True, movie=False).read_text()
+    assert '<meta http-equiv="refresh"' in page
+    page = write_report(watched["batch"], movie=False).read_text()
+    assert "http-equiv" not in page
+
+
+# --------------------------------------------------------------------------------------------
+# The command line
+# --------------------------------------------------------------------------------------------
+
+def test_cli_bad_input(cli, tmp_path):
+    assert_input_error(cli("watch", tmp_path / "missing", "--out", tmp_path / "o"), "not found")
+    (tmp_path / "in").mkdir()
+    assert_input_error(cli("watch", tmp_path / "in", "--out", tmp_path / "o", "--poll", "0s"),
+                       "--poll")
+    assert_input_error(cli("watch", tmp_path / "in", "--out", tmp_path / "o",
+                           "--alarm-before", "soon"), "--alarm-before")
+    assert_input_error(cli("watch", tmp_path / "in", "--out", tmp_path / "in" / "o"),
+                       "inside the input")
+    assert not (tmp_path / "o").exists()
+
+
+def test_cli_help_names_the_alarm_environment(cli):
+    res = cli("watch", "--help")
+    assert res.code == 0
+    for opt in ("--poll", "--alarm-before", "--on-alarm", "--idle-timeout", "--voxel-size",
+                "--echem", "--interval", "--anode"):
+        assert opt in res.out
+    assert "DENDRITECT_ALARM_REASON" in ALARM_ENV and "DENDRITECT_ALARM_TIME_S" in ALARM_ENV
+
+
+def test_cli_interrupt_exits_130(tmp_path):
+    (tmp_path / "in").mkdir()
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "dendritect", "watch", str(tmp_path / "in"),
+                             "--out", str(out), "--poll", "0.2s"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        end = time.monotonic() + 60
+        while not (out / "status.json").is_file() and time.monotonic() < end:
+            time.sleep(0.1)
+        assert (out / "status.json").is_file()
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, err
+    assert err.strip().endswith("error: interrupted")
+    assert json.loads((out / "status.json").read_text())["state"] == "interrupted"
+    assert not (out / ".dendritect.lock").exists()
