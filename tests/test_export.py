@@ -83,6 +83,15 @@ def test_ome_zarr_round_trips_with_ome_zarr_py(analysed: Path, tmp_path: Path, c
         np.testing.assert_array_equal(np.asarray(node.data[0]), g[key][...])
     root = zarr.open_group(str(out), mode="r")
     assert root["labels/cracks"].attrs["ome"]["image-label"]["source"] == {"image": "../../"}
+    # napari's OME-Zarr reader finds the image and both label images, scaled and with units
+    napari_ome_zarr = pytest.importorskip("napari_ome_zarr")
+    read = napari_ome_zarr.napari_get_reader(str(out))
+    layers = read(str(out))
+    assert sorted(kind for _, _, kind in layers) == ["image", "labels", "labels"]
+    for data, kw, _ in layers:
+        assert kw["scale"] == pytest.approx([(times[-1] - times[0]) / 2, dz, dy, dx])
+        assert tuple(kw["units"]) == ("second", "micrometer", "micrometer", "micrometer")
+        assert data[0].shape == (3, 48, 96, 96)
     assert root.attrs["dendritect"]["times_s"] == pytest.approx(times)
     assert json.loads((out / EXPORT_MARKER).read_text())["format"] == "ome-zarr"
 
