@@ -257,3 +257,32 @@ def test_export_replaces_only_its_own_export(analysed: Path, tmp_path: Path, cli
     names = os.listdir(out)
     assert names and all(n.endswith(".vtk") or n == EXPORT_MARKER for n in names)
     assert [n for n in os.listdir(tmp_path) if ".dtmp-" in n] == []   # no temporaries left
+
+
+def test_export_waits_for_no_run_and_reads_read_only_folders(analysed: Path, tmp_path: Path,
+                                                             cli, monkeypatch) -> None:
+    import shutil
+    import socket
+    import time
+
+    from dendritect.lock import LOCK_NAME
+
+    res = tmp_path / "res"
+    shutil.copytree(analysed, res)
+    lock = {"pid": os.getpid(), "host": socket.gethostname(), "command": "analyze",
+            "started": time.time()}
+    (res / LOCK_NAME).write_text(json.dumps(lock) + "\n")
+    assert_input_error(cli("export", res, "--format", "stl", "--out", tmp_path / "a"),
+                       "in use by another run")
+    assert not (tmp_path / "a").exists()
+    # a folder this user cannot write (shared storage): exported without a lock of its own,
+    # still refused while another run's lock is there
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode, **kw: (
+        False if mode & os.W_OK else real_access(path, mode, **kw)))
+    assert_input_error(cli("export", res, "--format", "stl", "--out", tmp_path / "a"),
+                       "in use by another run")
+    (res / LOCK_NAME).unlink()
+    r = cli("export", res, "--format", "stl", "--out", tmp_path / "a")
+    assert r.code == 0, r.err
+    assert not (res / LOCK_NAME).exists() and (tmp_path / "a" / EXPORT_MARKER).is_file()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
 
 import typer
@@ -29,7 +31,7 @@ def export(
     from dendritect.errors import InputError
     from dendritect.export import FORMATS
     from dendritect.export import export as run_export
-    from dendritect.lock import results_lock
+    from dendritect.lock import read_lock, results_lock
     from dendritect.reading import open_results
 
     fmt = fmt.strip().lower()
@@ -38,6 +40,15 @@ def export(
     open_results(results)   # not a results folder: refused before the lock is taken
     if scans and fmt in ("stl", "vtk"):
         raise InputError("--scans applies to ome-zarr and tiff exports only")
-    with results_lock(results, "export"):
+    if os.access(results, os.W_OK):
+        lock = results_lock(results, "export", create=False)
+    else:
+        # A read-only results folder (shared storage): no lock can be taken there, and no run
+        # can be writing it unless its lock says so.
+        held = read_lock(results)
+        if held is not None:
+            raise InputError(f"{results} is in use by another run (pid {held.get('pid', '?')})")
+        lock = contextlib.nullcontext()
+    with lock:
         info = run_export(results, fmt, out, overwrite=overwrite, scans=scans)
     typer.echo(f"export ({fmt}): {out} ({len(info.get('files', []))} file(s))")
