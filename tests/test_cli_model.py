@@ -48,7 +48,7 @@ def test_flaw_text_output(cli) -> None:
 
 
 def test_grow_json(cli) -> None:
-    d = _json(cli("model", "grow", "--electrolyte", "Li6PS5Cl", "--current-density", "1mA/cm2",
+    d = _json(cli("model", "grow", "--electrolyte", "Li6PS5Cl", "--current-density", "2mA/cm2",
                   "--stack-pressure", "5MPa", "--thickness", "500um", "--flaw", "5um",
                   "--duration", "10h", "--points", "51", "--json"))
     assert 0 < d["t_initiation_s"] < d["t_span_s"] < d["t_short_s"] < 36000
@@ -81,6 +81,44 @@ def test_ccd(cli) -> None:
     assert dense["stripping_limit_mA_cm2"] > 0
     high = _json(cli("model", "ccd", "--stack-pressure", "7MPa", "--json"))
     assert high["stripping_limit_mA_cm2"] > dense["stripping_limit_mA_cm2"]
+
+
+def test_grow_cycle_protocol_counts_cycles(cli) -> None:
+    d = _json(cli("model", "grow", "--protocol", "cycle", "--capacity", "0.3mAh/cm2",
+                  "--current-density", "2mA/cm2", "--duration", "10h", "--points", "11",
+                  "--json"))
+    assert d["protocol"] == "cycle"
+    assert d["half_cycle_s"] == pytest.approx(0.3 / 2.0 * 3600.0)
+    # It shorts during a plating half-cycle: cycles_to_short counts the cycles begun.
+    assert d["t_short_s"] is not None
+    assert d["cycles_to_short"] == int(d["t_short_s"] // (2 * d["half_cycle_s"])) + 1
+    assert d["cycles_to_short"] >= 2
+
+
+def test_grow_idle_cell_and_temperature(cli) -> None:
+    idle = _json(cli("model", "grow", "--current-density", "0mA/cm2", "--stack-pressure",
+                     "75MPa", "--duration", "1h", "--points", "3", "--json"))
+    assert idle["params"]["current_density_mA_cm2"] == 0.0
+    assert idle["t_short_s"] is None
+    assert all(v == 0.0 for v in idle["series"]["voltage_V"])
+    hot = _json(cli("model", "grow", "--temperature", "333.15K", "--duration", "10min",
+                    "--points", "3", "--json"))
+    assert hot["params"]["temperature_C"] == pytest.approx(60.0)
+    cold = _json(cli("model", "grow", "--duration", "10min", "--points", "3", "--json"))
+    assert hot["params"]["sigma_S_cm"] > cold["params"]["sigma_S_cm"]
+
+
+def test_ccd_ramp_and_temperature(cli) -> None:
+    steady = _json(cli("model", "ccd", "-e", "LLZO", "--stack-pressure", "0MPa", "--json"))
+    ramp = _json(cli("model", "ccd", "-e", "LLZO", "--stack-pressure", "0MPa", "--protocol",
+                     "ramp", "--ramp-step", "0.1mA/cm2", "--ramp-start", "0.1mA/cm2",
+                     "--json"))
+    assert ramp["protocol"] == "ramp"
+    # The ramp reports the first step at or above the steady CCD.
+    assert steady["ccd_mA_cm2"] <= ramp["ramp_ccd_mA_cm2"] < steady["ccd_mA_cm2"] + 0.1 + 1e-9
+    hot = _json(cli("model", "ccd", "-e", "LLZO", "--stack-pressure", "0MPa",
+                    "--temperature", "60C", "--json"))
+    assert hot["ccd_mA_cm2"] > steady["ccd_mA_cm2"]
 
 
 def test_montecarlo(cli) -> None:
@@ -130,6 +168,13 @@ def test_materials(cli) -> None:
     (("model", "grow", "--set", "bogus=1"), "unknown parameter"),
     (("model", "ccd", "--relative-density", "1.2"), "relative_density"),
     (("model", "grow", "--current-density", "-1mA/cm2"), "--current-density"),
+    (("model", "grow", "--protocol", "cycle"), "--capacity"),
+    (("model", "grow", "--protocol", "pulse"), "--protocol"),
+    (("model", "grow", "--protocol", "cycle", "--capacity", "0.3mAh/cm2",
+      "--current-density", "0mA/cm2"), "--current-density"),
+    (("model", "grow", "--temperature", "hot"), "--temperature"),
+    (("model", "grow", "--temperature", "200C"), "temperature"),
+    (("model", "ccd", "--protocol", "sweep"), "--protocol"),
     (("model", "grow", "--duration", "5 kg"), "--duration"),
 ])
 def test_bad_input(cli, args, needle) -> None:

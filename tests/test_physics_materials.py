@@ -76,7 +76,7 @@ def test_monte_carlo_largest_flaw_follows_weibull_extremes() -> None:
 
 
 def test_sweep_table_and_files(tmp_path) -> None:
-    t = sweep("t_short", current_densities_mA_cm2=[1.0, 4.0], stack_pressures_MPa=[5.0, 20.0],
+    t = sweep("t_short", current_densities_mA_cm2=[2.0, 4.0], stack_pressures_MPa=[5.0, 20.0],
               duration_s=20000.0)
     assert list(t.columns) == ["current_density_mA_cm2", "stack_pressure_MPa", "t_short_s"]
     assert len(t) == 4

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 import numpy as np
@@ -80,6 +81,30 @@ def _current(value: str, name: str = "--current-density") -> float:
     out = parse_quantity(value, "mA/cm2", name=name)
     if out <= 0:
         raise InputError(f"{name}: must be positive, got {value!r}")
+    return out
+
+
+def _nonneg_current(value: str, name: str = "--current-density") -> float:
+    out = parse_quantity(value, "mA/cm2", name=name)
+    if out < 0:
+        raise InputError(f"{name}: must not be negative, got {value!r}")
+    return out
+
+
+_TEMPERATURE = re.compile(r"^\s*([-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)\s*"
+                          r"(°C|degC|celsius|C|K|kelvin)?\s*$", re.IGNORECASE)
+
+
+def _temperature_C(value: str, name: str = "--temperature") -> float:
+    """A temperature in °C from ``25C``, ``25degC``, ``60 °C``, ``333K`` or a bare number (°C)."""
+    m = _TEMPERATURE.match(str(value))
+    if not m:
+        raise InputError(f"{name}: cannot read {value!r} as a temperature (e.g. 25C, 333K)")
+    x = float(m.group(1))
+    unit = (m.group(2) or "C").lower()
+    out = x - 273.15 if unit in ("k", "kelvin") else x
+    if out <= -273.15:
+        raise InputError(f"{name}: below absolute zero: {value!r}")
     return out
 
 
@@ -166,13 +191,23 @@ def flaw(electrolyte: str = _ELECTROLYTE,
 
 @model_app.command("grow")
 def grow_cmd(electrolyte: str = _ELECTROLYTE,
-             current_density: str = typer.Option("1mA/cm2", "--current-density"),
+             current_density: str = typer.Option(
+                 "1mA/cm2", "--current-density",
+                 help="Plating current density; 0mA/cm2 is an idle cell under stack pressure."),
              stack_pressure: str = typer.Option("5MPa", "--stack-pressure"),
              thickness_: str = typer.Option("500um", "--thickness",
                                             help="Electrolyte thickness."),
              flaw_size: str = typer.Option("5um", "--flaw", help="Initial flaw depth."),
              applied_stress: str = typer.Option("0MPa", "--applied-stress",
                                                 help="In-plane stress; negative = compression."),
+             temperature: str = typer.Option("25C", "--temperature",
+                                             help="Cell temperature, e.g. 25C, 60C, 333K."),
+             protocol: str = typer.Option("galvanostatic", "--protocol",
+                                          help="galvanostatic (constant plating) or cycle "
+                                               "(plate/strip half-cycles of --capacity)."),
+             capacity: str | None = typer.Option(None, "--capacity",
+                                                 help="Areal capacity per half-cycle for "
+                                                      "--protocol cycle, e.g. 0.3mAh/cm2."),
              duration: str = typer.Option("10h", "--duration"),
              points: int = typer.Option(201, "--points", min=2,
                                         help="Samples in the printed series."),
@@ -180,24 +215,39 @@ def grow_cmd(electrolyte: str = _ELECTROLYTE,
                                               help="Allow subcritical growth below K_IC."),
              settings: list[str] | None = _SET,
              as_json: bool = _JSON) -> None:
-    """Crack growth in time: initiation, span and short, with the series."""
-    from dendritect.physics.growth import grow
+    """Crack growth in time: initiation, span and short (and cycles to short), with the series."""
+    from dendritect.physics.ecm import simulate
 
     dur = parse_duration_s(duration, name="--duration")
     if dur <= 0:
         raise InputError(f"--duration: must be positive, got {duration!r}")
+    if protocol not in ("galvanostatic", "cycle"):
+        raise InputError(f"--protocol: use galvanostatic or cycle, got {protocol!r}")
+    cap = None
+    if capacity is not None:
+        cap = parse_quantity(capacity, "mAh/cm2", name="--capacity")
+        if cap <= 0:
+            raise InputError(f"--capacity: must be positive, got {capacity!r}")
+    if protocol == "cycle" and cap is None:
+        raise InputError("--capacity: --protocol cycle needs a capacity per half-cycle, "
+                         "e.g. 0.3mAh/cm2")
+    i = _nonneg_current(current_density)
+    if protocol == "cycle" and i <= 0:
+        raise InputError("--current-density: --protocol cycle needs a positive current")
     t_eval = np.linspace(0.0, dur, points)
-    r = grow(electrolyte,
-             current_density_mA_cm2=_current(current_density),
-             stack_pressure_MPa=_nonneg_pressure(stack_pressure, "--stack-pressure"),
-             thickness_um=parse_length_um(thickness_, name="--thickness"),
-             flaw_um=parse_length_um(flaw_size, name="--flaw"),
-             applied_stress_MPa=_pressure(applied_stress, "--applied-stress"),
-             duration_s=dur, t_eval_s=t_eval, subcritical=subcritical,
-             overrides=_overrides(settings))
+    r = simulate(electrolyte, current_density_mA_cm2=i,
+                 stack_pressure_MPa=_nonneg_pressure(stack_pressure, "--stack-pressure"),
+                 thickness_um=parse_length_um(thickness_, name="--thickness"),
+                 flaw_um=parse_length_um(flaw_size, name="--flaw"),
+                 applied_stress_MPa=_pressure(applied_stress, "--applied-stress"),
+                 temperature_C=_temperature_C(temperature), duration_s=dur,
+                 protocol=protocol, capacity_mAh_cm2=cap, t_eval_s=t_eval,
+                 subcritical=subcritical, overrides=_overrides(settings))
     data = {
+        "protocol": r.protocol,
         "t_initiation_s": r.t_initiation_s, "t_span_s": r.t_span_s, "t_short_s": r.t_short_s,
-        "t_deflection_s": r.t_deflection_s,
+        "t_deflection_s": r.t_deflection_s, "span_to_short_s": r.span_to_short_s,
+        "cycles_to_short": r.cycles_to_short, "half_cycle_s": r.half_cycle_s,
         "series": {"time_s": r.time_s, "crack_length_um": r.crack_length_um,
                    "li_length_um": r.li_length_um, "li_pressure_MPa": r.li_pressure_MPa,
                    "li_volume_um3": r.li_volume_um3, "voltage_V": r.voltage_V},
@@ -206,8 +256,12 @@ def grow_cmd(electrolyte: str = _ELECTROLYTE,
     if as_json:
         _emit(data, True)
         return
-    for k in ("t_initiation_s", "t_span_s", "t_short_s", "t_deflection_s"):
+    typer.echo(f"protocol: {r.protocol}")
+    for k in ("t_initiation_s", "t_span_s", "t_short_s", "t_deflection_s", "span_to_short_s",
+              "cycles_to_short"):
         v = data[k]
+        if k == "cycles_to_short" and r.protocol != "cycle":
+            continue
         typer.echo(f"{k}: {'not reached' if v is None else f'{v:.6g}'}")
     typer.echo(f"final crack_length_um: {r.crack_length_um[-1]:.6g}")
     typer.echo(f"final li_length_um: {r.li_length_um[-1]:.6g}")
@@ -221,20 +275,40 @@ def ccd(electrolyte: str = _ELECTROLYTE,
         relative_density: float = typer.Option(1.0, "--relative-density",
                                                help="Density / theoretical density, (0, 1]."),
         thickness_: str = typer.Option("500um", "--thickness"),
+        temperature: str = typer.Option("25C", "--temperature",
+                                        help="Cell temperature, e.g. 25C, 60C, 333K."),
         void_size: str = typer.Option("0.1um", "--void-size",
-                                      help="Interfacial void radius for the stripping limit."),
+                                      help="Interfacial void radius at full contact "
+                                           "(stripping limit)."),
+        protocol: str = typer.Option("steady", "--protocol",
+                                     help="steady (the steady limits) or ramp (the step of a "
+                                          "step-ramp experiment at which the cell fails)."),
+        ramp_start: str = typer.Option("0.05mA/cm2", "--ramp-start",
+                                       help="First step of --protocol ramp."),
+        ramp_step: str = typer.Option("0.05mA/cm2", "--ramp-step",
+                                      help="Current increment per step of --protocol ramp."),
         settings: list[str] | None = _SET,
         as_json: bool = _JSON) -> None:
     """Critical current density: plating (flaw pressurisation) and stripping (voids) limits."""
-    from dendritect.physics.closed_form import critical_current_density
+    from dendritect.physics.ecm import critical_current_density, ramp_ccd
 
-    out = critical_current_density(
-        electrolyte, stack_pressure_MPa=_nonneg_pressure(stack_pressure, "--stack-pressure"),
+    if protocol not in ("steady", "ramp"):
+        raise InputError(f"--protocol: use steady or ramp, got {protocol!r}")
+    if not 0.0 < relative_density <= 1.0:
+        raise InputError(f"relative_density: must be in (0, 1], got {relative_density!r}")
+    kwargs = dict(
+        stack_pressure_MPa=_nonneg_pressure(stack_pressure, "--stack-pressure"),
         pore_um=parse_length_um(pore_size, name="--pore-size"),
         relative_density=relative_density,
         thickness_um=parse_length_um(thickness_, name="--thickness"),
+        temperature_C=_temperature_C(temperature),
         void_um=parse_length_um(void_size, name="--void-size"),
         overrides=_overrides(settings))
+    if protocol == "ramp":
+        out = ramp_ccd(electrolyte, start_mA_cm2=_current(ramp_start, "--ramp-start"),
+                       step_mA_cm2=_current(ramp_step, "--ramp-step"), **kwargs)
+    else:
+        out = critical_current_density(electrolyte, **kwargs)
     _emit(out, as_json)
 
 

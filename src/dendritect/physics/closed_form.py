@@ -10,13 +10,12 @@ import math
 from typing import Any
 
 from dendritect.errors import InputError
-from dendritect.physics import kinetics as kin
 from dendritect.physics.constants import (
     FARADAY_C_MOL,
     LI_MOLAR_VOLUME_M3_MOL,
     geometry_factor,
 )
-from dendritect.physics.materials import Material, get_lithium, get_material
+from dendritect.physics.materials import Material, get_lithium
 
 __all__ = [
     "critical_current_density",
@@ -109,7 +108,11 @@ def critical_overpotential_mV(flaw_um: float, k_ic_MPa_sqrt_m: float, geometry: 
 
 def stripping_limit_mA_cm2(stack_pressure_MPa: float, void_um: float = 0.1,
                            overrides: dict | None = None) -> float:
-    """Largest stripping current at which creep still closes interfacial voids.
+    """Creep term of the stripping limit: the current at which creep still closes a void.
+
+    This is the void-closure building block only; the cell's stripping limit adds vacancy
+    diffusion and the current focusing of the interface
+    (:func:`dendritect.physics.ecm.stripping_limit_mA_cm2`).
 
     Kasemchainan et al. 2019 (Nat. Mater. 18, 1105): voids form at the stripped electrode
     when lithium is removed faster than creep under the stack pressure brings it back. A
@@ -133,56 +136,29 @@ def stripping_limit_mA_cm2(stack_pressure_MPa: float, void_um: float = 0.1,
 def critical_current_density(electrolyte: str | Material = "Li6PS5Cl", *,
                              stack_pressure_MPa: float = 5.0, pore_um: float = 3.0,
                              relative_density: float = 1.0, thickness_um: float = 500.0,
-                             void_um: float = 0.1,
+                             void_um: float = 0.1, temperature_C: float = 25.0,
                              overrides: dict | None = None) -> dict[str, Any]:
     """Critical current density: the lower of the plating and stripping limits.
 
-    Plating limit: a pore or flaw of size ``pore_um`` at the anode fills with lithium and
-    pressurises only when plating into it outruns creep extrusion (the lithium balance of
-    :func:`~dendritect.physics.growth.grow`); the limit is the current at which the steady
-    pressure reaches the critical pressure of the flaw. A lower relative density focuses the
-    current on the dense fraction (Bruggeman, ρ^-1.5) and lowers the limit; smaller pores
-    need higher pressure and raise it.
+    The cell model's closed forms (:func:`dendritect.physics.ecm.critical_current_density`):
+    the plating limit is the current at which a lithium-filled pore of size ``pore_um``
+    reaches its critical pressure, against the overpotential ceiling p_stack + F·η/Ω and
+    extrusion by creep; the stripping limit is vacancy diffusion plus creep under the stack
+    pressure, divided by the current focusing of the interface.
 
     Returns
     -------
     dict
         ``ccd_mA_cm2``, ``plating_limit_mA_cm2``, ``stripping_limit_mA_cm2``,
-        ``critical_pressure_MPa`` and ``limited_by`` (``"plating"`` or ``"stripping"``).
+        ``critical_pressure_MPa`` and ``limited_by`` (``"plating"`` or ``"stripping"``),
+        with the terms of each limit.
     """
-    from dendritect.physics.growth import model_parameters
+    from dendritect.physics import ecm
 
-    p_stack = _finite("stack_pressure_MPa", stack_pressure_MPa)
-    if p_stack < 0:
-        raise InputError(f"stack_pressure_MPa: must not be negative, got {stack_pressure_MPa!r}")
-    a = _finite("pore_um", pore_um, positive=True)
     rho = _finite("relative_density", relative_density, positive=True)
     if rho > 1.0:
         raise InputError(f"relative_density: must be in (0, 1], got {relative_density!r}")
-    thick = _finite("thickness_um", thickness_um, positive=True)
-    params = model_parameters(overrides)
-    mat = get_material(electrolyte, overrides)
-    li = get_lithium(overrides)
-    y = geometry_factor(params["geometry"])
-    e_mod = mat.plane_strain_modulus_MPa
-    p_c = critical_pressure_MPa(a, mat.k_ic_MPa_sqrt_m, params["geometry"])
-    capture = params["capture_width_um"] or a
-    if p_c <= p_stack:
-        plating = 0.0  # stack pressure alone pushes enough lithium in to crack the flaw
-    else:
-        gap = kin.mouth_opening_um(a, a, p_c, y, e_mod, params["flaw_aspect"] * a)
-        q_out = kin.slit_creep_flux_um2_s(p_c - p_stack, gap, a, li)
-        q_unit = kin.plating_flux_um2_s(1.0, capture, a, thick, mat, li, rho)
-        plating = q_out / q_unit
-    stripping = stripping_limit_mA_cm2(p_stack, void_um, overrides)
-    return {
-        "electrolyte": mat.name,
-        "ccd_mA_cm2": min(plating, stripping),
-        "plating_limit_mA_cm2": plating,
-        "stripping_limit_mA_cm2": stripping,
-        "critical_pressure_MPa": p_c,
-        "limited_by": "plating" if plating <= stripping else "stripping",
-        "stack_pressure_MPa": p_stack,
-        "pore_um": a,
-        "relative_density": rho,
-    }
+    return ecm.critical_current_density(
+        electrolyte, stack_pressure_MPa=stack_pressure_MPa, pore_um=pore_um,
+        relative_density=rho, thickness_um=thickness_um, temperature_C=temperature_C,
+        void_um=void_um, overrides=overrides)

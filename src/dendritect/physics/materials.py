@@ -14,10 +14,14 @@ __all__ = ["Lithium", "Material", "get_lithium", "get_material", "list_materials
            "materials_table"]
 
 _ELECTROLYTE_KEYS = ("k_ic_MPa_sqrt_m", "youngs_modulus_GPa", "poisson_ratio",
-                     "ionic_conductivity_S_cm", "interfacial_resistance_ohm_cm2", "density_g_cm3")
+                     "ionic_conductivity_S_cm", "interfacial_resistance_ohm_cm2", "density_g_cm3",
+                     "ionic_activation_energy_eV", "charge_transfer_asr_ohm_cm2",
+                     "asr_activation_energy_eV")
 _LITHIUM_KEYS = ("youngs_modulus_GPa", "poisson_ratio", "yield_strength_MPa",
                  "molar_volume_cm3_mol", "density_g_cm3", "creep_stress_MPa",
-                 "creep_rate_per_s", "creep_exponent")
+                 "creep_rate_per_s", "creep_exponent", "creep_activation_energy_kJ_mol",
+                 "self_diffusion_cm2_s", "diffusion_activation_energy_kJ_mol",
+                 "size_yield_1um_MPa", "size_yield_exponent")
 
 
 class _Record:
@@ -44,7 +48,10 @@ class Material(_Record):
         Canonical name (a key of the database, e.g. ``"LLZO"``).
     k_ic_MPa_sqrt_m, youngs_modulus_GPa, poisson_ratio, ionic_conductivity_S_cm,
     interfacial_resistance_ohm_cm2, density_g_cm3 : float
-        Properties; units in the names.
+        Properties at room temperature; units in the names.
+    ionic_activation_energy_eV, charge_transfer_asr_ohm_cm2, asr_activation_energy_eV : float
+        Arrhenius activation energies of the conductivity and the interfacial ASR, and the
+        ASR of a fully contacting interface (the measured ASR over it is the contact loss).
     sources : dict
         Where each value comes from (``"override"`` for user-set values).
     """
@@ -56,6 +63,9 @@ class Material(_Record):
     ionic_conductivity_S_cm: float
     interfacial_resistance_ohm_cm2: float
     density_g_cm3: float
+    ionic_activation_energy_eV: float = 0.35
+    charge_transfer_asr_ohm_cm2: float = 1.0
+    asr_activation_energy_eV: float = 0.35
     description: str = ""
     sources: dict = field(default_factory=dict, compare=False)
 
@@ -74,7 +84,8 @@ class Material(_Record):
 
 @dataclass(frozen=True)
 class Lithium(_Record):
-    """Lithium metal: elastic and power-law creep properties (ε̇ = ε̇0 (σ/σ0)^m)."""
+    """Lithium metal: elastic and power-law creep properties (ε̇ = ε̇0 (σ/σ0)^m), the
+    Arrhenius energies of creep and self-diffusion, and the size effect on its strength."""
 
     youngs_modulus_GPa: float
     poisson_ratio: float
@@ -84,6 +95,11 @@ class Lithium(_Record):
     creep_stress_MPa: float
     creep_rate_per_s: float
     creep_exponent: float
+    creep_activation_energy_kJ_mol: float = 37.0
+    self_diffusion_cm2_s: float = 5.0e-11
+    diffusion_activation_energy_kJ_mol: float = 53.0
+    size_yield_1um_MPa: float = 105.0
+    size_yield_exponent: float = 0.68
     sources: dict = field(default_factory=dict, compare=False)
 
     @property

@@ -11,7 +11,7 @@ import pandas as pd
 from dendritect.atomic import atomic_write
 from dendritect.errors import InputError
 from dendritect.physics.closed_form import critical_current_density
-from dendritect.physics.growth import grow
+from dendritect.physics.ecm import simulate
 from dendritect.physics.materials import Material
 
 __all__ = ["QUANTITIES", "plot_sweep", "sweep", "write_sweep"]
@@ -23,7 +23,8 @@ def sweep(quantity: str = "t_short", *, electrolyte: str | Material = "Li6PS5Cl"
           current_densities_mA_cm2: np.ndarray | list[float] | None = None,
           stack_pressures_MPa: np.ndarray | list[float] | None = None,
           thickness_um: float = 500.0, flaw_um: float = 5.0, applied_stress_MPa: float = 0.0,
-          duration_s: float = 36000.0, overrides: dict | None = None) -> pd.DataFrame:
+          duration_s: float = 36000.0, temperature_C: float = 25.0,
+          overrides: dict | None = None) -> pd.DataFrame:
     """Evaluate ``quantity`` on the grid of current densities × stack pressures.
 
     Returns a long table with columns ``current_density_mA_cm2, stack_pressure_MPa`` and
@@ -48,15 +49,16 @@ def sweep(quantity: str = "t_short", *, electrolyte: str | Material = "Li6PS5Cl"
             if quantity == "ccd":
                 d = critical_current_density(electrolyte, stack_pressure_MPa=float(p),
                                              pore_um=flaw_um, thickness_um=thickness_um,
-                                             overrides=overrides)
+                                             temperature_C=temperature_C, overrides=overrides)
                 row["ccd_margin"] = d["ccd_mA_cm2"] / float(i)
                 row["ccd_mA_cm2"] = d["ccd_mA_cm2"]
                 row["stripping_limit_mA_cm2"] = d["stripping_limit_mA_cm2"]
             else:
-                r = grow(electrolyte, current_density_mA_cm2=float(i),
-                         stack_pressure_MPa=float(p), thickness_um=thickness_um,
-                         flaw_um=flaw_um, applied_stress_MPa=applied_stress_MPa,
-                         duration_s=duration_s, t_eval_s=t_eval, overrides=overrides)
+                r = simulate(electrolyte, current_density_mA_cm2=float(i),
+                             stack_pressure_MPa=float(p), thickness_um=thickness_um,
+                             flaw_um=flaw_um, applied_stress_MPa=applied_stress_MPa,
+                             temperature_C=temperature_C, duration_s=duration_s,
+                             t_eval_s=t_eval, overrides=overrides)
                 value = getattr(r, f"{quantity}_s")
                 row[f"{quantity}_s"] = np.nan if value is None else value
             rows.append(row)
