@@ -511,14 +511,13 @@ class _Run:
                 shutil.rmtree(partial / name, ignore_errors=True)
                 os.replace(self.dir / name, partial / name)
         cz = zarr.open_group(str(partial / "cracks.zarr"), mode="r+")
-        if "lithium" not in cz:
+        if "lithium" not in cz:  # dropped when no step had lithium told apart
             crack = cz["crack"]
             R.create_array(cz, "lithium", tuple(crack.shape), "uint8", chunks=crack.chunks)
-        if "lithium" in cz.attrs:
-            attrs = dict(cz.attrs)
-            attrs.pop("lithium")
-            cz.attrs.clear()
-            cz.attrs.update(attrs)
+        # the group attributes as an unfinished run has them (none): the analysis and its
+        # finish write them again, in the same order as a batch run
+        for name in ("cracks.zarr", "previews.zarr"):
+            zarr.open_group(str(partial / name), mode="r+").attrs.clear()
         _resize(partial / "cracks.zarr", n, three_d_too=False)
         _resize(partial / "previews.zarr", n, three_d_too=True)
         R.atomic_write_bytes(partial / R.STATE, self.stash.read_bytes())
@@ -984,6 +983,8 @@ class _Live:
             self.status["steps"].append({
                 "t_index": k, "time_s": times[k],
                 "complete_unix_s": round(self.complete_wall.get(k, time.time()), 3),
+                "analysed_with": analysed,  # the steps segmented in the pass that published it
+                "written_unix_s": round(time.time(), 3),
                 "latency_s": round(written - self.complete_at.get(k, written), 3)})
         sc = summary.get("short_circuit") or {}
         self.status.update({
