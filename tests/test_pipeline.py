@@ -63,7 +63,7 @@ class FakeStages:
     calls: ClassVar[list[int]] = []   # steps segmented, in order
     fail_at: ClassVar[int | None] = None   # raise once when this step is segmented
 
-    def __init__(self) -> None:
+    def __init__(self, ring_correction: bool = False) -> None:
         from dendritect.io.readers import check_volume
 
         self.check_volume = check_volume

@@ -87,7 +87,7 @@ def _preview_index(geometry: Any, shape: tuple[int, int, int]) -> tuple[int, int
 class _Stages:
     """The preprocessing and segmentation stages, imported when a run starts."""
 
-    def __init__(self) -> None:
+    def __init__(self, ring_correction: bool = False) -> None:
         from dendritect.io.readers import check_volume
         from dendritect.preprocess.cell import anode_from_evidence
         from dendritect.preprocess.large import (
@@ -96,9 +96,11 @@ class _Stages:
             estimate_shift_bounded,
             find_cell_bounded,
         )
+        from dendritect.preprocess.rings import remove_rings_lazy
         from dendritect.segment.cracks import SegmentParams, segment_step
 
         self.check_volume = check_volume
+        self.remove_rings = remove_rings_lazy if ring_correction else None
         self.find_cell = find_cell_bounded
         self.anode_evidence = anode_evidence_bounded
         self.anode_from_evidence = anode_from_evidence
@@ -137,7 +139,9 @@ def _step(series: Any, t: int, stages: _Stages) -> Any:
     """Step ``t``, lazy (read plane by plane by the stages), after the input checks."""
     vol = series.data[t]
     stages.check_volume(vol, f"{series.source} step {t}")
-    return vol
+    # rings stay with the detector while the sample drifts: removed before registration
+    remove = getattr(stages, "remove_rings", None)
+    return vol if remove is None else remove(vol)
 
 
 def _plane_chunk(shape: tuple[int, int, int]) -> int:
@@ -372,7 +376,8 @@ def analyze(input: str | Path, out_dir: str | Path, *, voxel_size: Any = None,
             min_overlap_vox: int = 1, span_tolerance_vox: float = SPAN_TOLERANCE_VOX,
             report: bool = True, memory_limit: str | int | None = None,
             workers: int | None = None, scheduler: str | None = None,
-            device: str = "cpu", force_units: bool = False) -> dict[str, Any]:
+            device: str = "cpu", force_units: bool = False,
+            ring_correction: bool = False) -> dict[str, Any]:
     """Segment, track and measure the cracks of a CT series; write the results folder.
 
     Parameters
@@ -413,6 +418,12 @@ def analyze(input: str | Path, out_dir: str | Path, *, voxel_size: Any = None,
     force_units : bool
         Accept implausible voxel sizes, times or cell thickness (with a warning) instead of
         refusing them (:mod:`dendritect.plausible`).
+    ring_correction : bool
+        Remove ring artefacts from each slice before registration
+        (:mod:`dendritect.preprocess.rings`), about the slice centre. Off by default: a thin
+        feature concentric with the axis (the gap between a centred pellet and its die, a
+        phase fringe at its wall) is indistinguishable from a ring in one slice and would
+        be removed with it.
 
     Returns
     -------
@@ -442,7 +453,8 @@ def analyze(input: str | Path, out_dir: str | Path, *, voxel_size: Any = None,
                         times_s=times_s, interval=interval, anode=anode, echem=echem,
                         resume=resume, overwrite=overwrite, progress=progress, params=params,
                         min_overlap_vox=min_overlap_vox, span_tolerance_vox=span_tolerance_vox,
-                        report=report, force_units=force_units)
+                        report=report, force_units=force_units,
+                        ring_correction=ring_correction)
     finally:
         compute.close()
 
@@ -451,7 +463,7 @@ def _analyze(input_path: Path, out: Path, *, voxel_size: Any, dataset: str | Non
              times_s: Any, interval: Any, anode: str, echem: str | Path | None, resume: bool,
              overwrite: bool, progress: bool, params: Any, min_overlap_vox: int,
              span_tolerance_vox: float, report: bool,
-             force_units: bool = False) -> dict[str, Any]:
+             force_units: bool = False, ring_correction: bool = False) -> dict[str, Any]:
     """The body of :func:`analyze`, run inside its compute context and the folder's lock."""
     from dendritect.io import open_series
     from dendritect.plausible import check_thickness, check_units
@@ -465,7 +477,7 @@ def _analyze(input_path: Path, out: Path, *, voxel_size: Any, dataset: str | Non
         return summary
 
     try:
-        stages = _Stages()
+        stages = _Stages(ring_correction=ring_correction)
         if params is None:
             params = stages.SegmentParams()
         series = open_series(input_path, dataset=dataset, voxel_size=voxel_size, times_s=times_s,
@@ -485,6 +497,7 @@ def _analyze(input_path: Path, out: Path, *, voxel_size: Any, dataset: str | Non
             "segment": _params_dict(params),
             "min_overlap_vox": int(min_overlap_vox),
             "span_tolerance_vox": float(span_tolerance_vox),
+            "ring_correction": bool(ring_correction),
         }
         fp = _fingerprint(settings)
         notes: list[str] = []

@@ -242,6 +242,9 @@ WALL_BIN_VOX = 0.5
 WALL_REACH_VOX = 6.0
 #: Change seeds keep this much farther from the wall than other seeds (voxels).
 WALL_CHANGE_VOX = 2
+#: In each plane a piece of crack must reach farther than this from the pellet wall (voxels):
+#: pieces confined to the rim are dropped.
+RIM_ONLY_VOX = 5.0
 
 
 def _background_profile(box: _Box, slabs: Slabs, volume, level: float, contrast: float,
@@ -619,10 +622,34 @@ def _cracks(box: _Box, slabs: Slabs, flags, previous, has_change: bool,
 
     def _keep(lo: int, hi: int, z0: int, z1: int) -> int:
         c = keep[np.asarray(lab[z0:z1])]
+        c &= _beyond_rim(c, box.wall_bins(z0, z1) >= int(RIM_ONLY_VOX / WALL_BIN_VOX))
         crack_out(z0, z1, c)
         return int(c.sum())
 
     return sum(slabs.run(_keep, 0))
+
+
+def _beyond_rim(crack: np.ndarray, inner: np.ndarray) -> np.ndarray:
+    """Crack voxels whose in-plane piece of crack reaches ``inner`` (farther than
+    ``RIM_ONLY_VOX`` from the pellet wall), plane by plane.
+
+    Where a crack reaches the wall it runs in from it, so in every plane its trace at the
+    rim continues inward; a trace that stays in the rim is the rim itself (the gap to the
+    die, a phase fringe, partial volume changed by a sub-voxel registration), even where it
+    touches a real crack in other planes.
+    """
+    out = np.zeros(crack.shape, bool)
+    eight = np.ones((3, 3), bool)
+    for k in range(crack.shape[0]):
+        plane = crack[k]
+        if not plane.any():
+            continue
+        lab, n = ndimage.label(plane, eight)
+        hit = np.zeros(n + 1, bool)
+        hit[lab[plane & inner[k]]] = True
+        hit[0] = False
+        out[k] = hit[lab]
+    return out
 
 
 class _Planes:
