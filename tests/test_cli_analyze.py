@@ -72,8 +72,11 @@ def test_analyze_runs_with_options(cli, fake_stages, segment_params, tmp_path):
     assert m.front_depth_um.tolist() == [0.0, 8.0, 16.0, 24.0, 32.0]   # dz = 2 um
     # A finished run is not replaced without --overwrite.
     assert_input_error(cli("analyze", src, "--out", out, "--quiet"), "--overwrite")
+    assert s["parameters"]["ring_correction"] is False
     assert cli("analyze", src, "--out", out, "--quiet", "--overwrite",
-               "--times-s", "0,1,2,3,4").code == 0
+               "--times-s", "0,1,2,3,4", "--ring-correction").code == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert s["parameters"]["ring_correction"] is True
 
 
 def test_analyze_bad_input(cli, fake_stages, segment_params, tmp_path):

@@ -71,7 +71,8 @@ def analysis_options(*, voxel_size: str | None, anode: str, echem: Path | None,
                      times_s: str | None, interval: str | None, dataset: str | None,
                      force_units: bool, param: list[str] | None, min_overlap: int,
                      span_tolerance: float, memory_limit: str | None, workers: int | None,
-                     scheduler: str | None, device: str) -> dict[str, Any]:
+                     scheduler: str | None, device: str,
+                     ring_correction: bool = False) -> dict[str, Any]:
     """The keyword arguments of :func:`dendritect.pipeline.analyze` for the command line's
     analysis options (``analyze`` and ``watch`` share them); bad values are an InputError."""
     from dendritect.units import parse_duration_s, parse_times_s, parse_voxel_size_um
@@ -88,7 +89,7 @@ def analysis_options(*, voxel_size: str | None, anode: str, echem: Path | None,
         "anode": anode, "echem": echem, "params": segment_params(param),
         "min_overlap_vox": min_overlap, "span_tolerance_vox": span_tolerance,
         "memory_limit": memory_limit, "workers": workers, "scheduler": scheduler,
-        "device": device, "force_units": force_units,
+        "device": device, "force_units": force_units, "ring_correction": ring_correction,
     }
 
 
@@ -137,6 +138,9 @@ def analyze(
         None, "--scheduler", help="Address of a running dask.distributed scheduler "
         "(tcp://host:8786) or its scheduler file."),
     device: str = typer.Option("cpu", "--device", help="cpu, gpu (CuPy + CUDA) or auto."),
+    ring_correction: bool = typer.Option(
+        False, "--ring-correction", help="Remove ring artefacts from each slice (about the "
+        "slice centre) before registration; see docs/segmentation.md."),
 ) -> None:
     """Segment, track and measure dendrite cracks; write the results folder (and report.html)."""
     from dendritect.pipeline import analyze as run
@@ -145,7 +149,8 @@ def analyze(
                             interval=interval, dataset=dataset, force_units=force_units,
                             param=param, min_overlap=min_overlap,
                             span_tolerance=span_tolerance, memory_limit=memory_limit,
-                            workers=workers, scheduler=scheduler, device=device)
+                            workers=workers, scheduler=scheduler, device=device,
+                            ring_correction=ring_correction)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
         summary = run(input, out, resume=resume, overwrite=overwrite,
