@@ -359,3 +359,31 @@ def test_cli_interrupt_exits_130(tmp_path):
     assert err.strip().endswith("error: interrupted")
     assert json.loads((out / "status.json").read_text())["state"] == "interrupted"
     assert not (out / ".dendritect.lock").exists()
+
+
+def test_hdf5_view_holds_the_complete_steps_only(tmp_path):
+    """The analysis reads a copy of a growing HDF5 file (never the file a writer holds), with
+    the complete steps copied one at a time and everything else as in the file."""
+    h5py = pytest.importorskip("h5py")
+    from dendritect.io import open_series
+    from dendritect.watch import _hdf5_view
+
+    path = tmp_path / "scan.nxs"
+    rng = np.random.default_rng(0)
+    vols = rng.integers(0, 60000, size=(3, 6, 16, 16)).astype(np.uint16)
+    with h5py.File(path, "w") as f:
+        f.attrs["NX_class"] = "NXroot"
+        ds = f.create_dataset("entry/data/data", data=vols[:2], maxshape=(None, 6, 16, 16),
+                              chunks=(1, 6, 16, 16))
+        ds.attrs["units"] = "counts"
+    view = _hdf5_view(path, None, 1, tmp_path / "view")
+    with h5py.File(path, "a") as f:
+        f["entry/data/data"].resize((3, 6, 16, 16))
+        f["entry/data/data"][2] = vols[2]
+    view = _hdf5_view(path, None, 3, tmp_path / "view")
+    series = open_series(view)
+    assert series.n_steps == 3
+    assert np.array_equal(np.asarray(series.data), vols)
+    with h5py.File(view, "r") as f:
+        assert f.attrs["NX_class"] == "NXroot"
+        assert f["entry/data/data"].attrs["units"] == "counts"

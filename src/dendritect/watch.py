@@ -380,11 +380,67 @@ def _link(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
-def _build_view(scan: StepScan, input_path: Path, n: int, view: Path) -> Path:
+def _hdf5_view(input_path: Path, dataset: str | None, n: int, view: Path) -> Path:
+    """A copy of the HDF5 file that the analysis reads in place of the live one: the same
+    groups, attributes and small datasets, and the growing dataset with the first ``n`` steps
+    copied (one new step at a time). The analysis then never opens the file a writer holds
+    (HDF5 locks a file it reads), and never reads a step the writer is still changing."""
+    import gc
+
+    import h5py
+
+    gc.collect()  # the previous analysis' handles on the view: closed before it is changed
+    target = view / "live.h5"
+    progress = view / "copied.json"
+    view.mkdir(parents=True, exist_ok=True)
+    try:
+        copied = int(json.loads(progress.read_text(encoding="utf-8"))["steps"])
+    except (OSError, ValueError, KeyError, TypeError):
+        copied = 0
+        target.unlink(missing_ok=True)
+    with h5py.File(input_path, "r", locking=False) as src, \
+            h5py.File(target, "a", locking=False) as dst:
+        grow = _hdf5_dataset(src, dataset, input_path)
+        dst.attrs.update(dict(src.attrs))
+
+        def visit(name: str, obj: Any) -> None:
+            if isinstance(obj, h5py.Group):
+                g = dst.require_group(name)
+                g.attrs.update(dict(obj.attrs))
+            elif isinstance(obj, h5py.Dataset) and obj.name != grow.name:
+                if name in dst and dst[name].shape == obj.shape:
+                    return
+                if name in dst:
+                    del dst[name]
+                parent = name.rpartition("/")[0]
+                src.copy(obj, dst.require_group(parent) if parent else dst,
+                         name.rpartition("/")[2])
+
+        src.visititems(visit)
+        key = grow.name.lstrip("/")
+        if key not in dst:
+            parent = key.rpartition("/")[0]
+            (dst.require_group(parent) if parent else dst).create_dataset(
+                key.rpartition("/")[2], shape=grow.shape, maxshape=grow.maxshape,
+                chunks=grow.chunks, dtype=grow.dtype, fillvalue=grow.fillvalue)
+            dst[key].attrs.update(dict(grow.attrs))
+            copied = 0
+        out = dst[key]
+        if out.shape != grow.shape:
+            out.resize(grow.shape)
+        for k in range(copied, n):
+            out[k] = grow[k]
+    R.atomic_write_json(progress, {"steps": n})
+    return target
+
+
+def _build_view(scan: StepScan, input_path: Path, n: int, view: Path,
+                dataset: str | None = None) -> Path:
     """A folder that the readers open as the first ``n`` steps of ``input_path`` (links to its
-    files); the HDF5 file itself for an HDF5 input (cut to ``n`` steps when opened)."""
+    files); for an HDF5 input, a copy of the file with its first ``n`` steps (cut to ``n``
+    steps when opened)."""
     if scan.kind == "hdf5":
-        return input_path
+        return _hdf5_view(input_path, dataset, n, view)
     shutil.rmtree(view, ignore_errors=True)
     view.mkdir(parents=True)
     if scan.kind == "tiff-files":
@@ -543,7 +599,7 @@ class _Run:
                 for name, three in (("cracks.zarr", False), ("previews.zarr", True)):
                     if (partial / name).exists():
                         _resize(partial / name, n, three_d_too=three)
-            view = _build_view(scan, self.input, n, self.view)
+            view = _build_view(scan, self.input, n, self.view, self.options.get("dataset"))
             kwargs = dict(self.options)
             try:
                 with _hooks(self.input, view, n, scan.kind, self.stash):
