@@ -156,3 +156,23 @@ def test_cli_fit_bad_input(cli, tmp_path: Path) -> None:
     assert_input_error(cli("fit", d), "at least three")
     d2 = _results_folder(tmp_path / "ok", np.arange(5) * 60.0, np.arange(5) * 5.0, 100.0, 1.0)
     assert_input_error(cli("fit", d2, "--model", "magic"), "--model")
+
+
+def test_report_fit_panel_from_fit_json(cli, tmp_path: Path) -> None:
+    from dendritect.report.fit_panel import fit_figure, fit_rows, load_fit
+
+    assert load_fit(tmp_path) is None
+    times = np.arange(8) * 600.0
+    front = np.array([0.0, 30.0, 60.0, 88.0, 118.0, 146.0, 176.0, 204.0])
+    d = _results_folder(tmp_path / "r", times, front, 300.0, 2.0, current_mA=0.5)
+    assert cli("fit", d, "--electrolyte", "Li6PS5Cl", "--current-density", "1mA/cm2",
+               "--stack-pressure", "5MPa").code == 0
+    doc = load_fit(d)
+    assert doc is not None
+    fig = fit_figure(doc)
+    assert fig is not None and len(fig.axes[0].lines) >= 2
+    rows = fit_rows(doc)
+    assert {"flaw_um", "focus"} <= {r[0] for r in rows["parameters"]}
+    assert len(rows["what_if"]) == len(doc["what_if"])
+    (d / "fit.json").write_text("not json")
+    assert load_fit(d) is None

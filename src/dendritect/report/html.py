@@ -319,6 +319,13 @@ def render_html(res: Results, *, figures_dir: Path | None = None, movie_gif: byt
     span = s.get("span_index")
     steps = F.pick_steps(res.n_steps, None if span is None else int(span))
     put("slices", F.slices_figure(res, steps))
+    from dendritect.report.fit_panel import fit_figure, fit_rows, load_fit
+
+    fit_doc = load_fit(res.root)
+    fit = None
+    if fit_doc is not None:
+        put("fit", fit_figure(fit_doc))
+        fit = fit_rows(fit_doc)
 
     plot3d = None
     mesh = None if toa is None else crack_mesh(toa, res.voxel_size_um,
@@ -355,7 +362,7 @@ def render_html(res: Results, *, figures_dir: Path | None = None, movie_gif: byt
         mesh_factor=0 if mesh is None else mesh.factor,
         mesh_triangles=0 if mesh is None else mesh.n_triangles,
         crack_table=table, n_crack_rows=n_rows, crack_rows_cut=cut, parameters=params,
-        versions=_versions(s), live_reload_s=LIVE_RELOAD_S if live else None)
+        versions=_versions(s), live_reload_s=LIVE_RELOAD_S if live else None, fit=fit)
 
 
 def write_report(results_dir: str | Path, *, movie: bool = True,
