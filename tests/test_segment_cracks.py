@@ -257,22 +257,25 @@ def test_synthetic_twin_series():
 
 
 def test_rim_traces_dropped_wall_cracks_kept():
-    from dendritect.segment.cracks import _beyond_rim
+    from dendritect.segment.cracks import WALL_BIN_VOX, _beyond_rim
 
     n = 64
     yy, xx = np.mgrid[:n, :n]
     r = np.hypot(yy - 31.5, xx - 31.5)
-    inner = (r < 25.0)[None].repeat(3, axis=0)          # the rim: 25 <= r < 30
+    wall = np.clip(30.0 - r, 0, None)                     # pellet of radius 30
+    bins = np.minimum(((wall - 0.5) / WALL_BIN_VOX).astype(int), 12).clip(0)[None]
+    bins = bins.repeat(3, axis=0)
+    arc = (r > 27) & (r < 28.5) & (yy < 20)                # runs along the rim
     crack = np.zeros((3, n, n), bool)
-    crack[:, (r > 27) & (r < 28.5) & (yy < 20)] = True     # an arc along the rim
-    crack[:, 31, 10:60] = True                              # a crack running out to the wall
-    crack[1, 20:23, 30:34] = True                           # a piece well inside
-    kept = _beyond_rim(crack, inner)
-    assert not kept[:, (r > 27) & (r < 28.5) & (yy < 20)].any()
-    assert kept[:, 31, 10:60].all()                         # its rim part stays
+    crack[:, arc] = True
+    crack[:, 31, 10:60] = True                             # a crack running out to the wall
+    crack[1, 20:23, 30:34] = True                          # a piece well inside
+    crack[2, 40:43, 55:59] = True                          # a crack tip at the wall only
+    kept = _beyond_rim(crack, bins)
+    assert not kept[:, arc].any()
+    assert kept[:, 31, 10:60].all()                        # its rim part stays
     assert kept[1, 20:23, 30:34].all()
-    # joined to a crack in one plane, the arc stays in that plane only
-    crack[0, 5:31, 31] = True                               # joins arc and line in plane 0
-    again = _beyond_rim(crack, inner)
-    assert again[0, (r > 27) & (r < 28.5) & (yy < 20)].any()   # in-plane connected: kept
-    assert not again[2, (r > 27) & (r < 28.5) & (yy < 20)].any()
+    assert kept[2, 40:43, 55:59].all()                     # crosses the rim: kept
+    crack[0, 5:31, 31] = True                              # joins arc and crack in plane 0
+    again = _beyond_rim(crack, bins)
+    assert again[0, arc].all() and not again[2, arc].any()

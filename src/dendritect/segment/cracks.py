@@ -242,9 +242,11 @@ WALL_BIN_VOX = 0.5
 WALL_REACH_VOX = 6.0
 #: Change seeds keep this much farther from the wall than other seeds (voxels).
 WALL_CHANGE_VOX = 2
-#: In each plane a piece of crack must reach farther than this from the pellet wall (voxels):
-#: pieces confined to the rim are dropped.
+#: In each plane a piece of crack that stays within this of the pellet wall (voxels) and runs
+#: along it (at least RIM_ARC_VOX long, RIM_ARC_RATIO times longer than deep) is dropped.
 RIM_ONLY_VOX = 5.0
+RIM_ARC_VOX = 6.0
+RIM_ARC_RATIO = 2.5
 
 
 def _background_profile(box: _Box, slabs: Slabs, volume, level: float, contrast: float,
@@ -621,34 +623,49 @@ def _cracks(box: _Box, slabs: Slabs, flags, previous, has_change: bool,
         keep[1:] = ok
 
     def _keep(lo: int, hi: int, z0: int, z1: int) -> int:
-        c = keep[np.asarray(lab[z0:z1])]
-        c &= _beyond_rim(c, box.wall_bins(z0, z1) >= int(RIM_ONLY_VOX / WALL_BIN_VOX))
+        c = _beyond_rim(keep[np.asarray(lab[z0:z1])], box.wall_bins(z0, z1))
         crack_out(z0, z1, c)
         return int(c.sum())
 
     return sum(slabs.run(_keep, 0))
 
 
-def _beyond_rim(crack: np.ndarray, inner: np.ndarray) -> np.ndarray:
-    """Crack voxels whose in-plane piece of crack reaches ``inner`` (farther than
-    ``RIM_ONLY_VOX`` from the pellet wall), plane by plane.
+def _beyond_rim(crack: np.ndarray, bins: np.ndarray) -> np.ndarray:
+    """Crack voxels without the traces that run along the pellet's rim, plane by plane.
 
-    Where a crack reaches the wall it runs in from it, so in every plane its trace at the
-    rim continues inward; a trace that stays in the rim is the rim itself (the gap to the
-    die, a phase fringe, partial volume changed by a sub-voxel registration), even where it
-    touches a real crack in other planes.
+    ``bins`` is :meth:`_Box.wall_bins` of the planes. A trace (8-connected piece of crack in a
+    plane) that stays within ``RIM_ONLY_VOX`` of the wall and runs along it (at least
+    ``RIM_ARC_VOX`` long tangentially and ``RIM_ARC_RATIO`` times longer than deep) is the rim
+    itself: the gap to the die, a phase fringe, partial volume changed by a sub-voxel
+    registration. A crack that reaches the wall crosses the rim instead, or runs in from it;
+    it is kept, even where only its edge lies in the rim.
     """
-    out = np.zeros(crack.shape, bool)
+    out = crack.copy()
+    rim_bin = int(RIM_ONLY_VOX / WALL_BIN_VOX)
     eight = np.ones((3, 3), bool)
     for k in range(crack.shape[0]):
         plane = crack[k]
         if not plane.any():
             continue
-        lab, n = ndimage.label(plane, eight)
-        hit = np.zeros(n + 1, bool)
-        hit[lab[plane & inner[k]]] = True
-        hit[0] = False
-        out[k] = hit[lab]
+        b = np.asarray(bins[k])
+        near = plane & (b < rim_bin)
+        if not near.any():
+            continue
+        lab, _ = ndimage.label(plane, eight)
+        inner = set(np.unique(lab[plane & (b >= rim_bin)]).tolist())
+        gy, gx = np.gradient(np.minimum(b, rim_bin).astype(np.float32))
+        for cid in np.unique(lab[near]):
+            if cid in inner:
+                continue
+            yy, xx = np.nonzero(lab == cid)
+            ny_, nx_ = float(gy[yy, xx].mean()), float(gx[yy, xx].mean())
+            norm = np.hypot(ny_, nx_)
+            if norm == 0:
+                continue
+            along = np.ptp(yy * (-nx_ / norm) + xx * (ny_ / norm))
+            deep = np.ptp(b[yy, xx]) * WALL_BIN_VOX
+            if along >= RIM_ARC_VOX and along >= RIM_ARC_RATIO * (deep + 1.0):
+                out[k][lab == cid] = False
     return out
 
 
