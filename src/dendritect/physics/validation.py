@@ -136,6 +136,12 @@ def _short_vs_pressure() -> float:
                               for p in (5.0, 10.0, 20.0)]))
 
 
+def _oxford_density() -> float:
+    # 83 % dense with 5 µm pores vs 99 % dense with 1 µm pores (smaller pores on densifying).
+    return float(_ccd(pore_um=5.0, relative_density=0.83)
+                 < _ccd(pore_um=1.0, relative_density=0.99))
+
+
 def _ccd_vs_density() -> float:
     return float(_increasing([_ccd(pore_um=3.0, relative_density=r) for r in (0.8, 0.9, 1.0)]))
 
@@ -166,6 +172,10 @@ CASES: dict[str, Callable[[], float]] = {
     "ning2023_propagation": _short_vs_pressure,
     "porz2017_density": _ccd_vs_density,
     "porz2017_pore_size": _ccd_vs_pore,
+    "oxford2025_dense_lpscl": lambda: _ccd(pore_um=1.0, relative_density=0.99),
+    "oxford2025_density": _oxford_density,
+    "zhu2025_llzto150": lambda: _ccd(electrolyte="LLZO", stack_pressure_MPa=0.0, pore_um=5.0),
+    "zhu2025_llzto300": lambda: _ccd(electrolyte="LLZO", stack_pressure_MPa=0.0, pore_um=5.0),
     "duan2023_idle_75MPa": lambda: _short(**_LPSCL_IDLE) / 3600.0,
     "duan2023_cycling_15MPa": lambda: _short(**_LPSCL_CYCLE) / 3600.0,
 }
