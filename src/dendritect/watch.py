@@ -309,7 +309,9 @@ def _hdf5_dataset(f: Any, dataset: str | None, path: Path) -> Any:
             found.append(obj)
 
     f.visititems(visit)
-    if len(found) != 1:
+    if not found:
+        return None  # none written yet
+    if len(found) > 1:
         raise InputError(f"{path}: {len(found)} 4D datasets; name the growing one with --dataset")
     return found[0]
 
@@ -345,6 +347,9 @@ def _complete_hdf5(path: Path, dataset: str | None, before: StepScan | None,
     try:
         with h5py.File(path, "r", locking=False) as f:
             ds = _hdf5_dataset(f, dataset, path)
+            if ds is None:
+                return StepScan("hdf5", (), (sig,), 0, f"{path}: no 4D dataset yet", (), None,
+                                {}, now)
             nt = int(ds.shape[0])
             names = [f"t={k}" for k in range(nt)]
             shape = tuple(int(s) for s in ds.shape[1:])
@@ -401,6 +406,8 @@ def _hdf5_view(input_path: Path, dataset: str | None, n: int, view: Path) -> Pat
     with h5py.File(input_path, "r", locking=False) as src, \
             h5py.File(target, "a", locking=False) as dst:
         grow = _hdf5_dataset(src, dataset, input_path)
+        if grow is None:
+            raise InputError(f"{input_path}: no 4D dataset")
         dst.attrs.update(dict(src.attrs))
 
         def visit(name: str, obj: Any) -> None:
@@ -861,7 +868,7 @@ def watch(input: str | Path, out_dir: str | Path, *, poll_s: float = 5.0,
     echem = options.get("echem")
     if echem is not None and not Path(echem).is_file():
         raise InputError(f"--echem file not found: {echem}")
-    complete_steps(input_path, dataset=options.get("dataset"))  # a kind watch reads
+    _layout(input_path)  # a kind of input that can grow
     with results_lock(out, "watch"):
         return _watch(input_path, out, poll_s=poll_s, alarm_before_s=alarm_before_s,
                       on_alarm=on_alarm, idle_timeout_s=idle_timeout_s, resume=resume,
