@@ -138,6 +138,16 @@ def test_ramp_reports_the_failing_step() -> None:
         round(ramp["ramp_ccd_mA_cm2"] / 0.05))
 
 
+def test_counter_electrode_voids_are_flagged() -> None:
+    r = ecm.simulate("LLZO", current_density_mA_cm2=1.0, stack_pressure_MPa=0.0,
+                     duration_s=60.0)
+    assert r.extra["counter_electrode_voids"]
+    assert r.extra["stripping_limit_mA_cm2"] < 1.0
+    ok = ecm.simulate("Li6PS5Cl", current_density_mA_cm2=1.0, stack_pressure_MPa=5.0,
+                      duration_s=60.0)
+    assert not ok.extra["counter_electrode_voids"]
+
+
 def test_compression_averts_the_short_in_llzo() -> None:
     kw = {"electrolyte": "LLZO", "stack_pressure_MPa": 0.0, "flaw_um": 20.0,
           "overrides": {"flaw_aspect": 0.01}}

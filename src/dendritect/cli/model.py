@@ -248,6 +248,8 @@ def grow_cmd(electrolyte: str = _ELECTROLYTE,
         "t_initiation_s": r.t_initiation_s, "t_span_s": r.t_span_s, "t_short_s": r.t_short_s,
         "t_deflection_s": r.t_deflection_s, "span_to_short_s": r.span_to_short_s,
         "cycles_to_short": r.cycles_to_short, "half_cycle_s": r.half_cycle_s,
+        "stripping_limit_mA_cm2": r.extra["stripping_limit_mA_cm2"],
+        "counter_electrode_voids": r.extra["counter_electrode_voids"],
         "series": {"time_s": r.time_s, "crack_length_um": r.crack_length_um,
                    "li_length_um": r.li_length_um, "li_pressure_MPa": r.li_pressure_MPa,
                    "li_volume_um3": r.li_volume_um3, "voltage_V": r.voltage_V},
@@ -265,6 +267,10 @@ def grow_cmd(electrolyte: str = _ELECTROLYTE,
         typer.echo(f"{k}: {'not reached' if v is None else f'{v:.6g}'}")
     typer.echo(f"final crack_length_um: {r.crack_length_um[-1]:.6g}")
     typer.echo(f"final li_length_um: {r.li_length_um[-1]:.6g}")
+    if r.extra["counter_electrode_voids"]:
+        typer.echo(f"note: {i:g} mA/cm2 is above the stripping limit "
+                   f"({r.extra['stripping_limit_mA_cm2']:.3g} mA/cm2): in a symmetric cell "
+                   "voids grow at the counter electrode, which this run does not follow")
 
 
 @model_app.command("ccd")

@@ -686,6 +686,11 @@ def simulate(electrolyte: str | Material = "Li6PS5Cl", *, current_density_mA_cm2
         vols[j] = max(vol, 0.0) * params["crack_width_um"]
         volt[j] = voltage(i, lif[j], shorted)
 
+    strip = stripping_limit_mA_cm2(props, stack_pressure_MPa=p_s, params=params)
+    extra = {"stripping_limit_mA_cm2": strip["stripping_limit_mA_cm2"],
+             # A symmetric cell strips its counter electrode at the same current: above the
+             # stripping limit voids grow there, which this run does not follow.
+             "counter_electrode_voids": bool(i_set > strip["stripping_limit_mA_cm2"])}
     cycles = None
     if half is not None and t_short is not None:
         cycles = math.floor(t_short / (2.0 * half)) + 1
@@ -706,5 +711,5 @@ def simulate(electrolyte: str | Material = "Li6PS5Cl", *, current_density_mA_cm2
         t_initiation_s=t_init, t_span_s=t_span, t_short_s=t_short, params=used,
         t_deflection_s=t_kink, protocol=protocol, cycles_to_short=cycles, half_cycle_s=half,
         span_to_short_s=(t_short - t_span) if (t_short is not None and t_span is not None)
-        else None,
+        else None, extra=extra,
     )
