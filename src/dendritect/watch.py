@@ -619,7 +619,9 @@ class _Run:
                 continue
             if int(summary.get("n_steps", -1)) == n:
                 return summary
-        raise RuntimeError(f"the analysis of {self.input} did not reach {n} steps")
+        raise RuntimeError(f"the analysis of {self.input} did not analyse the {n} complete "
+                           "scans it was given (did dendritect.pipeline stop opening its input "
+                           "through dendritect.io.open_series?)")
 
     def reset(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
