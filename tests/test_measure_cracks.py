@@ -218,3 +218,22 @@ def test_history_keeps_a_crack_rooted_at_the_anode():
     # never anchored: a crack seen first detached stays detached
     fresh = CrackHistory(span_from_um=span_from, thickness_um=thick * SPACING[0])
     assert fresh.update(second).anchored.iloc[0] == 0
+
+
+def test_root_tracks_anchors_earlier_steps_of_a_rooted_track():
+    from dendritect.measure import root_tracks
+
+    cell = flat_cell()
+    thick = cell.thickness_vox
+    early = _labels((slice(6, 12), slice(30, 34), slice(30, 34)))   # root not seen yet
+    later = _labels((slice(3, 20), slice(30, 34), slice(30, 34)))   # touches the anode (z=2)
+    other = np.zeros(SHAPE, np.int32)
+    other[20:24, 10:12, 10:14] = 2                                   # a second, detached id
+    tables = [measure_cracks(early + other, cell, SPACING, t_index=0),
+              measure_cracks(later, cell, SPACING, t_index=1)]
+    assert tables[0].set_index("crack_id").anchored.to_dict() == {1: 0, 2: 0}
+    out = root_tracks(tables, span_from_um=(thick - 2.5) * SPACING[0],
+                      thickness_um=thick * SPACING[0])
+    assert out[0].set_index("crack_id").anchored.to_dict() == {1: 1, 2: 0}
+    assert out[0].set_index("crack_id").front_depth_um[1] == tables[0].front_depth_um.iloc[0]
+    assert tables[0].anchored.iloc[0] == 0          # inputs not modified

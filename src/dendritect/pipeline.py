@@ -37,6 +37,7 @@ from dendritect.measure.cracks import (
     CRACK_COLUMNS,
     SPAN_TOLERANCE_VOX,
     CrackHistory,
+    root_tracks,
 )
 from dendritect.predict.forecast import forecast_span
 
@@ -662,6 +663,11 @@ def _analyze(input_path: Path, out: Path, *, voxel_size: Any, dataset: str | Non
             row.update(zip(("shift_dz_vox", "shift_dy_vox", "shift_dx_vox"), shifts[t],
                            strict=True))
             metric_rows.append(row)
+        # a crack rooted at any step of its track is rooted at all of them
+        crack_tables = root_tracks(crack_tables, span_from_um=thick_um - tol_um,
+                                   thickness_um=thick_um)
+        for row, table in zip(metric_rows, crack_tables, strict=True):
+            _rooted_by_history(row, table)
         if not has_lithium:
             cz.attrs["lithium"] = "not segmented: lithium in cracks cannot be told from empty crack"
             if "lithium" in cz:

@@ -13,6 +13,7 @@ from dendritect.measure.cracks import (
     CrackHistory,
     measure_cracks,
     measure_step,
+    root_tracks,
 )
 from dendritect.measure.deficit import aperture_from_volume, crack_fraction
 from dendritect.measure.sparse import measure_cracks_voxels, measure_step_voxels
@@ -27,4 +28,5 @@ __all__ = [
     "measure_cracks_voxels",
     "measure_step",
     "measure_step_voxels",
+    "root_tracks",
 ]

@@ -404,17 +404,8 @@ class CrackHistory:
         """Return a copy of ``table`` with the history columns filled."""
         out = table.copy()
         if self.span_from_um is not None and len(out):
+            _root(out, self._anchored, self.span_from_um, self.thickness_um)
             ids = out["crack_id"].to_numpy(np.int64)
-            was = np.isin(ids, np.fromiter(self._anchored, np.int64, len(self._anchored)))
-            kept = was & (out["anchored"].to_numpy() == 0)
-            if kept.any():
-                out.loc[kept, "anchored"] = 1
-                spans = kept & (out["front_depth_um"].to_numpy() >= self.span_from_um)
-                out.loc[spans, "spanning"] = 1
-                if self.thickness_um is not None:
-                    out.loc[spans, "front_depth_um"] = self.thickness_um
-                    out.loc[spans, "dry_tip_lead_um"] = (self.thickness_um
-                                                         - out.loc[spans, "li_front_depth_um"])
             self._anchored.update(int(c) for c in ids[out["anchored"].to_numpy() > 0])
         origins, speeds = [], []
         for cid, t, depth, edge in zip(out["crack_id"], out["time_s"], out["front_depth_um"],
@@ -433,6 +424,57 @@ class CrackHistory:
         out["origin_edge_distance_um"] = np.asarray(origins, dtype=np.float64)
         out["front_speed_um_s"] = np.asarray(speeds, dtype=np.float64)
         return out
+
+
+def _root(table: pd.DataFrame, rooted: set[int], span_from_um: float,
+          thickness_um: float | None) -> None:
+    """Rows of ``table`` whose crack id is in ``rooted`` become anchored, in place; those whose
+    front reaches ``span_from_um`` span (front: ``thickness_um``)."""
+    ids = table["crack_id"].to_numpy(np.int64)
+    kept = np.isin(ids, np.fromiter(rooted, np.int64, len(rooted)))
+    kept &= table["anchored"].to_numpy() == 0
+    if not kept.any():
+        return
+    table.loc[kept, "anchored"] = 1
+    spans = kept & (table["front_depth_um"].to_numpy() >= span_from_um)
+    table.loc[spans, "spanning"] = 1
+    if thickness_um is not None:
+        table.loc[spans, "front_depth_um"] = thickness_um
+        table.loc[spans, "dry_tip_lead_um"] = thickness_um - table.loc[spans, "li_front_depth_um"]
+
+
+def root_tracks(tables: list[pd.DataFrame], *, span_from_um: float,
+                thickness_um: float | None = None) -> list[pd.DataFrame]:
+    """Tracked cracks anchored at every step of their track once anchored at any.
+
+    :class:`CrackHistory` keeps a crack anchored after it touched the anode; this also
+    anchors it at the steps before: a crack present in the first scan whose root there was
+    too faint to segment (a thin lithium-filled mouth in the interface's partial volume) is
+    the same crack, rooted at the same anode, as at the step that showed its root.
+
+    Parameters
+    ----------
+    tables : list of DataFrame
+        :func:`measure_cracks` tables of the steps in time order (same crack ids across steps).
+    span_from_um, thickness_um : float
+        As in :class:`CrackHistory`.
+
+    Returns
+    -------
+    list of DataFrame
+        Copies of the tables.
+    """
+    rooted: set[int] = set()
+    for tb in tables:
+        if len(tb):
+            rooted.update(int(c) for c in tb.loc[tb["anchored"] > 0, "crack_id"])
+    out = []
+    for tb in tables:
+        tb = tb.copy()
+        if len(tb):
+            _root(tb, rooted, span_from_um, thickness_um)
+        out.append(tb)
+    return out
 
 
 def measure_step(crack: np.ndarray, geometry: Any, voxel_size_um: Any, *,
