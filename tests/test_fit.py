@@ -102,6 +102,7 @@ def test_twin_fit_forecasts_the_span_from_pre_span_scans(twin, tmp_path: Path) -
                         current_density_mA_cm2=meta["current_density_mA_cm2"],
                         stack_pressure_MPa=meta["stack_pressure_MPa"])
     r = fit(data, model="growth")
+    assert not any("does not follow" in n for n in r.notes)
     assert r.forecast_span_time_s == pytest.approx(t_span, rel=0.10)
     empirical = data.empirical_forecast_s
     assert empirical is not None

@@ -115,12 +115,12 @@ def test_idle_cell_under_stack_pressure() -> None:
 
 def test_cycle_protocol_half_cycles_and_cycles_to_short() -> None:
     r = ecm.simulate(current_density_mA_cm2=2.0, protocol="cycle", capacity_mAh_cm2=0.3,
-                     duration_s=20000.0)
+                     duration_s=40000.0)
     assert r.half_cycle_s == pytest.approx(540.0)
     assert r.t_short_s is not None
     assert r.cycles_to_short == math.floor(r.t_short_s / 1080.0) + 1
     # Continuous plating shorts sooner than cycling the same current.
-    g = ecm.simulate(current_density_mA_cm2=2.0, duration_s=20000.0)
+    g = ecm.simulate(current_density_mA_cm2=2.0, duration_s=40000.0)
     assert g.t_short_s < r.t_short_s
     with pytest.raises(InputError, match="capacity"):
         ecm.simulate(protocol="cycle")

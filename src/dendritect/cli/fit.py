@@ -76,4 +76,6 @@ def fit(
         typer.echo(f"what if {row['change']}: "
                    + ("no short within the horizon" if s is None
                       else f"short after {s:.6g} s of plating"))
+    for note in doc["notes"]:
+        typer.echo(f"note: {note}")
     typer.echo(f"fit: {path}")

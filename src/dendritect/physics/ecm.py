@@ -249,12 +249,14 @@ def deposition_flux_um2_s(current_density_mA_cm2: float, depth_um: float, flaw_u
                           thickness_um: float, props: CellProperties) -> float:
     """Lithium plated into the flaw per unit width at zero back-pressure (µm²/s).
 
-    Faraday's law over the flaw's footprint (w = a0) with the focusing of the current by
-    contact loss, the flaw edge and the shortened ionic path of the front.
+    Faraday's law over the flaw's footprint (w = a0) with the focusing of the current on the
+    flaw edge and by the shortened ionic path of the front. Contact loss does not add lithium:
+    averaged over a footprint much larger than the contact spots the current is still i (it
+    raises the local overpotential instead, :func:`front_overpotential_mV`).
     """
     v = lithium_velocity_um_s(abs(current_density_mA_cm2), props.lithium.molar_volume_m3_mol)
     rho = props.relative_density
-    return (v * flaw_um * rho**-1.5 * props.contact_factor * props.edge_factor(flaw_um)
+    return (v * flaw_um * rho**-1.5 * props.edge_factor(flaw_um)
             * _front_focus(depth_um, thickness_um, props))
 
 

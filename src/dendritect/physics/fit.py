@@ -384,6 +384,12 @@ def fit(data: FitData, *, model: str = "cell", x0: tuple[float, float] | None = 
     def to_wall(tau_x: float | None) -> float | None:
         return None if tau_x is None else float(data.t_of_tau(tau_x))
 
+    rms = float(np.sqrt(np.mean((sol.fun * sig) ** 2)))
+    if rms > 3.0 * sig:
+        notes.append(f"the {model} model does not follow the measured fronts (rms {rms:.3g} µm "
+                     f"against a depth σ of {sig:.3g} µm): its forecasts are not reliable"
+                     + ("; a synthetic twin series is fitted with --model growth"
+                        if model == "cell" else ""))
     span_tau, short_tau = _events(model, data, x, horizon)
     grads = []
     for k in range(p):
@@ -430,7 +436,7 @@ def fit(data: FitData, *, model: str = "cell", x0: tuple[float, float] | None = 
                      forecast_span_time_s=span_t, forecast_span_time_sigma_s=span_sig,
                      forecast_short_time_s=short_t, forecast_short_time_sigma_s=short_sig,
                      what_if=what_if,
-                     residual_rms_um=float(np.sqrt(np.mean((sol.fun * sig) ** 2))),
+                     residual_rms_um=rms,
                      series=series, data=data, notes=notes)
 
 
