@@ -177,3 +177,30 @@ def test_report_fit_panel_from_fit_json(cli, tmp_path: Path) -> None:
     assert len(rows["what_if"]) == len(doc["what_if"])
     (d / "fit.json").write_text("not json")
     assert load_fit(d) is None
+
+
+def test_plating_clock_stalls_while_stripping(tmp_path: Path) -> None:
+    # 0-1000 s plating, 1000-1500 s stripping, then plating again.
+    t = np.arange(0.0, 3001.0, 5.0)
+    cur = np.where((t >= 1000.0) & (t < 1500.0), -0.5, 0.5)
+    times = np.array([0.0, 500.0, 1000.0, 1500.0, 2000.0, 3000.0])
+    front = np.array([0.0, 10.0, 20.0, 20.0, 30.0, 50.0])
+    d = _results_folder(tmp_path / "r", times, front, 300.0, 2.0,
+                        echem={"time_s": t, "voltage_V": 0.01 + 0 * t, "current_mA": cur})
+    data = load_results(d, electrolyte="Li6PS5Cl", current_density_mA_cm2=1.0,
+                        stack_pressure_MPa=5.0)
+    assert data.plating_time_s == pytest.approx([0.0, 500.0, 1000.0, 1000.0, 1500.0, 2500.0],
+                                                abs=5.0)
+    assert data.t_of_tau(2500.0) == pytest.approx(3000.0, abs=5.0)
+    assert data.t_of_tau(4000.0) == pytest.approx(4500.0, abs=5.0)  # plating after the record
+
+
+def test_flat_fronts_give_no_forecast(tmp_path: Path) -> None:
+    times = np.arange(6) * 600.0
+    d = _results_folder(tmp_path / "r", times, np.zeros(6), 300.0, 2.0, current_mA=0.5)
+    data = load_results(d, electrolyte="Li6PS5Cl", current_density_mA_cm2=1.0,
+                        stack_pressure_MPa=5.0)
+    r = fit(data, model="cell")
+    assert r.residual_rms_um < 2.0
+    # No measured growth: the fitted cell does not span within the measured time.
+    assert r.forecast_span_time_s is None or r.forecast_span_time_s > times[-1]

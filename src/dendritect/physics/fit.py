@@ -49,8 +49,8 @@ class FitData:
     time_s : ndarray
         Acquisition time of each scan used.
     plating_time_s : ndarray
-        Net plating charge at each scan over the plating current (s); equals ``time_s``
-        when there is no cycler record.
+        Charge passed while plating, up to each scan, over the plating current (s); equals
+        ``time_s`` when there is no cycler record.
     front_um, li_front_um : ndarray
         Measured crack-front and lithium-front depths (NaN where not measured).
     n_cracks : ndarray
@@ -99,8 +99,9 @@ def _plating_clock(echem: pd.DataFrame | None, times: np.ndarray, notes: list[st
         raise InputError("echem.csv: no plating current (positive current_mA) in the record")
     i_plate = float(np.median(plating))
     dt = np.diff(t, prepend=t[0])
-    tau = np.cumsum(np.where(cur > 0, cur, np.where(cur < 0, cur, 0.0)) * dt) / i_plate
-    tau = np.maximum.accumulate(np.maximum(tau, 0.0))
+    # Plating time: the charge passed while plating over the plating current (it stalls while
+    # the anode is stripped, as crack growth does).
+    tau = np.cumsum(np.where(cur > 0, cur, 0.0) * dt) / i_plate
     tau_scan = np.interp(times, t, tau)
 
     def t_of_tau(x: float) -> float:
