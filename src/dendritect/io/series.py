@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import dask.array as da
 import numpy as np
 
-__all__ = ["Series", "open_series"]
+__all__ = ["Series"]
 
 
 @dataclass(frozen=True)
@@ -51,9 +50,3 @@ class Series:
         """Read one step into memory as a numpy array (its own dtype)."""
         return np.asarray(self.data[t].compute())
 
-
-def open_series(path: str | Path, **kwargs: Any) -> Series:
-    """Open any supported input as a lazy :class:`Series` (see :mod:`dendritect.io.readers`)."""
-    from dendritect.io.readers import open_series as _open
-
-    return _open(path, **kwargs)

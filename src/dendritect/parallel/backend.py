@@ -106,13 +106,10 @@ class GPUBackend(Backend):
 
 
 def _import_cupy() -> Any:
-    """CuPy, or an InputError that says how to get it."""
-    try:
-        import cupy
-    except ImportError:
-        raise InputError("no GPU backend: install cupy (pip install 'dendritect[gpu]', which "
-                         "brings cupy-cuda12x) or use --device cpu") from None
-    return cupy
+    """CuPy, or an InputError (:func:`dendritect.segment.gpu.import_cupy`)."""
+    from dendritect.segment.gpu import import_cupy
+
+    return import_cupy()
 
 
 def _device_count(cupy: Any) -> int:

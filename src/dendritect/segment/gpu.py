@@ -24,6 +24,7 @@ from dendritect.segment.hessian import default_contrast
 __all__ = [
     "SHEET_KERNEL_BODY",
     "distance_transform_edt_gpu",
+    "import_cupy",
     "label_gpu",
     "sheetness_gpu",
     "to_host",
@@ -72,16 +73,21 @@ _ORDERS = ((0, 0, 2), (0, 1, 1), (1, 0, 1), (0, 2, 0), (1, 1, 0), (2, 0, 0))
 _KERNEL: Any = None
 
 
-def _cupy():
-    from dendritect.parallel.backend import _import_cupy
+def import_cupy() -> Any:
+    """CuPy, or an InputError that says how to get it (CuPy is optional)."""
+    try:
+        import cupy
+    except ImportError:
+        raise InputError("no GPU backend: install cupy (pip install 'dendritect[gpu]', which "
+                         "brings cupy-cuda12x) or use the CPU") from None
+    return cupy
 
-    return _import_cupy()
 
 
 def _sheet_kernel():
     global _KERNEL
     if _KERNEL is None:
-        cupy = _cupy()
+        cupy = import_cupy()
         _KERNEL = cupy.ElementwiseKernel(
             "float32 hxx, float32 hxy, float32 hxz, float32 hyy, float32 hyz, float32 hzz, "
             "float32 inv_ref, float32 inv_2a2",
@@ -98,7 +104,7 @@ def to_host(array: Any) -> np.ndarray:
 
 
 def _to_device(array: Any, dtype=None):
-    cupy = _cupy()
+    cupy = import_cupy()
     return cupy.asarray(array, dtype=dtype)
 
 
@@ -125,7 +131,7 @@ def sheetness_gpu(volume: Any, sigmas_vox: float | Sequence[float], *, dark: boo
     cupy.ndarray
         float32, the volume's shape (on the device; see :func:`to_host`).
     """
-    cupy = _cupy()
+    cupy = import_cupy()
     from cupyx.scipy import ndimage as cndi
 
     vol = _to_device(volume, np.float32)
