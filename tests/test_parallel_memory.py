@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -92,3 +94,63 @@ def test_peak_rss_grows_with_an_allocation():
     assert block.sum() > 0
     assert after >= before
     assert after > 32 * 2**20  # an interpreter with numpy and this block
+
+
+def test_plan_one_rule_for_what_fits():
+    from dendritect.parallel.memory import (
+        PROCESS_RESERVE_BYTES,
+        STAGE_BYTES_PER_VOXEL,
+        Plan,
+        work_bytes,
+    )
+
+    shape = (64, 256, 256)
+    n = 64 * 256 * 256
+    unlimited = Plan(shape, np.uint16)
+    assert unlimited.work_bytes is None and unlimited.fits(10**6)
+    assert unlimited.hold_steps and unlimited.register_ahead
+    assert unlimited.slabs(80, halo=8) == [(0, 64)]
+    # the work budget is the limit less the reserve, at least a quarter of it
+    assert Plan(shape, memory_limit_bytes="3GB").work_bytes == 3 * 10**9 - PROCESS_RESERVE_BYTES
+    assert work_bytes(20 * 10**6) == 5 * 10**6
+    c = STAGE_BYTES_PER_VOXEL
+    hold = (c["hold"] + c["segment"]) * n
+    just = Plan(shape, memory_limit_bytes=hold + PROCESS_RESERVE_BYTES)
+    assert just.hold_steps and not just.register_ahead
+    assert not Plan(shape, memory_limit_bytes=hold + PROCESS_RESERVE_BYTES - 1).hold_steps
+    assert just.fits((40, 40), voxels=10) and not Plan(shape, memory_limit_bytes=4000).fits(
+        (500, 501), voxels=1)
+
+
+@pytest.mark.parametrize("limit", [50 * 2**20, 600 * 2**20, 2 * 10**9])
+@pytest.mark.parametrize("halo", [0, 8])
+def test_plan_slabs_cover_fit_and_are_never_thinner_than_the_halo(limit, halo):
+    from dendritect.parallel.memory import Plan
+
+    plan = Plan((300, 512, 512), np.uint16, limit, workers=2)
+    slabs = plan.slabs(80, halo=halo)
+    assert slabs[0][0] == 0 and slabs[-1][1] == 300
+    assert all(a1 == b0 for (_, a1), (b0, _) in itertools.pairwise(slabs))
+    core = max(b - a for a, b in slabs)
+    assert core >= min(300, max(halo, 1))
+    n_par = plan.slab_parallelism(80, halo=halo)
+    assert 1 <= n_par <= 2
+    if core > max(halo, 1):  # thicker than the floor: the budget holds them
+        assert n_par * (core + 2 * halo) * 512 * 512 * 80 <= plan.work_bytes
+
+
+def test_plan_from_context_and_bad_input():
+    from dendritect.parallel.cluster import compute_context
+    from dendritect.parallel.memory import Plan
+
+    with compute_context(memory_limit="1GB"):
+        plan = Plan.from_context((10, 20, 30), "uint16")
+    assert plan.memory_limit_bytes == 10**9 and plan.device == "cpu"
+    assert plan.dtype == np.uint16 and plan.voxels == 6000
+    assert Plan.from_context((10, 20, 30)).memory_limit_bytes is None
+    with pytest.raises(InputError, match="3D"):
+        Plan((10, 20))
+    with pytest.raises(InputError, match="workers"):
+        Plan((10, 20, 30), workers=0)
+    with pytest.raises(InputError, match="memory limit"):
+        Plan((10, 20, 30), memory_limit_bytes="lots")

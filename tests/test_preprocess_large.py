@@ -59,7 +59,8 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 # --- binning ------------------------------------------------------------------------------
 
 def test_bin_factor():
-    assert bin_factor((512, 1024, 1024)) == (1, 4, 4)  # 512 * 256 * 256 = 2**25
+    assert bin_factor((512, 1024, 1024), 2**25) == (1, 4, 4)  # 512 * 256 * 256 = 2**25
+    assert bin_factor((512, 1024, 1024)) == (1, 12, 12)  # default: 512 * 86 * 86 <= 2**22
     assert bin_factor((64, 128, 128)) == (1, 1, 1)
     assert bin_factor(SHAPE, SMALL) == (1, 2, 2)
     assert bin_factor((48, 100, 90), 48 * 34 * 30) == (1, 3, 3)  # partial blocks count
@@ -258,7 +259,7 @@ def test_align_step_bad_input():
     with pytest.raises(InputError, match="fewer than 100"):
         align_step(vol, vol, (0, 0, 0), np.zeros_like(vol),
                    mask_fn=lambda z0, z1: np.zeros((z1 - z0, 10, 12), bool))
-    assert MAX_WHOLE_VOXELS == 2**25
+    assert MAX_WHOLE_VOXELS == 2**22
 
 
 def test_find_cell_bounded_footprint_stays_inside_the_pellet(cell):

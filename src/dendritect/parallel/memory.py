@@ -3,6 +3,11 @@
 Out-of-core filtering keeps peak memory proportional to the *chunk* size, never to the series
 size: each task holds one block plus its halo and the filter's temporaries. These helpers turn a
 budget (``"3GB"``) into z-slab or block chunk sizes for :func:`dask.array.map_overlap`.
+
+:class:`Plan` is the one rule for what fits: built once per analysis from the step's shape and
+dtype, the budget, the device and the tasks that run at once, it decides for every stage
+whether a step is held whole and how thick its slabs are, from the stage's bytes per voxel
+(:data:`STAGE_BYTES_PER_VOXEL`). No stage's *result* depends on the plan.
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ import os
 import resource
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from dask.utils import parse_bytes
@@ -19,19 +26,267 @@ from dask.utils import parse_bytes
 from dendritect.errors import InputError
 
 __all__ = [
+    "MAX_WHOLE_VOXELS",
+    "PROCESS_RESERVE_BYTES",
     "SHEETNESS_TEMPORARIES",
+    "STAGE_BYTES_PER_VOXEL",
+    "Plan",
     "available_memory_bytes",
     "block_bytes",
     "chunks_for_memory",
     "default_workers",
+    "parallel_slabs",
     "parse_memory_limit",
     "peak_rss_bytes",
+    "plan_z_slabs",
+    "work_bytes",
 ]
 
 # float32 arrays one sheetness block holds at its peak: the float32 copy of the input, the six
 # partly filtered Hessian terms, the output, and the input block with its halo as dask
 # concatenates it from the neighbouring chunks (see dendritect.segment.hessian).
 SHEETNESS_TEMPORARIES = 9
+
+MAX_WHOLE_VOXELS: int = 2**22
+"""Work size of the preprocessing (find the cell, decide the anode, register), in voxels.
+
+A step of up to this many voxels is processed whole; a larger one on a block-mean binned copy
+of at most this many voxels, refined on full-resolution crops of at most this many voxels
+(:mod:`dendritect.preprocess.large`). It is an algorithm parameter, not a memory decision: it
+does not follow the budget, so that the results do not either. Its working set, about
+:data:`STAGE_BYTES_PER_VOXEL` ``["register"]`` bytes per voxel (0.27 GB), is the floor of any
+budget."""
+
+#: Bytes per voxel each stage holds at its peak for the voxels it works on (tracemalloc, on a
+#: 96 x 512 x 512 uint16 step read from Zarr; planned with room for what the allocator keeps):
+#:
+#: * ``"segment"``: one z-slab of the segmentation's first pass, halo included (input,
+#:   smoothed, background, darkness, sheetness with its filter's temporaries, the axial-line
+#:   filter; ~40-45 B as RSS growth; a full-size run planned at 64 B peaked at the limit);
+#: * ``"align"``: one slab of the shift and grey-level match, halo included (the float32 read,
+#:   the shifted and the smoothed copies, the mask; measured 19 B);
+#: * ``"register"``: the phase correlation on the voxels it registers (measured 52 B, and
+#:   63 B per work voxel on the bounded path, binned copies included);
+#: * ``"hold"``: a step held whole in memory through the step loop: step 0, the registered
+#:   step and the moving step as float32.
+STAGE_BYTES_PER_VOXEL: dict[str, int] = {"segment": 80, "align": 24, "register": 64,
+                                         "hold": 12}
+
+#: Memory the process needs beside the stages' working sets, taken from the limit: readers'
+#: and Zarr's buffers, the results being assembled, what the allocator keeps. The interpreter
+#: with its libraries (~240 MB measured) is outside the limit.
+PROCESS_RESERVE_BYTES = 512 * 2**20
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How one analysis uses memory and compute; built once, passed to the stages.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        ``(nz, ny, nx)`` of one step.
+    dtype : numpy dtype
+        The steps' dtype on disk.
+    memory_limit_bytes : int or None
+        The budget (``--memory-limit``); None: no limit, every step is held whole.
+    device : str
+        ``"cpu"`` or ``"gpu"``: where the kernels run.
+    workers : int
+        Tasks that run at once (threads times worker processes).
+
+    Notes
+    -----
+    One rule decides what fits: a stage needing ``b`` bytes per voxel on ``n`` voxels fits
+    when ``b * n <= work_bytes``, the limit less :data:`PROCESS_RESERVE_BYTES` (at least a
+    quarter of it). The costs are :data:`STAGE_BYTES_PER_VOXEL`. Where a stage does not fit
+    whole it runs in z-slabs of whole (y, x) planes, as thick as the budget allows and never
+    thinner than their halo; every stage gives the same result for any slab size.
+    """
+
+    shape: tuple[int, int, int]
+    dtype: Any = np.float32
+    memory_limit_bytes: int | None = None
+    device: str = "cpu"
+    workers: int = 1
+
+    def __post_init__(self) -> None:
+        shape = tuple(int(s) for s in self.shape)
+        if len(shape) != 3 or min(shape) < 1:
+            raise InputError(f"Plan: expected a 3D (z, y, x) shape, got {self.shape!r}")
+        object.__setattr__(self, "shape", shape)
+        object.__setattr__(self, "dtype", np.dtype(self.dtype))
+        if self.memory_limit_bytes is not None:
+            object.__setattr__(self, "memory_limit_bytes",
+                               parse_memory_limit(self.memory_limit_bytes, name="memory limit"))
+        if isinstance(self.workers, bool) or int(self.workers) < 1:
+            raise InputError(f"Plan: workers must be a positive integer, got {self.workers!r}")
+        object.__setattr__(self, "workers", int(self.workers))
+
+    @classmethod
+    def from_context(cls, shape: Sequence[int], dtype: Any = np.float32,
+                     context: Any = None) -> Plan:
+        """The plan for steps of ``shape`` under the active (or given) compute context.
+
+        Parameters
+        ----------
+        shape : sequence of int
+            ``(nz, ny, nx)``.
+        dtype : numpy dtype
+            The steps' dtype.
+        context : ComputeContext, optional
+            Default: :func:`~dendritect.parallel.cluster.current_context`; outside any, no
+            limit, the CPU and :func:`default_workers` tasks.
+        """
+        if context is None:
+            from dendritect.parallel.cluster import current_context
+
+            context = current_context()
+        if context is None:
+            return cls(tuple(shape), dtype, None, "cpu", default_workers())
+        return cls(tuple(shape), dtype, context.memory_limit_bytes, context.device,
+                   context.n_parallel)
+
+    @property
+    def voxels(self) -> int:
+        """Voxels of one step."""
+        return math.prod(self.shape)
+
+    @property
+    def work_bytes(self) -> int | None:
+        """Bytes the stages' working sets may use (:func:`work_bytes`); None: no limit."""
+        return work_bytes(self.memory_limit_bytes)
+
+    def fits(self, bytes_per_voxel: int | Sequence[int], voxels: int | None = None) -> bool:
+        """Whether ``voxels`` (default: a whole step) at ``bytes_per_voxel`` fit the budget.
+
+        Parameters
+        ----------
+        bytes_per_voxel : int or sequence of int
+            The stage's cost, or the costs of stages that run at the same time (summed).
+        voxels : int, optional
+            Default: one step.
+        """
+        if self.work_bytes is None:
+            return True
+        cost = (int(bytes_per_voxel) if isinstance(bytes_per_voxel, (int, np.integer))
+                else int(sum(bytes_per_voxel)))
+        n = self.voxels if voxels is None else int(voxels)
+        return cost * n <= self.work_bytes
+
+    @property
+    def hold_steps(self) -> bool:
+        """Whether steps are held whole in memory through the step loop (step 0, the
+        registered step, the moving one) and registered, aligned and segmented whole."""
+        c = STAGE_BYTES_PER_VOXEL
+        return self.fits((c["hold"], c["segment"]))
+
+    @property
+    def register_ahead(self) -> bool:
+        """Whether the next step may be registered and aligned (in a second buffer) while
+        the current one is segmented."""
+        c = STAGE_BYTES_PER_VOXEL
+        return self.fits((2 * c["hold"], c["register"], c["align"], c["segment"]))
+
+    def budget_after_held(self, held_bytes_per_voxel: int) -> int | None:
+        """The limit to give a stage while ``held_bytes_per_voxel`` of each voxel of a step
+        is held by others (e.g. step 0 and the registered step in memory); None without a
+        limit."""
+        if self.memory_limit_bytes is None:
+            return None
+        held = int(held_bytes_per_voxel) * self.voxels
+        return max(int(self.memory_limit_bytes) // 4, int(self.memory_limit_bytes) - held)
+
+    def slabs(self, bytes_per_voxel: int, *, halo: int = 0, plane_voxels: int | None = None,
+              n_parallel: int | None = None, nz: int | None = None) -> list[tuple[int, int]]:
+        """Equal z-slabs ``(start, stop)`` covering ``0..nz`` for a stage of
+        ``bytes_per_voxel`` (:func:`plan_z_slabs` on :attr:`work_bytes`).
+
+        Parameters
+        ----------
+        bytes_per_voxel : int
+            The stage's cost (:data:`STAGE_BYTES_PER_VOXEL`).
+        halo : int
+            Planes read on each side of a slab.
+        plane_voxels : int, optional
+            Voxels per plane (default: a step's ``ny * nx``).
+        n_parallel : int, optional
+            Slabs that may run at once (default :attr:`workers`).
+        nz : int, optional
+            Planes to cut (default: a step's ``nz``).
+        """
+        return plan_z_slabs(self.shape[0] if nz is None else int(nz),
+                            self.shape[1] * self.shape[2] if plane_voxels is None
+                            else int(plane_voxels),
+                            halo, self.work_bytes, bytes_per_voxel,
+                            self.workers if n_parallel is None else n_parallel)
+
+    def slab_parallelism(self, bytes_per_voxel: int, *, halo: int = 0,
+                         plane_voxels: int | None = None, n_parallel: int | None = None) -> int:
+        """Slabs to run at once (:func:`parallel_slabs` on :attr:`work_bytes`)."""
+        return parallel_slabs(self.shape[1] * self.shape[2] if plane_voxels is None
+                              else int(plane_voxels), halo, self.work_bytes, bytes_per_voxel,
+                              self.workers if n_parallel is None else n_parallel)
+
+
+def work_bytes(memory_limit_bytes: int | None) -> int | None:
+    """The part of a memory limit the stages' working sets may use: the limit less
+    :data:`PROCESS_RESERVE_BYTES`, and at least a quarter of it (None: no limit)."""
+    if memory_limit_bytes is None:
+        return None
+    lim = int(memory_limit_bytes)
+    return max(lim // 4, lim - PROCESS_RESERVE_BYTES)
+
+
+def parallel_slabs(plane_voxels: int, halo: int, budget_bytes: int | None,
+                   bytes_per_voxel: int, n_parallel: int) -> int:
+    """Slabs to run at once: ``n_parallel``, fewer where ``budget_bytes`` would not give each
+    a slab at least as thick as its halo, plus the halo on each side."""
+    if budget_bytes is None:
+        return max(1, int(n_parallel))
+    per_plane = max(1, int(plane_voxels)) * int(bytes_per_voxel)
+    fits = int(budget_bytes) // (3 * max(int(halo), 1) * per_plane)
+    return int(max(1, min(int(n_parallel), fits)))
+
+
+def plan_z_slabs(nz: int, plane_voxels: int, halo: int, budget_bytes: int | None,
+                 bytes_per_voxel: int, n_parallel: int = 1) -> list[tuple[int, int]]:
+    """Cut ``nz`` planes into equal slabs whose working sets, halo included, fit a budget.
+
+    Parameters
+    ----------
+    nz : int
+        Planes to cut.
+    plane_voxels : int
+        Voxels per plane.
+    halo : int
+        Planes read on each side of a slab.
+    budget_bytes : int or None
+        Bytes all slabs running at once may use (already less the process's reserve,
+        :func:`work_bytes`); None: one slab.
+    bytes_per_voxel : int
+        The stage's cost per voxel of a slab with its halo.
+    n_parallel : int
+        Slabs that may run at once; the plan assumes :func:`parallel_slabs` of them.
+
+    Returns
+    -------
+    list of (int, int)
+        Half-open ``(start, stop)`` plane ranges, in order, covering ``0..nz``; a slab is
+        never thinner than its halo (thinner ones spend most of their time on the halo).
+    """
+    nz = int(nz)
+    if budget_bytes is None or nz <= 1:
+        return [(0, nz)]
+    n_par = parallel_slabs(plane_voxels, halo, budget_bytes, bytes_per_voxel, n_parallel)
+    per_plane = max(1, int(plane_voxels)) * int(bytes_per_voxel)
+    total = int(budget_bytes) // n_par // per_plane
+    core = max(total - 2 * int(halo), int(halo), 1)
+    if core >= nz:
+        return [(0, nz)]
+    n = -(-nz // core)
+    core = -(-nz // n)  # equal slabs
+    return [(z, min(nz, z + core)) for z in range(0, nz, core)]
 
 
 def parse_memory_limit(value: str | int | float | None, *, name: str = "--memory-limit"

@@ -6,20 +6,22 @@ few GB, so no function here holds a whole step as float32. Every function takes 
 ``zarr.Array``, an ``h5py.Dataset``, a ``dask.array.Array``), read in z-slabs of whole (y, x)
 planes.
 
-Steps of at most ``max_voxels`` voxels are handled whole, by the functions of
-:mod:`dendritect.preprocess` themselves, so small steps give exactly the answers they always
-gave. Larger steps:
+Steps of at most ``max_voxels`` voxels (default
+:data:`~dendritect.parallel.memory.MAX_WHOLE_VOXELS`, 2**22) are handled whole, by the
+functions of :mod:`dendritect.preprocess` themselves. Larger steps:
 
 * the cell (:func:`find_cell_bounded`) and the anode side (:func:`decide_anode_bounded`) are found
   on a block-mean binned copy that fits ``max_voxels`` and brought back to full resolution (the
   noise and electrode footprints measured again on a few full-resolution slices);
 * the drift (:func:`estimate_shift_bounded`) is estimated coarsely on binned copies, then refined
-  at full resolution on a z column and a (y, x) slab of at most ``max_voxels // 4`` voxels each;
+  at full resolution on a z column and a (y, x) slab of at most ``max_voxels`` voxels each;
 * registration and grey-level matching (:func:`align_step`) run slab by slab and give the same
   values as the in-memory functions (bit for bit in the tests).
 
-Peak memory on a 512 x 1024 x 1024 uint16 Zarr step (default budget): about 1.3 GB for the four
-stages together.
+``max_voxels`` is an algorithm parameter, the same whatever the memory budget, so results do
+not depend on the budget. Peak memory of registration, the largest of these stages: about 64
+bytes per work voxel (0.27 GB with the default), whatever the step's size; alignment follows its
+slab size (``slab_vox``, chosen by :class:`~dendritect.parallel.memory.Plan`).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import numpy as np
 from scipy import ndimage
 
 from dendritect.errors import InputError
+from dendritect.parallel.memory import MAX_WHOLE_VOXELS
 from dendritect.preprocess import cell as _cell
 from dendritect.preprocess import normalise as _normalise
 from dendritect.preprocess.cell import (
@@ -55,8 +58,8 @@ __all__ = [
     "read_float32",
 ]
 
-MAX_WHOLE_VOXELS: int = 2**25
-"""Steps of up to this many voxels (128 MB as float32) are handled whole, exactly as before."""
+# Steps of up to MAX_WHOLE_VOXELS voxels (2**22, 16 MB as float32) are handled whole; the
+# value, and why it does not follow the memory budget: dendritect.parallel.memory.
 
 _MIN_BINNED_LATERAL = 16  # a binned cross-section narrower than this cannot show a footprint
 # scipy's Gaussian kernel radius: int(truncate * sigma + 0.5), truncate 4 (the default)
@@ -578,13 +581,13 @@ def estimate_shift_bounded(reference: Any, moving: Any, *, max_voxels: int = MAX
         3D (z, y, x) steps of the same shape (numpy, zarr, h5py, dask).
     max_voxels : int
         Steps up to this size give exactly ``estimate_shift``'s answer (the phase correlation
-        holds about 70 bytes per voxel at its peak: 2.4 GB for 2**25 voxels).
+        holds about 52 bytes per voxel at its peak: 0.22 GB for 2**22 voxels).
     upsample : int
         Sub-voxel precision is ``1 / upsample`` voxel.
     work_voxels : int, optional
         Larger steps: most voxels of the binned copies and of the full-resolution crop.
-        Default ``max_voxels // 4`` (about 0.6 GB at the peak with the default
-        ``max_voxels``); at most ``max_voxels``.
+        Default ``max_voxels`` (about 0.27 GB at the peak with the default ``max_voxels``);
+        at most ``max_voxels``.
 
     Returns
     -------
@@ -608,7 +611,7 @@ def estimate_shift_bounded(reference: Any, moving: Any, *, max_voxels: int = MAX
     if math.prod(shape) <= limit:
         return estimate_shift(read_float32(reference, max_voxels=limit),
                               read_float32(moving, max_voxels=limit), upsample=upsample)
-    work = max(1, limit // 4) if work_voxels is None else _check_max_voxels(work_voxels)
+    work = limit if work_voxels is None else _check_max_voxels(work_voxels)
     limit = min(work, limit)
     f = bin_factor(shape, limit)
     ref_small = binned(reference, f)

@@ -30,73 +30,45 @@ from scipy import ndimage
 
 __all__ = ["Slabs", "plan_slabs", "slab_budget", "slab_parallelism"]
 
-# Bytes per voxel of a slab (halo included) that the segmentation's first pass holds at once:
-# input, smoothed, background, darkness, sheetness and its filter's temporaries, the
-# axial-line filter. Measured: ~40-45 B as RSS growth over a whole step; planned at 80 B for
-# what the allocator keeps and the readers' buffers (a full-size run planned at 64 B peaked at
-# the 3 GB limit).
-SEGMENT_BYTES_PER_VOXEL = 80
+from dendritect.parallel.memory import (
+    PROCESS_RESERVE_BYTES,
+    STAGE_BYTES_PER_VOXEL,
+    parallel_slabs,
+    plan_z_slabs,
+    work_bytes,
+)
 
+# Bytes per voxel of a slab (halo included) that the segmentation's first pass holds at once
+# (the one table of stage costs: :data:`dendritect.parallel.memory.STAGE_BYTES_PER_VOXEL`).
+SEGMENT_BYTES_PER_VOXEL = STAGE_BYTES_PER_VOXEL["segment"]
 
-# Memory the process needs beside the slabs' working sets: the interpreter with its libraries
-# (~280 MB measured), readers' and Zarr's buffers, the results being assembled.
-PROCESS_RESERVE_BYTES = 512 * 2**20
+__all__ += ["PROCESS_RESERVE_BYTES", "SEGMENT_BYTES_PER_VOXEL"]
 
 
 def slab_budget(memory_limit_bytes: int | None) -> int | None:
-    """The part of a memory limit that slabs may use: the limit less
-    :data:`PROCESS_RESERVE_BYTES`, and at least a quarter of it."""
-    if memory_limit_bytes is None:
-        return None
-    lim = int(memory_limit_bytes)
-    return max(lim // 4, lim - PROCESS_RESERVE_BYTES)
+    """The part of a memory limit that slabs may use
+    (:func:`dendritect.parallel.memory.work_bytes`)."""
+    return work_bytes(memory_limit_bytes)
 
 
 def plan_slabs(nz: int, plane_voxels: int, halo: int, memory_limit_bytes: int | None,
                n_parallel: int = 1) -> list[tuple[int, int]]:
-    """Cut ``nz`` planes into slabs whose working set, halo included, fits the budget.
+    """Cut ``nz`` planes into slabs whose segmentation working set, halo included, fits
+    ``memory_limit_bytes`` (already less the process's reserve: :func:`slab_budget`).
 
-    Parameters
-    ----------
-    nz : int
-        Planes to cut.
-    plane_voxels : int
-        Voxels per plane.
-    halo : int
-        Planes read on each side of a slab.
-    memory_limit_bytes : int or None
-        Bytes all slabs running at once may use; None: one slab.
-    n_parallel : int
-        Slabs that may run at once; the plan assumes :func:`slab_parallelism` of them.
-
-    Returns
-    -------
-    list of (int, int)
-        Half-open ``(start, stop)`` plane ranges, in order, covering ``0..nz``.
+    :func:`dendritect.parallel.memory.plan_z_slabs` at :data:`SEGMENT_BYTES_PER_VOXEL`;
+    one slab when ``memory_limit_bytes`` is None.
     """
-    if memory_limit_bytes is None or nz <= 1:
-        return [(0, nz)]
-    n_par = slab_parallelism(plane_voxels, halo, memory_limit_bytes, n_parallel)
-    per_plane = max(1, plane_voxels) * SEGMENT_BYTES_PER_VOXEL
-    total = int(memory_limit_bytes) // n_par // per_plane
-    # a slab never thinner than its halo: thinner ones spend most of their time on the halo
-    core = max(total - 2 * halo, halo, 1)
-    if core >= nz:
-        return [(0, nz)]
-    n = -(-nz // core)
-    core = -(-nz // n)  # equal slabs
-    return [(z, min(nz, z + core)) for z in range(0, nz, core)]
+    return plan_z_slabs(nz, plane_voxels, halo, memory_limit_bytes, SEGMENT_BYTES_PER_VOXEL,
+                        n_parallel)
 
 
 def slab_parallelism(plane_voxels: int, halo: int, memory_limit_bytes: int | None,
                      n_parallel: int) -> int:
-    """Slabs to run at once: ``n_parallel``, fewer where the budget would not give each
-    a slab at least as thick as its halo (plus the halo itself)."""
-    if memory_limit_bytes is None:
-        return max(1, int(n_parallel))
-    per_plane = max(1, plane_voxels) * SEGMENT_BYTES_PER_VOXEL
-    fits = int(memory_limit_bytes) // (3 * max(halo, 1) * per_plane)
-    return int(max(1, min(int(n_parallel), fits)))
+    """Slabs to run at once (:func:`dendritect.parallel.memory.parallel_slabs` at
+    :data:`SEGMENT_BYTES_PER_VOXEL`)."""
+    return parallel_slabs(plane_voxels, halo, memory_limit_bytes, SEGMENT_BYTES_PER_VOXEL,
+                          n_parallel)
 
 
 class Slabs:
