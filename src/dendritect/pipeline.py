@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import zarr
+from scipy import ndimage
 
 from dendritect import __version__
 from dendritect import results as R
@@ -259,6 +260,23 @@ def _decide_anode(stages: _Stages, series: Any, reference: Any, geometry: Any,
     return stages.anode_from_evidence(evidence())
 
 
+def _merged_ids(flat0: np.ndarray, ids0: np.ndarray, flat1: np.ndarray,
+                ids1: np.ndarray) -> dict[int, int]:
+    """Ids of one step that do not go on to the next, mapped to the id they merged into there
+    (the next step's id at their voxels; flat indices sorted, as ``mask_voxels`` gives)."""
+    gone = np.setdiff1d(np.unique(ids0), np.unique(ids1))
+    if not gone.size or not flat1.size:
+        return {}
+    sel = np.isin(ids0, gone)
+    f0, old = flat0[sel], ids0[sel]
+    pos = np.minimum(np.searchsorted(flat1, f0), flat1.size - 1)
+    hit = flat1[pos] == f0
+    out: dict[int, int] = {}
+    for o, n_ in zip(old[hit].tolist(), ids1[pos[hit]].tolist(), strict=True):
+        out.setdefault(int(o), int(n_))
+    return out
+
+
 def _rooted_by_history(row: dict[str, Any], tracked: pd.DataFrame) -> None:
     """Front, lithium front and span of a step's row with the tracked cracks that stay rooted
     at the anode (:class:`~dendritect.measure.CrackHistory`), in place."""
@@ -284,6 +302,56 @@ def _lithium_summary(known: set[int], reasons: dict[str, str],
         why = ["no crack in any scan"]
     return {"resolved": resolved, "reason": max(set(why), key=why.count) if why else None,
             "steps_unresolved": unknown, "steps_resolved": sorted(known)}
+
+
+#: How dark (relative to step 1) a step-1 crack voxel must already be in step 0 to be crack there.
+_BACK_FILL_DARK = 0.8
+
+
+def _back_fill_first(reference: Any, second: Any, crack_second: Any, crack_first: Any,
+                     geometry: Any, params: Any) -> int:
+    """Crack voxels of step 1 that did not change since step 0 are crack at step 0 too.
+
+    A crack open in the first scan but too faint there to segment on its own (a thin,
+    lithium-filled crack in the interface's partial volume) is found at step 1, where it has
+    grown and the change since step 0 leads the segmentation to it; where its grey level did
+    not change (as dark in step 0 as in step 1, to ``_BACK_FILL_DARK``) it was there
+    already. Written into ``crack_first`` plane chunk by plane chunk;
+    returns the number of voxels added (idempotent: a resumed run adds none twice).
+    """
+    levels = getattr(geometry, "levels", None) or {}
+    if "electrolyte" not in levels or "void" not in levels:
+        return 0
+    contrast = float(levels["electrolyte"] - levels["void"])
+    if not contrast > 0:
+        return 0
+    sigma = float(getattr(params, "smooth_sigma_vox", 0.7))
+    floor = float(getattr(params, "grow_darkness", 0.08)) * contrast
+    level = float(levels["electrolyte"])
+    nz = int(crack_second.shape[0])
+    step = _plane_chunk(tuple(crack_second.shape))
+    halo = int(np.ceil(4 * sigma))
+    added = 0
+    for z0 in range(0, nz, step):
+        z1 = min(nz, z0 + step)
+        c1 = np.asarray(crack_second[z0:z1]) > 0
+        if not c1.any():
+            continue
+        c0 = np.asarray(crack_first[z0:z1]) > 0
+        new = c1 & ~c0
+        if not new.any():
+            continue
+        lo, hi = max(0, z0 - halo), min(nz, z1 + halo)
+        k = slice(z0 - lo, z1 - lo)
+        a = ndimage.gaussian_filter(np.asarray(reference[lo:hi], np.float32), sigma)[k]
+        b = ndimage.gaussian_filter(np.asarray(second[lo:hi], np.float32), sigma)[k]
+        # as dark in the first scan as in the second (a tip that grew since is not)
+        dark0, dark1 = level - a, level - b
+        was = new & (dark0 >= floor) & (dark0 >= _BACK_FILL_DARK * dark1)
+        if was.any():
+            crack_first[z0:z1] = (c0 | was).astype(np.uint8)
+            added += int(was.sum())
+    return added
 
 
 def _segment(stages: _Stages, vol: Any, geometry: Any, *, reference: Any, previous: Any,
@@ -598,6 +666,13 @@ def _analyze(input_path: Path, out: Path, *, voxel_size: Any, dataset: str | Non
                     store_crack_fraction(vol, crack_t, geometry, cz["fraction"], t=t,
                                          lithium=None if seg.lithium is None else li_t)
                     state["fraction"] = sorted(set(state.get("fraction", [])) | {t})
+                if t == 1:
+                    crack_0 = _StepView(cz["crack"], 0)
+                    if _back_fill_first(reference, vol, crack_t, crack_0, geometry, params) \
+                            and can_measure(geometry):
+                        store_crack_fraction(reference, crack_0, geometry, cz["fraction"], t=0,
+                                             lithium=(_StepView(cz["lithium"], 0)
+                                                      if 0 in li_steps else None))
                 pz["yx"][t] = _plane(vol, zi)
                 pz["zx"][t] = _plane(vol, (slice(None), yi))
                 pz["zy"][t] = _plane(vol, (slice(None), slice(None), xi))
@@ -642,10 +717,15 @@ def _analyze(input_path: Path, out: Path, *, voxel_size: Any, dataset: str | Non
                 current[t] = crack_voxels(t)
                 yield current[t]
 
+        merges: dict[int, int] = {}
+        before: tuple[np.ndarray, np.ndarray] | None = None
         for t, labels in enumerate(track_voxels(steps(), shape,
                                                 min_overlap_vox=min_overlap_vox)):
             flat = current.pop(t)
             write_voxels(cz["labels"], flat, labels, t=t)
+            if before is not None:
+                merges.update(_merged_ids(*before, flat, labels))
+            before = (flat, labels)
             lith = None
             if has_lithium and t in li_steps:
                 li_flat = mask_voxels(_StepView(cz["lithium"], t))
@@ -665,7 +745,7 @@ def _analyze(input_path: Path, out: Path, *, voxel_size: Any, dataset: str | Non
             metric_rows.append(row)
         # a crack rooted at any step of its track is rooted at all of them
         crack_tables = root_tracks(crack_tables, span_from_um=thick_um - tol_um,
-                                   thickness_um=thick_um)
+                                   thickness_um=thick_um, merges=merges)
         for row, table in zip(metric_rows, crack_tables, strict=True):
             _rooted_by_history(row, table)
         if not has_lithium:

@@ -444,7 +444,9 @@ def _root(table: pd.DataFrame, rooted: set[int], span_from_um: float,
 
 
 def root_tracks(tables: list[pd.DataFrame], *, span_from_um: float,
-                thickness_um: float | None = None) -> list[pd.DataFrame]:
+                thickness_um: float | None = None,
+                merges: dict[int, int] | None = None,
+                min_merged_voxels: int = 12) -> list[pd.DataFrame]:
     """Tracked cracks anchored at every step of their track once anchored at any.
 
     :class:`CrackHistory` keeps a crack anchored after it touched the anode; this also
@@ -458,6 +460,13 @@ def root_tracks(tables: list[pd.DataFrame], *, span_from_um: float,
         :func:`measure_cracks` tables of the steps in time order (same crack ids across steps).
     span_from_um, thickness_um : float
         As in :class:`CrackHistory`.
+    merges : dict, optional
+        Crack id -> the id it merged into at the next step (its track ends there). A piece
+        that merged into a rooted crack is part of it, and rooted too, if it had at least
+        ``min_merged_voxels`` voxels (specks beside pores that the crack later ran through
+        are not its front).
+    min_merged_voxels : int
+        See ``merges``.
 
     Returns
     -------
@@ -468,6 +477,18 @@ def root_tracks(tables: list[pd.DataFrame], *, span_from_um: float,
     for tb in tables:
         if len(tb):
             rooted.update(int(c) for c in tb.loc[tb["anchored"] > 0, "crack_id"])
+    size: dict[int, int] = {}
+    for tb in tables:
+        if len(tb):
+            size.update(zip(tb["crack_id"].astype(int), tb["n_voxels"].astype(int), strict=True))
+    big = {o: n for o, n in (merges or {}).items() if size.get(o, 0) >= min_merged_voxels}
+    changed = bool(big)
+    while changed:
+        changed = False
+        for old, new in big.items():
+            if new in rooted and old not in rooted:
+                rooted.add(old)
+                changed = True
     out = []
     for tb in tables:
         tb = tb.copy()

@@ -245,6 +245,8 @@ WALL_CHANGE_VOX = 2
 #: In each plane a piece of crack that stays within this of the pellet wall (voxels) and runs
 #: along it (at least RIM_ARC_VOX long, RIM_ARC_RATIO times longer than deep) is dropped.
 RIM_ONLY_VOX = 5.0
+#: A crack must reach farther than this from the cathode interface somewhere (voxels).
+CATHODE_ZONE_VOX = 3.0
 RIM_ARC_VOX = 6.0
 RIM_ARC_RATIO = 2.5
 
@@ -620,6 +622,10 @@ def _cracks(box: _Box, slabs: Slabs, flags, previous, has_change: bool,
         if previous is not None:
             hit = slabs.labels_where(lab, n, _Planes(box, previous))[1:]
             ok |= hit & (shp["size"] >= 2)
+        # a piece that never leaves the cathode's interface zone is the interface's partial
+        # volume (a plane fit a voxel off, a tilted interface's steps): cracks grow from the
+        # anode, and one that reached the cathode comes from deeper in the pellet
+        ok &= slabs.labels_where(lab, n, _AwayFromCathode(box, CATHODE_ZONE_VOX))[1:]
         keep[1:] = ok
 
     def _keep(lo: int, hi: int, z0: int, z1: int) -> int:
@@ -667,6 +673,23 @@ def _beyond_rim(crack: np.ndarray, bins: np.ndarray) -> np.ndarray:
             if along >= RIM_ARC_VOX and along >= RIM_ARC_RATIO * (deep + 1.0):
                 out[k][lab == cid] = False
     return out
+
+
+class _AwayFromCathode:
+    """Voxels of the box's planes more than ``zone_vox`` from the cathode interface."""
+
+    def __init__(self, box: _Box, zone_vox: float) -> None:
+        g = box.geometry
+        z = box.z.astype(np.float64)
+        if g.z_cathode_vox > g.z_anode_vox:
+            self.away = z < g.z_cathode_vox - zone_vox
+        else:
+            self.away = z > g.z_cathode_vox + zone_vox
+        self.box = box
+
+    def __getitem__(self, key: slice) -> np.ndarray:
+        a = self.away[key][:, None, None]
+        return np.broadcast_to(a, (a.shape[0], *self.box.shape[1:]))
 
 
 class _Planes:
