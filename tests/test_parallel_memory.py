@@ -140,14 +140,14 @@ def test_plan_slabs_cover_fit_and_are_never_thinner_than_the_halo(limit, halo):
 
 
 def test_plan_from_context_and_bad_input():
-    from dendritect.parallel.cluster import compute_context
+    from dendritect.parallel.cluster import compute_context, current_context
     from dendritect.parallel.memory import Plan
 
     with compute_context(memory_limit="1GB"):
-        plan = Plan.from_context((10, 20, 30), "uint16")
+        plan = Plan.from_context((10, 20, 30), "uint16", current_context())
     assert plan.memory_limit_bytes == 10**9 and plan.device == "cpu"
     assert plan.dtype == np.uint16 and plan.voxels == 6000
-    assert Plan.from_context((10, 20, 30)).memory_limit_bytes is None
+    assert Plan.from_context((10, 20, 30), "uint16", None).memory_limit_bytes is None
     with pytest.raises(InputError, match="3D"):
         Plan((10, 20))
     with pytest.raises(InputError, match="workers"):

@@ -124,9 +124,8 @@ class Plan:
         object.__setattr__(self, "workers", int(self.workers))
 
     @classmethod
-    def from_context(cls, shape: Sequence[int], dtype: Any = np.float32,
-                     context: Any = None) -> Plan:
-        """The plan for steps of ``shape`` under the active (or given) compute context.
+    def from_context(cls, shape: Sequence[int], dtype: Any, context: Any) -> Plan:
+        """The plan for steps of ``shape`` under a compute context.
 
         Parameters
         ----------
@@ -134,14 +133,11 @@ class Plan:
             ``(nz, ny, nx)``.
         dtype : numpy dtype
             The steps' dtype.
-        context : ComputeContext, optional
-            Default: :func:`~dendritect.parallel.cluster.current_context`; outside any, no
-            limit, the CPU and :func:`default_workers` tasks.
+        context : ComputeContext or None
+            E.g. :func:`~dendritect.parallel.cluster.current_context` ``()``: its budget,
+            device and tasks at once. None: no limit, the CPU and :func:`default_workers`
+            tasks.
         """
-        if context is None:
-            from dendritect.parallel.cluster import current_context
-
-            context = current_context()
         if context is None:
             return cls(tuple(shape), dtype, None, "cpu", default_workers())
         return cls(tuple(shape), dtype, context.memory_limit_bytes, context.device,
