@@ -33,7 +33,7 @@ def fit(
     """Fit the model's flaw size and current focusing to the measured crack fronts against
     the charge passed; write DIR/fit.json with σ, the span and short forecasts and a what-if
     table."""
-    from dendritect.cli.model import _nonneg_pressure, _temperature_C
+    from dendritect.cli.model import parse_pressure_MPa, parse_temperature_C
     from dendritect.errors import InputError
     from dendritect.lock import results_lock
     from dendritect.physics.fit import fit as run_fit
@@ -49,10 +49,10 @@ def fit(
         i = parse_quantity(current_density, "mA/cm2", name="--current-density")
         if i <= 0:
             raise InputError(f"--current-density: must be positive, got {current_density!r}")
-    p = None if stack_pressure is None else _nonneg_pressure(stack_pressure, "--stack-pressure")
+    p = None if stack_pressure is None else parse_pressure_MPa(stack_pressure, "--stack-pressure")
     with results_lock(results, "fit"):
         data = load_results(results, electrolyte=electrolyte, current_density_mA_cm2=i,
-                            stack_pressure_MPa=p, temperature_C=_temperature_C(temperature),
+                            stack_pressure_MPa=p, temperature_C=parse_temperature_C(temperature),
                             last_index=last_index)
         out = run_fit(data, model=model)
         path = write_fit_json(results, out)

@@ -95,7 +95,7 @@ _TEMPERATURE = re.compile(r"^\s*([-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)\s*"
                           r"(°C|degC|celsius|C|K|kelvin)?\s*$", re.IGNORECASE)
 
 
-def _temperature_C(value: str, name: str = "--temperature") -> float:
+def parse_temperature_C(value: str, name: str = "--temperature") -> float:
     """A temperature in °C from ``25C``, ``25degC``, ``60 °C``, ``333K`` or a bare number (°C)."""
     m = _TEMPERATURE.match(str(value))
     if not m:
@@ -108,7 +108,9 @@ def _temperature_C(value: str, name: str = "--temperature") -> float:
     return out
 
 
-def _nonneg_pressure(value: str, name: str) -> float:
+def parse_pressure_MPa(value: str, name: str) -> float:
+    """A pressure in MPa from a quantity with units (``5MPa``, ``50bar``) or a bare number
+    (MPa); negative values are refused. ``name`` is the option, for the message."""
     out = _pressure(value, name)
     if out < 0:
         raise InputError(f"{name}: must not be negative, got {value!r}")
@@ -236,11 +238,11 @@ def grow_cmd(electrolyte: str = _ELECTROLYTE,
         raise InputError("--current-density: --protocol cycle needs a positive current")
     t_eval = np.linspace(0.0, dur, points)
     r = simulate(electrolyte, current_density_mA_cm2=i,
-                 stack_pressure_MPa=_nonneg_pressure(stack_pressure, "--stack-pressure"),
+                 stack_pressure_MPa=parse_pressure_MPa(stack_pressure, "--stack-pressure"),
                  thickness_um=parse_length_um(thickness_, name="--thickness"),
                  flaw_um=parse_length_um(flaw_size, name="--flaw"),
                  applied_stress_MPa=_pressure(applied_stress, "--applied-stress"),
-                 temperature_C=_temperature_C(temperature), duration_s=dur,
+                 temperature_C=parse_temperature_C(temperature), duration_s=dur,
                  protocol=protocol, capacity_mAh_cm2=cap, t_eval_s=t_eval,
                  subcritical=subcritical, overrides=_overrides(settings))
     data = {
@@ -303,11 +305,11 @@ def ccd(electrolyte: str = _ELECTROLYTE,
     if not 0.0 < relative_density <= 1.0:
         raise InputError(f"relative_density: must be in (0, 1], got {relative_density!r}")
     kwargs = dict(
-        stack_pressure_MPa=_nonneg_pressure(stack_pressure, "--stack-pressure"),
+        stack_pressure_MPa=parse_pressure_MPa(stack_pressure, "--stack-pressure"),
         pore_um=parse_length_um(pore_size, name="--pore-size"),
         relative_density=relative_density,
         thickness_um=parse_length_um(thickness_, name="--thickness"),
-        temperature_C=_temperature_C(temperature),
+        temperature_C=parse_temperature_C(temperature),
         void_um=parse_length_um(void_size, name="--void-size"),
         overrides=_overrides(settings))
     if protocol == "ramp":
@@ -335,7 +337,7 @@ def montecarlo(electrolyte: str = _ELECTROLYTE,
     from dendritect.physics.montecarlo import ccd_monte_carlo
 
     mc = ccd_monte_carlo(electrolyte,
-                         stack_pressure_MPa=_nonneg_pressure(stack_pressure, "--stack-pressure"),
+                         stack_pressure_MPa=parse_pressure_MPa(stack_pressure, "--stack-pressure"),
                          flaw_scale_um=parse_length_um(flaw_scale, name="--flaw-scale"),
                          flaw_shape=flaw_shape, n_flaws=n_flaws, n_cells=cells,
                          relative_density=relative_density, seed=seed,
@@ -373,8 +375,8 @@ def sweep_cmd(out: str = typer.Option(..., "--out", help="Folder for sweep.csv a
     from dendritect.physics.sweep import sweep, write_sweep
 
     i0, i1 = _current(current_min, "--current-min"), _current(current_max, "--current-max")
-    p0 = _nonneg_pressure(pressure_min, "--pressure-min")
-    p1 = _nonneg_pressure(pressure_max, "--pressure-max")
+    p0 = parse_pressure_MPa(pressure_min, "--pressure-min")
+    p1 = parse_pressure_MPa(pressure_max, "--pressure-max")
     if i1 < i0 or p1 < p0:
         raise InputError("sweep: each maximum must not be below its minimum")
     table = sweep(quantity, electrolyte=electrolyte,

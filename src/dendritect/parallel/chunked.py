@@ -29,7 +29,9 @@ __all__ = [
     "global_contrast",
     "label_auto",
     "label_chunked",
+    "resolve_budget",
     "sheetness_auto",
+    "sheetness_block",
     "sheetness_chunked",
     "sheetness_depth",
 ]
@@ -66,7 +68,7 @@ def sheetness_depth(sigmas_vox: float | Sequence[float]) -> int:
     """
     from dendritect.segment import hessian
 
-    radius = max((hessian._kernels(s)[0].size - 1) // 2 for s in _sigmas(sigmas_vox))
+    radius = max((hessian.gaussian_kernels(s)[0].size - 1) // 2 for s in _sigmas(sigmas_vox))
     return int(radius) + 1
 
 
@@ -91,7 +93,7 @@ def _needs_lock() -> bool:
         return True
 
 
-def _sheetness_block(block: np.ndarray, *, sigmas: list[float], dark: bool, contrast: float,
+def sheetness_block(block: np.ndarray, *, sigmas: list[float], dark: bool, contrast: float,
                      alpha: float, threads: int | None, device: str) -> np.ndarray:
     """Filter one block (with its halo) on the chosen device."""
     vol = np.asarray(block, dtype=np.float32)
@@ -168,7 +170,7 @@ def _store_block(*, source, depth: int, block_info=None, **kwargs) -> np.ndarray
            for (a, b), s in zip(loc, sl, strict=True)]
     if any(p != (0, 0) for p in pad):
         data = np.pad(data, pad, mode="edge")
-    out = _sheetness_block(data, **kwargs)
+    out = sheetness_block(data, **kwargs)
     return out[(slice(depth, -depth),) * out.ndim] if depth else out
 
 
@@ -269,7 +271,7 @@ def sheetness_chunked(volume: da.Array | np.ndarray, sigmas_vox: float | Sequenc
         return da.map_blocks(_store_block, source=volume, depth=depth, chunks=block_chunks,
                              dtype=np.float32, meta=np.empty((0, 0, 0), np.float32), **kwargs)
     return da.map_overlap(
-        _sheetness_block, arr, depth=depth, boundary="nearest", trim=True,
+        sheetness_block, arr, depth=depth, boundary="nearest", trim=True,
         dtype=np.float32, meta=np.empty((0, 0, 0), np.float32), **kwargs)
 
 
@@ -465,7 +467,11 @@ def label_chunked(mask: da.Array | np.ndarray, *, connectivity: int = 1, chunks=
     return da.block(out.tolist()), n
 
 
-def _budget(memory_limit, device):
+def resolve_budget(memory_limit: str | int | None, device: str | None
+                   ) -> tuple[int | None, str, int]:
+    """``(limit_bytes, device, n_parallel)``: the arguments where given, else the active
+    :func:`~dendritect.parallel.cluster.compute_context`'s (no limit, the CPU and
+    :func:`~dendritect.parallel.memory.default_workers` tasks outside any)."""
     from dendritect.parallel.cluster import current_context
     from dendritect.parallel.memory import default_workers, parse_memory_limit
 
@@ -507,7 +513,7 @@ def sheetness_auto(volume: da.Array | np.ndarray, sigmas_vox: float | Sequence[f
     """
     from dendritect.parallel.backend import get_backend
 
-    limit, device, n_par = _budget(memory_limit, device)
+    limit, device, n_par = resolve_budget(memory_limit, device)
     need = int(np.prod(volume.shape)) * 4 * SHEETNESS_TEMPORARIES
     if limit is None or need <= limit:
         vol = volume.compute() if isinstance(volume, da.Array) else volume
@@ -530,7 +536,7 @@ def label_auto(mask: da.Array | np.ndarray, *, connectivity: int = 1,
     """
     from dendritect.parallel.backend import get_backend
 
-    limit, device, n_par = _budget(memory_limit, device)
+    limit, device, n_par = resolve_budget(memory_limit, device)
     shape = tuple(int(s) for s in mask.shape)
     need = int(np.prod(shape)) * 4 * _LABEL_TEMPORARIES
     if limit is None or need <= limit:
@@ -539,3 +545,8 @@ def label_auto(mask: da.Array | np.ndarray, *, connectivity: int = 1,
     chunks = chunks_for_memory(shape, np.int32, limit, _LABEL_TEMPORARIES, n_parallel=n_par)
     labels, n = label_chunked(mask, connectivity=connectivity, chunks=chunks)
     return np.asarray(labels.compute()), n
+
+
+# former private names, still imported by dendritect.segment.cracks
+_budget = resolve_budget
+_sheetness_block = sheetness_block

@@ -63,7 +63,7 @@ __all__ = [
 
 _MIN_BINNED_LATERAL = 16  # a binned cross-section narrower than this cannot show a footprint
 # scipy's Gaussian kernel radius: int(truncate * sigma + 0.5), truncate 4 (the default)
-_SMOOTH_RADIUS = int(4.0 * _normalise._SMOOTH_VOX + 0.5)
+_SMOOTH_RADIUS = int(4.0 * _normalise.SMOOTH_VOX + 0.5)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -674,7 +674,7 @@ def _smoothed(rows: Callable[[int, int], np.ndarray], z0: int, z1: int, nz: int)
     step, so the values are identical.
     """
     a, b = max(0, z0 - _SMOOTH_RADIUS), min(nz, z1 + _SMOOTH_RADIUS)
-    sm = ndimage.gaussian_filter(rows(a, b), _normalise._SMOOTH_VOX)
+    sm = ndimage.gaussian_filter(rows(a, b), _normalise.SMOOTH_VOX)
     return sm[z0 - a:z1 - a]
 
 
@@ -761,7 +761,7 @@ def align_step(moving: Any, reference: Any, shift: Any, out: Any, *,
     total = int(sum(counts))
     if mask_fn is not None and total < 100:
         raise InputError("match_intensity: mask selects fewer than 100 voxels")
-    step = max(1, total // _normalise._MAX_SAMPLES)
+    step = max(1, total // _normalise.MAX_SAMPLES)
 
     shifter = _Shifter(moving, s, nz)
     key = (shape, tuple(slabs), tuple(counts), step)

@@ -13,16 +13,18 @@ from scipy import ndimage
 
 from dendritect.errors import InputError
 
-__all__ = ["fit_gain_offset", "match_intensity"]
+__all__ = ["MAX_SAMPLES", "SMOOTH_VOX", "fit_gain_offset", "fit_samples", "match_intensity"]
 
 _QUANTILES = np.linspace(5.0, 95.0, 37)
-_MAX_SAMPLES = 2_000_000
-_SMOOTH_VOX = 1.5
+#: Most voxel pairs the gain/offset fit samples (every k-th masked voxel in C order).
+MAX_SAMPLES = 2_000_000
+#: Gaussian sigma (voxels) both volumes are smoothed with before they are sampled.
+SMOOTH_VOX = 1.5
 
 
 def _sample(a: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     vals = a[mask] if mask is not None else a.ravel()
-    step = max(1, vals.size // _MAX_SAMPLES)
+    step = max(1, vals.size // MAX_SAMPLES)
     return vals[::step].astype(np.float64)
 
 
@@ -62,8 +64,8 @@ def fit_gain_offset(volume: np.ndarray, reference: np.ndarray, *,
     # smoothing first: the noise of the two scans differs (it follows photon counts, not the
     # grey-level gain) and would otherwise bias the fitted gain; the grey levels of the phases
     # and their blurred edges remain
-    x = _sample(ndimage.gaussian_filter(vol.astype(np.float32), _SMOOTH_VOX), m)
-    y = _sample(ndimage.gaussian_filter(ref.astype(np.float32), _SMOOTH_VOX), m)
+    x = _sample(ndimage.gaussian_filter(vol.astype(np.float32), SMOOTH_VOX), m)
+    y = _sample(ndimage.gaussian_filter(ref.astype(np.float32), SMOOTH_VOX), m)
     return fit_samples(x, y)
 
 

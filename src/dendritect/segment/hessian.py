@@ -35,7 +35,7 @@ from numba import njit, prange
 
 from dendritect.errors import InputError
 
-__all__ = ["eigvalsh3", "gaussian_kernel1d", "hessian_eigvals", "sheetness"]
+__all__ = ["eigvalsh3", "gaussian_kernel1d", "gaussian_kernels", "hessian_eigvals", "sheetness"]
 
 _TRUNCATE = 3.0  # kernel half-width in sigmas; 3 sigma keeps >99.7 % of the Gaussian's mass
 
@@ -511,13 +511,15 @@ def _check(volume: np.ndarray, sigmas_vox) -> tuple[np.ndarray, list[float]]:
     return vol, sig
 
 
-def _kernels(sigma: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def gaussian_kernels(sigma: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The float32 Gaussian kernels of orders 0, 1, 2 the filter uses at ``sigma`` (voxels),
+    of radius ``max(1, int(3 sigma + 0.5))``."""
     radius = max(1, int(_TRUNCATE * sigma + 0.5))
     return tuple(gaussian_kernel1d(sigma, o, radius).astype(np.float32) for o in (0, 1, 2))
 
 
 def _hessian_pass(vol, sigma, out, *, sign, inv_ref, inv_2a2, hess_out=None, bufs=None):
-    g0, g1, g2 = _kernels(sigma)
+    g0, g1, g2 = gaussian_kernels(sigma)
     if bufs is None:
         bufs = np.empty((6, *vol.shape), np.float32)
     _xy_pass(vol, g0, g1, g2, *bufs)

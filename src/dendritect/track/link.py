@@ -14,7 +14,7 @@ from scipy import ndimage as ndi
 
 from dendritect.errors import InputError
 
-__all__ = ["time_of_arrival", "track_cracks"]
+__all__ = ["link_ids", "time_of_arrival", "track_cracks"]
 
 # 26-connectivity: a crack one voxel thick running diagonally is still one crack.
 _STRUCTURE = np.ones((3, 3, 3), dtype=bool)
@@ -26,7 +26,7 @@ def _components(mask: np.ndarray) -> tuple[np.ndarray, int]:
     return cc.astype(np.int32, copy=False), int(n)
 
 
-def _link_ids(n: int, comp: np.ndarray, old: np.ndarray, next_id: int, *,
+def link_ids(n: int, comp: np.ndarray, old: np.ndarray, next_id: int, *,
              min_overlap_vox: int = 1) -> tuple[np.ndarray, int]:
     """Decide the tracked id of each of a step's ``n`` components from their overlaps.
 
@@ -107,7 +107,7 @@ def track_cracks(crack_masks: Iterable[np.ndarray], *,
                 f"crack mask of step {t} has shape {mask.shape}, expected {memory.shape}")
         cc, n = _components(mask != 0)
         both = (cc > 0) & (memory > 0)
-        lut, next_id = _link_ids(n, cc[both], memory[both], next_id,
+        lut, next_id = link_ids(n, cc[both], memory[both], next_id,
                                 min_overlap_vox=min_overlap_vox)
         labels = lut[cc]
         np.copyto(memory, labels, where=labels > 0)

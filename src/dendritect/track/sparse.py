@@ -20,15 +20,18 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from dendritect.errors import InputError
-from dendritect.track.link import _link_ids
+from dendritect.track.link import link_ids
 
 __all__ = [
     "arrival_voxels",
     "check_voxels",
     "label_voxels",
     "mask_voxels",
+    "planes_per_read",
+    "shape_zyx_of",
     "track_voxels",
     "write_voxels",
+    "z_axis_of",
 ]
 
 #: z-slab thickness (slices) for arrays that do not say how they are chunked.
@@ -53,7 +56,7 @@ def _offsets(connectivity: int) -> list[tuple[int, int, int]]:
     return out
 
 
-def _shape3(shape: Any) -> tuple[int, int, int]:
+def shape_zyx_of(shape: Any) -> tuple[int, int, int]:
     try:
         out = tuple(int(s) for s in shape)
     except (TypeError, ValueError):
@@ -111,7 +114,7 @@ def _lookup(table: np.ndarray, query: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return pos, table[pos] == query
 
 
-def _slab(arr: Any, slab_vox: int | None, axis: int) -> int:
+def planes_per_read(arr: Any, slab_vox: int | None, axis: int) -> int:
     """Slices per read or write: the given number, else the store's chunk along z."""
     if slab_vox is not None:
         if int(slab_vox) < 1:
@@ -152,9 +155,9 @@ def mask_voxels(mask: Any, *, slab_vox: int | None = None, t: int | None = None)
     if not hasattr(mask, "shape"):
         mask = np.asarray(mask)
     shape = tuple(int(s) for s in mask.shape)
-    axis = _step_axis(shape, t, "mask")
+    axis = z_axis_of(shape, t, "mask")
     nz, ny, nx = shape[axis:]
-    slab = _slab(mask, slab_vox, axis)
+    slab = planes_per_read(mask, slab_vox, axis)
     plane = ny * nx
     parts = []
     for z0 in range(0, nz, slab):
@@ -167,7 +170,7 @@ def mask_voxels(mask: Any, *, slab_vox: int | None = None, t: int | None = None)
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
 
-def _step_axis(shape: tuple[int, ...], t: int | None, name: str) -> int:
+def z_axis_of(shape: tuple[int, ...], t: int | None, name: str) -> int:
     """Index of the z axis: 0 for a (z, y, x) array, 1 for step ``t`` of a (t, z, y, x) one."""
     if t is None:
         if len(shape) != 3:
@@ -210,7 +213,7 @@ def label_voxels(flat: Any, shape: Any, *, connectivity: int = 3) -> tuple[np.nd
     :func:`scipy.sparse.csgraph.connected_components` on a graph of components, one offset at a
     time, so memory stays a few arrays the size of ``flat``.
     """
-    shape = _shape3(shape)
+    shape = shape_zyx_of(shape)
     flat = check_voxels(flat, shape)
     if connectivity not in (1, 2, 3):
         raise InputError(f"connectivity must be 1, 2 or 3, got {connectivity!r}")
@@ -286,7 +289,7 @@ def track_voxels(steps: Iterable[Any], shape: Any, *,
     """
     if int(min_overlap_vox) < 1:
         raise InputError(f"min_overlap_vox must be at least 1, got {min_overlap_vox!r}")
-    shape = _shape3(shape)
+    shape = shape_zyx_of(shape)
     seen = np.zeros(0, dtype=np.int64)       # every voxel ever crack, sorted
     last = np.zeros(0, dtype=np.int32)       # its last known id
     next_id = 1
@@ -294,7 +297,7 @@ def track_voxels(steps: Iterable[Any], shape: Any, *,
         flat = check_voxels(flat, shape, where=f"crack voxels of step {t}")
         cc, n = _label(flat, shape, 3)
         pos, found = _lookup(seen, flat)
-        lut, next_id = _link_ids(n, cc[found], last[pos[found]], next_id,
+        lut, next_id = link_ids(n, cc[found], last[pos[found]], next_id,
                                  min_overlap_vox=min_overlap_vox)
         labels = lut[cc]
         # Remember the new ids; voxels not crack now keep their last id.
@@ -379,7 +382,7 @@ def write_voxels(out: Any, flat: Any, values: Any, *, t: int | None = None, fill
         Shapes that do not match, indices outside the step, values that do not fit the dtype.
     """
     shape = tuple(int(s) for s in out.shape)
-    axis = _step_axis(shape, t, "output array")
+    axis = z_axis_of(shape, t, "output array")
     nz, ny, nx = shape[axis:]
     flat = check_voxels(flat, (nz, ny, nx))
     values = np.asarray(values)
@@ -389,7 +392,7 @@ def write_voxels(out: Any, flat: Any, values: Any, *, t: int | None = None, fill
     dtype = np.dtype(out.dtype)
     _fits(values, dtype, "values")
     _fits(np.asarray(fill), dtype, "fill")
-    slab = _slab(out, slab_vox, axis)
+    slab = planes_per_read(out, slab_vox, axis)
     plane = ny * nx
     for z0 in range(0, nz, slab):
         z1 = min(nz, z0 + slab)
@@ -401,3 +404,9 @@ def write_voxels(out: Any, flat: Any, values: Any, *, t: int | None = None, fill
             out[z0:z1] = buf
         else:
             out[int(t), z0:z1] = buf
+
+
+# former private names, still imported by dendritect.measure
+_shape3 = shape_zyx_of
+_slab = planes_per_read
+_step_axis = z_axis_of
