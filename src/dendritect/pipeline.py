@@ -5,9 +5,11 @@ Stages, one step at a time::
     open_series -> find_cell (step 0) -> per step: check, register onto step 0, match intensity,
     segment -> track -> time of arrival -> measure -> span, forecast, short -> results folder
 
-A step that fits the memory budget is held whole; a larger one is read plane by plane,
-registered into a scratch store and segmented in z-slabs (``preprocess.large``,
-``segment.slabs``), with the same results. The per-step loop writes each step's masks into
+One :class:`~dendritect.parallel.memory.Plan` (the step's shape and dtype, the memory budget,
+the device, the tasks at once) is built when a run starts and passed to the stages: a step that
+fits the budget is held whole; a larger one is read plane by plane, registered into a scratch
+store in z-slabs and segmented in z-slabs (``preprocess.large``, ``segment.slabs``), with the
+same results. The per-step loop writes each step's masks into
 ``DIR/.partial/cracks.zarr`` (z-slab chunks) and records the step in
 ``DIR/.partial/state.json``; ``resume=True`` continues from the last recorded step. Tracking
 and measuring then stream over the stored masks, working on each step's crack voxels. The
@@ -167,32 +169,41 @@ def _mask_fn(geometry: Any, shape: tuple[int, int, int]):
     return mask
 
 
+def _align_slab_vox(plan: Any, shift: np.ndarray) -> int:
+    """Planes per slab of the shift and grey-level match under the plan (its halo: the
+    shift's reach, ceil(|dz|) + 1, plus the smoothing's radius, 6)."""
+    from dendritect.parallel.memory import STAGE_BYTES_PER_VOXEL
+
+    halo = int(np.ceil(abs(float(shift[0])))) + 1 + 6
+    return max(b - a for a, b in plan.slabs(STAGE_BYTES_PER_VOXEL["align"], halo=halo,
+                                            n_parallel=1))
+
+
 def _aligned(series: Any, t: int, reference: Any, geometry: Any, out: Any,
-             stages: _Stages, samples: dict | None = None) -> tuple[Any, np.ndarray]:
+             stages: _Stages, plan: Any, samples: dict | None = None
+             ) -> tuple[Any, np.ndarray]:
     """Step ``t`` registered onto step 0 and intensity-matched to it (written into ``out``);
     and the shift used. Step 0 is the reference itself. ``samples`` keeps the reference's
-    grey-level samples from one step to the next."""
+    grey-level samples from one step to the next. Registration works on at most
+    ``MAX_WHOLE_VOXELS`` voxels whatever the plan; alignment runs in the plan's slabs."""
     if t == 0:
         return reference, np.zeros(3)
     moving = _step(series, t, stages)
     kwargs: dict[str, Any] = {}
     if isinstance(out, np.ndarray):
-        # the step fits the budget: read it once, align it in one slab
+        # the step fits the budget: read it once
         moving = np.asarray(moving, dtype=np.float32)
-        kwargs["slab_vox"] = out.shape[0]
     if samples is not None:
         kwargs["reference_samples"] = samples
     shift = np.asarray(stages.estimate_shift(reference, moving), dtype=np.float64)
     stages.align_step(moving, reference, shift, out,
-                      mask_fn=_mask_fn(geometry, tuple(reference.shape)), **kwargs)
+                      mask_fn=_mask_fn(geometry, tuple(reference.shape)),
+                      slab_vox=_align_slab_vox(plan, shift), **kwargs)
     return out, shift
 
 
-_PREFETCH_BYTES_PER_VOXEL = 128
-
-
 def _aligned_steps(series: Any, todo: list[int], reference: Any, geometry: Any, aligned: Any,
-                   stages: _Stages) -> Iterator[tuple[Any, np.ndarray]]:
+                   stages: _Stages, plan: Any) -> Iterator[tuple[Any, np.ndarray]]:
     """The steps of ``todo`` registered and intensity-matched, in order.
 
     When a step fits the budget (``aligned`` in memory), the next step is registered in a
@@ -201,28 +212,23 @@ def _aligned_steps(series: Any, todo: list[int], reference: Any, geometry: Any, 
     Otherwise (larger steps, or a budget that would not hold both) steps are registered one
     after the other.
     """
-    from dendritect.parallel.cluster import current_context
-
-    ctx = current_context()
-    limit = None if ctx is None else ctx.memory_limit_bytes
-    # registering (~70 B a voxel) beside segmenting (~40 B) must fit the budget too
-    ahead = limit is None or _PREFETCH_BYTES_PER_VOXEL * int(np.prod(aligned.shape)) <= limit
     samples: dict = {}
-    if not isinstance(aligned, np.ndarray) or len(todo) < 2 or not ahead:
+    # registering and aligning in a second buffer beside segmenting must fit the budget too
+    if not isinstance(aligned, np.ndarray) or len(todo) < 2 or not plan.register_ahead:
         for t in todo:
-            yield _aligned(series, t, reference, geometry, aligned, stages, samples)
+            yield _aligned(series, t, reference, geometry, aligned, stages, plan, samples)
         return
     from concurrent.futures import ThreadPoolExecutor
 
     buffers = (aligned, np.zeros_like(aligned))
     with ThreadPoolExecutor(max_workers=1) as pool:
         nxt = pool.submit(_aligned, series, todo[0], reference, geometry, buffers[0], stages,
-                          samples)
+                          plan, samples)
         for i in range(len(todo)):
             cur = nxt.result()
             if i + 1 < len(todo):
                 nxt = pool.submit(_aligned, series, todo[i + 1], reference, geometry,
-                                  buffers[(i + 1) % 2], stages, samples)
+                                  buffers[(i + 1) % 2], stages, plan, samples)
             yield cur
 
 
@@ -238,7 +244,7 @@ def _anode_steps(n: int) -> list[int]:
 
 
 def _decide_anode(stages: _Stages, series: Any, reference: Any, geometry: Any,
-                  aligned: Any) -> str:
+                  aligned: Any, plan: Any) -> str:
     """The anode side from the first step against later ones, registered one at a time and
     only as many as needed; a tilted cell held in memory is judged on its flattened view."""
     flat = None
@@ -250,7 +256,7 @@ def _decide_anode(stages: _Stages, series: Any, reference: Any, geometry: Any,
 
     def evidence() -> Iterator[dict]:
         for t in _anode_steps(series.n_steps):
-            later, _ = _aligned(series, t, reference, geometry, aligned, stages)
+            later, _ = _aligned(series, t, reference, geometry, aligned, stages, plan)
             if flat is not None:
                 yield stages.anode_evidence(first, np.asarray(flat.view(np.asarray(later))),
                                             flat.geometry)
@@ -355,8 +361,9 @@ def _back_fill_first(reference: Any, second: Any, crack_second: Any, crack_first
 
 
 def _segment(stages: _Stages, vol: Any, geometry: Any, *, reference: Any, previous: Any,
-             params: Any, out: dict, scratch: Path) -> Any:
-    """Segment one registered step into ``out`` (arrays of the step's shape).
+             params: Any, out: dict, scratch: Path, plan: Any) -> Any:
+    """Segment one registered step into ``out`` (arrays of the step's shape), in the slabs
+    that the plan's budget leaves beside what is held (step 0 and the step, when in memory).
 
     A tilted cell is segmented on sheared views in which its interfaces are flat
     (:mod:`dendritect.preprocess.tilt`); the masks are written back exactly in the step's frame.
@@ -370,8 +377,12 @@ def _segment(stages: _Stages, vol: Any, geometry: Any, *, reference: Any, previo
         geometry = flat.geometry
         vol, reference, previous = flat.view(vol), flat.view(reference), flat.view(previous)
         out = {k: flat.writer(v, nz) for k, v in out.items()}
+    from dendritect.parallel.memory import STAGE_BYTES_PER_VOXEL
+
+    held = STAGE_BYTES_PER_VOXEL["hold"] if isinstance(vol, np.ndarray) else 0
     seg = stages.segment_step(vol, geometry, reference=reference, previous=previous,
-                              params=params, out=out, scratch=scratch)
+                              params=params, out=out, scratch=scratch,
+                              memory_limit=plan.budget_after_held(held))
     for name in ("crack", "lithium"):
         got = getattr(seg, name)
         if got is not None and got is not out[name]:
@@ -383,15 +394,11 @@ def _plane(vol: Any, key: Any) -> np.ndarray:
     return np.asarray(vol[key], dtype=np.float32)
 
 
-def _aligned_store(work: Path, shape: tuple[int, int, int]) -> Any:
-    """Where each registered step is written: memory when a step fits the budget (or no
+def _aligned_store(work: Path, plan: Any) -> Any:
+    """Where each registered step is written: memory when the plan holds steps whole (or no
     budget is set), else a float32 Zarr array of z-slabs in the run's scratch folder."""
-    from dendritect.parallel.cluster import current_context
-
-    ctx = current_context()
-    limit = None if ctx is None else ctx.memory_limit_bytes
-    nbytes = 4 * int(np.prod(shape))
-    if limit is None or 4 * nbytes <= limit:
+    shape = plan.shape
+    if plan.hold_steps:
         return np.zeros(shape, np.float32)
     work.mkdir(parents=True, exist_ok=True)
     return zarr.create_array(store=str(work / "aligned.zarr"), shape=shape, dtype="float32",
@@ -591,7 +598,12 @@ def _analyze(input_path: Path, out: Path, *, voxel_size: Any, dataset: str | Non
                                     where=f"{input_path} step 0")
         notes.extend(check_thickness(geometry, spacing, force=force_units))
         work = partial / "work"
-        aligned = _aligned_store(work, shape)
+        from dendritect.parallel.cluster import current_context
+        from dendritect.parallel.memory import Plan
+
+        # the one plan of memory and compute for the whole run, passed to every stage
+        plan = Plan.from_context(shape, series.data.dtype, current_context())
+        aligned = _aligned_store(work, plan)
         if isinstance(aligned, np.ndarray):
             # the step fits the budget: read step 0 once
             reference = np.asarray(reference, dtype=np.float32)
@@ -599,7 +611,8 @@ def _analyze(input_path: Path, out: Path, *, voxel_size: Any, dataset: str | Non
             decided = anode
             if anode == "auto":
                 if n > 1:
-                    decided = _decide_anode(stages, series, reference, geometry, aligned)
+                    decided = _decide_anode(stages, series, reference, geometry, aligned,
+                                            plan)
                 else:
                     decided = str(geometry.anode)
             state = {"fingerprint": fp, "anode": decided, "done": [], "shifts": {}}
@@ -649,14 +662,14 @@ def _analyze(input_path: Path, out: Path, *, voxel_size: Any, dataset: str | Non
         with _progress(progress) as bar:
             task = bar.add_task("segmenting", total=n, completed=len(done)) if bar else None
             for t, (vol, shift) in zip(todo, _aligned_steps(series, todo, reference, geometry,
-                                                            aligned, stages), strict=True):
+                                                            aligned, stages, plan), strict=True):
                 crack_t = _StepView(cz["crack"], t)
                 li_t = _StepView(cz["lithium"], t)
                 seg = _segment(
                     stages, vol, geometry, reference=None if t == 0 else reference,
                     previous=None if t == 0 else _StepView(cz["crack"], t - 1), params=params,
                     out={"crack": crack_t, "lithium": li_t, "pores": _Discard()},
-                    scratch=work / "segment")
+                    scratch=work / "segment", plan=plan)
                 if seg.lithium is not None:
                     li_steps.add(t)
                 else:
