@@ -76,8 +76,10 @@ REPORT_FIGURES = tuple(f"figures/report_{name}.{ext}"
                        for ext in ("png", "svg"))
 #: What the report writes.
 REPORT_NAMES = ("report.html", "movie.gif", "movie.mp4", *REPORT_FIGURES)
+#: What later commands add to a results folder (`dendritect fit`, `dendritect watch`).
+LATER_NAMES = ("fit.json", "status.json")
 #: Everything dendritect may write into a results folder (the marker lists these).
-OWN_NAMES = (PARTIAL, *RESULT_NAMES, *REPORT_NAMES)
+OWN_NAMES = (PARTIAL, *RESULT_NAMES, *REPORT_NAMES, *LATER_NAMES)
 #: What versions before the marker wrote (folders with summary.json and no marker).
 _LEGACY_NAMES = (PARTIAL, "cracks.zarr", "previews.zarr", "metrics.csv", "cracks.csv",
                  "summary.json", "report.html", "movie.gif", "movie.mp4", *REPORT_FIGURES)
