@@ -99,21 +99,23 @@ def _block(t: int, shape: tuple[int, int, int], cracks: list[dict], block_info=N
     return np.clip(vol, 0, 65535).astype(np.uint16)
 
 
-def write_series(path: Path, shape: tuple[int, int, int], *, slab: int = 32) -> float:
-    """Write the 4-step series to a Zarr store chunk by chunk; return the seconds it took."""
+def write_series(path: Path, shape: tuple[int, int, int], *, slab: int = 32,
+                 n_steps: int = N_STEPS) -> float:
+    """Write the series (``n_steps`` steps, 4 by default) to a Zarr store chunk by chunk;
+    return the seconds it took."""
     import zarr
 
     t0 = time.perf_counter()
     cracks = _cracks(shape)
-    arr = zarr.create_array(store=str(path), shape=(N_STEPS, *shape), dtype="uint16",
+    arr = zarr.create_array(store=str(path), shape=(n_steps, *shape), dtype="uint16",
                             chunks=(1, min(slab, shape[0]), shape[1], shape[2]),
                             overwrite=True)
     arr.attrs["voxel_size_um"] = list(VOXEL_UM)
-    arr.attrs["times_s"] = [600.0 * t for t in range(N_STEPS)]
+    arr.attrs["times_s"] = [600.0 * t for t in range(n_steps)]
     chunks = ((min(slab, shape[0]),) * (shape[0] // min(slab, shape[0]))
               + ((shape[0] % slab,) if shape[0] % slab else ()), (shape[1],), (shape[2],))
     steps = [da.map_blocks(_block, t, shape, cracks, chunks=chunks, dtype=np.uint16,
-                           meta=np.empty((0, 0, 0), np.uint16)) for t in range(N_STEPS)]
+                           meta=np.empty((0, 0, 0), np.uint16)) for t in range(n_steps)]
     da.store(da.stack(steps), arr, lock=False)
     return time.perf_counter() - t0
 

@@ -199,6 +199,10 @@ def _aligned(series: Any, t: int, reference: Any, geometry: Any, out: Any,
     stages.align_step(moving, reference, shift, out,
                       mask_fn=_mask_fn(geometry, tuple(reference.shape)),
                       slab_vox=_align_slab_vox(plan, shift), **kwargs)
+    del moving
+    from dendritect.parallel.memory import release_memory
+
+    release_memory()
     return out, shift
 
 
@@ -388,6 +392,23 @@ def _segment(stages: _Stages, vol: Any, geometry: Any, *, reference: Any, previo
         if got is not None and got is not out[name]:
             targets[name][...] = np.asarray(got, dtype=np.uint8)
     return seg
+
+
+def _store_fraction(volume: Any, crack: Any, geometry: Any, out: Any, *, t: int,
+                    lithium: Any, plan: Any) -> None:
+    """:func:`~dendritect.measure.deficit.store_crack_fraction`, in blocks of the plan's size
+    (the fraction does not depend on the block size)."""
+    from dendritect.measure.deficit import crack_fraction_voxels, store_crack_fraction
+    from dendritect.parallel.memory import STAGE_BYTES_PER_VOXEL
+    from dendritect.track.sparse import write_voxels
+
+    block = plan.block_voxels(STAGE_BYTES_PER_VOXEL["deficit"])
+    if block is None:
+        store_crack_fraction(volume, crack, geometry, out, t=t, lithium=lithium)
+        return
+    flat, frac = crack_fraction_voxels(volume, crack, geometry, lithium=lithium,
+                                       block_vox=block)
+    write_voxels(out, flat, frac, t=t, fill=0.0)
 
 
 def _plane(vol: Any, key: Any) -> np.ndarray:
@@ -646,7 +667,8 @@ def _analyze(input_path: Path, out: Path, *, voxel_size: Any, dataset: str | Non
             # crack fraction from the grey-level deficit (measure.deficit), at crack voxels
             R.create_array(cz, "fraction", (n, *shape), "float32", chunks=cz["crack"].chunks,
                            fill_value=0.0)
-        from dendritect.measure.deficit import can_measure, store_crack_fraction, values_at
+        from dendritect.measure.deficit import can_measure, values_at
+        from dendritect.parallel.memory import release_memory
         pz = zarr.open_group(str(partial / "previews.zarr"), mode="r+")
         if not pz["yx"].attrs.get("z_index") == zi:
             pz["yx"].attrs["z_index"] = zi
@@ -675,20 +697,22 @@ def _analyze(input_path: Path, out: Path, *, voxel_size: Any, dataset: str | Non
                 else:
                     li_reasons[str(t)] = getattr(seg, "lithium_reason", None) or (
                         "lithium not segmented")
+                release_memory()
                 if can_measure(geometry):
-                    store_crack_fraction(vol, crack_t, geometry, cz["fraction"], t=t,
-                                         lithium=None if seg.lithium is None else li_t)
+                    _store_fraction(vol, crack_t, geometry, cz["fraction"], t=t,
+                                    lithium=None if seg.lithium is None else li_t, plan=plan)
                     state["fraction"] = sorted(set(state.get("fraction", [])) | {t})
                 if t == 1:
                     crack_0 = _StepView(cz["crack"], 0)
                     if _back_fill_first(reference, vol, crack_t, crack_0, geometry, params) \
                             and can_measure(geometry):
-                        store_crack_fraction(reference, crack_0, geometry, cz["fraction"], t=0,
-                                             lithium=(_StepView(cz["lithium"], 0)
-                                                      if 0 in li_steps else None))
+                        _store_fraction(reference, crack_0, geometry, cz["fraction"], t=0,
+                                        lithium=(_StepView(cz["lithium"], 0)
+                                                 if 0 in li_steps else None), plan=plan)
                 pz["yx"][t] = _plane(vol, zi)
                 pz["zx"][t] = _plane(vol, (slice(None), yi))
                 pz["zy"][t] = _plane(vol, (slice(None), slice(None), xi))
+                release_memory()
                 state["done"] = sorted(done | {t})
                 done.add(t)
                 state["shifts"][str(t)] = [round(float(s), 6) for s in shift]
