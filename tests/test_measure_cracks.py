@@ -237,3 +237,9 @@ def test_root_tracks_anchors_earlier_steps_of_a_rooted_track():
     assert out[0].set_index("crack_id").anchored.to_dict() == {1: 1, 2: 0}
     assert out[0].set_index("crack_id").front_depth_um[1] == tables[0].front_depth_um.iloc[0]
     assert tables[0].anchored.iloc[0] == 0          # inputs not modified
+    # a piece whose nearest face lies deeper than max_gap_um is not rooted from later steps
+    gap = tables[0].set_index("crack_id").min_depth_um[1]
+    far = root_tracks(tables, span_from_um=(thick - 2.5) * SPACING[0], max_gap_um=gap - 0.1)
+    near = root_tracks(tables, span_from_um=(thick - 2.5) * SPACING[0], max_gap_um=gap + 0.1)
+    assert far[0].set_index("crack_id").anchored[1] == 0
+    assert near[0].set_index("crack_id").anchored[1] == 1

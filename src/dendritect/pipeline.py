@@ -314,6 +314,8 @@ def _lithium_summary(known: set[int], reasons: dict[str, str],
             "steps_unresolved": unknown, "steps_resolved": sorted(known)}
 
 
+#: How close to the anode (voxels) a crack's nearest face must be for a later step to root it.
+_ROOT_GAP_VOX = 6.0
 #: How dark (relative to step 1) a step-1 crack voxel must already be in step 0 to be crack there.
 _BACK_FILL_DARK = 0.8
 
@@ -782,7 +784,8 @@ def _analyze(input_path: Path, out: Path, *, voxel_size: Any, dataset: str | Non
             metric_rows.append(row)
         # a crack rooted at any step of its track is rooted at all of them
         crack_tables = root_tracks(crack_tables, span_from_um=thick_um - tol_um,
-                                   thickness_um=thick_um, merges=merges)
+                                   thickness_um=thick_um, merges=merges,
+                                   max_gap_um=_ROOT_GAP_VOX * spacing[0])
         for row, table in zip(metric_rows, crack_tables, strict=True):
             _rooted_by_history(row, table)
         if not has_lithium:

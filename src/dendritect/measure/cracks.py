@@ -427,11 +427,13 @@ class CrackHistory:
 
 
 def _root(table: pd.DataFrame, rooted: set[int], span_from_um: float,
-          thickness_um: float | None) -> None:
-    """Rows of ``table`` whose crack id is in ``rooted`` become anchored, in place; those whose
-    front reaches ``span_from_um`` span (front: ``thickness_um``)."""
+          thickness_um: float | None, where: np.ndarray | None = None) -> None:
+    """Rows of ``table`` whose crack id is in ``rooted`` (and ``where`` holds) become anchored,
+    in place; those whose front reaches ``span_from_um`` span (front: ``thickness_um``)."""
     ids = table["crack_id"].to_numpy(np.int64)
     kept = np.isin(ids, np.fromiter(rooted, np.int64, len(rooted)))
+    if where is not None:
+        kept &= where
     kept &= table["anchored"].to_numpy() == 0
     if not kept.any():
         return
@@ -446,7 +448,8 @@ def _root(table: pd.DataFrame, rooted: set[int], span_from_um: float,
 def root_tracks(tables: list[pd.DataFrame], *, span_from_um: float,
                 thickness_um: float | None = None,
                 merges: dict[int, int] | None = None,
-                min_merged_voxels: int = 12) -> list[pd.DataFrame]:
+                min_merged_voxels: int = 12,
+                max_gap_um: float | None = None) -> list[pd.DataFrame]:
     """Tracked cracks anchored at every step of their track once anchored at any.
 
     :class:`CrackHistory` keeps a crack anchored after it touched the anode; this also
@@ -467,6 +470,10 @@ def root_tracks(tables: list[pd.DataFrame], *, span_from_um: float,
         are not its front).
     min_merged_voxels : int
         See ``merges``.
+    max_gap_um : float, optional
+        Only a piece whose nearest face lies within this of the anode is rooted from a later
+        step: a faint root is a voxel or a few, while a dark speck deep in a crack-free first
+        scan that the crack later grew through is not its front.
 
     Returns
     -------
@@ -493,7 +500,9 @@ def root_tracks(tables: list[pd.DataFrame], *, span_from_um: float,
     for tb in tables:
         tb = tb.copy()
         if len(tb):
-            _root(tb, rooted, span_from_um, thickness_um)
+            near = (None if max_gap_um is None
+                    else tb["min_depth_um"].to_numpy(np.float64) <= max_gap_um)
+            _root(tb, rooted, span_from_um, thickness_um, where=near)
         out.append(tb)
     return out
 
