@@ -261,27 +261,6 @@ def test_echem_columns_and_non_overlap_warning(fake_stages, series_tif, tmp_path
     assert pd.read_csv(tmp_path / "l" / "metrics.csv").voltage_V.isna().all()
 
 
-def test_back_fill_first_adds_what_was_there_not_what_grew():
-    from types import SimpleNamespace
-
-    from dendritect.pipeline import _back_fill_first
-
-    geo = SimpleNamespace(levels={"electrolyte": 1.0, "void": 0.0})
-    ref = np.ones((20, 24, 24), np.float32)
-    ref[4:10, 10:12, 4:20] = 0.4                  # a crack open in the first scan
-    second = ref.copy()
-    second[10:14, 10:12, 4:20] = 0.5              # grown since
-    crack2 = (second < 0.8).astype(np.uint8)
-    crack1 = np.zeros_like(crack2)
-    crack1[4:6, 10:12, 4:20] = 1                  # the first scan's segmentation saw a part
-    params = SimpleNamespace(smooth_sigma_vox=0.7, grow_darkness=0.08)
-    added = _back_fill_first(ref, second, crack2, crack1, geo, params)
-    assert added > 0
-    assert crack1[6:9, 10:12, 5:19].all()         # the old crack, filled in
-    assert not crack1[11:14].any()                # the new part is not
-    assert _back_fill_first(ref, second, crack2, crack1, geo, params) == 0   # idempotent
-
-
 def test_merged_ids():
     from dendritect.pipeline import _merged_ids
 

@@ -31,7 +31,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import zarr
-from scipy import ndimage
 
 from dendritect import __version__
 from dendritect import results as R
@@ -316,54 +315,6 @@ def _lithium_summary(known: set[int], reasons: dict[str, str],
 
 #: How close to the anode (voxels) a crack's nearest face must be for a later step to root it.
 _ROOT_GAP_VOX = 6.0
-#: How dark (relative to step 1) a step-1 crack voxel must already be in step 0 to be crack there.
-_BACK_FILL_DARK = 0.8
-
-
-def _back_fill_first(reference: Any, second: Any, crack_second: Any, crack_first: Any,
-                     geometry: Any, params: Any) -> int:
-    """Crack voxels of step 1 that did not change since step 0 are crack at step 0 too.
-
-    A crack open in the first scan but too faint there to segment on its own (a thin,
-    lithium-filled crack in the interface's partial volume) is found at step 1, where it has
-    grown and the change since step 0 leads the segmentation to it; where its grey level did
-    not change (as dark in step 0 as in step 1, to ``_BACK_FILL_DARK``) it was there
-    already. Written into ``crack_first`` plane chunk by plane chunk;
-    returns the number of voxels added (idempotent: a resumed run adds none twice).
-    """
-    levels = getattr(geometry, "levels", None) or {}
-    if "electrolyte" not in levels or "void" not in levels:
-        return 0
-    contrast = float(levels["electrolyte"] - levels["void"])
-    if not contrast > 0:
-        return 0
-    sigma = float(getattr(params, "smooth_sigma_vox", 0.7))
-    floor = float(getattr(params, "grow_darkness", 0.08)) * contrast
-    level = float(levels["electrolyte"])
-    nz = int(crack_second.shape[0])
-    step = _plane_chunk(tuple(crack_second.shape))
-    halo = int(np.ceil(4 * sigma))
-    added = 0
-    for z0 in range(0, nz, step):
-        z1 = min(nz, z0 + step)
-        c1 = np.asarray(crack_second[z0:z1]) > 0
-        if not c1.any():
-            continue
-        c0 = np.asarray(crack_first[z0:z1]) > 0
-        new = c1 & ~c0
-        if not new.any():
-            continue
-        lo, hi = max(0, z0 - halo), min(nz, z1 + halo)
-        k = slice(z0 - lo, z1 - lo)
-        a = ndimage.gaussian_filter(np.asarray(reference[lo:hi], np.float32), sigma)[k]
-        b = ndimage.gaussian_filter(np.asarray(second[lo:hi], np.float32), sigma)[k]
-        # as dark in the first scan as in the second (a tip that grew since is not)
-        dark0, dark1 = level - a, level - b
-        was = new & (dark0 >= floor) & (dark0 >= _BACK_FILL_DARK * dark1)
-        if was.any():
-            crack_first[z0:z1] = (c0 | was).astype(np.uint8)
-            added += int(was.sum())
-    return added
 
 
 def _segment(stages: _Stages, vol: Any, geometry: Any, *, reference: Any, previous: Any,
@@ -704,13 +655,6 @@ def _analyze(input_path: Path, out: Path, *, voxel_size: Any, dataset: str | Non
                     _store_fraction(vol, crack_t, geometry, cz["fraction"], t=t,
                                     lithium=None if seg.lithium is None else li_t, plan=plan)
                     state["fraction"] = sorted(set(state.get("fraction", [])) | {t})
-                if t == 1:
-                    crack_0 = _StepView(cz["crack"], 0)
-                    if _back_fill_first(reference, vol, crack_t, crack_0, geometry, params) \
-                            and can_measure(geometry):
-                        _store_fraction(reference, crack_0, geometry, cz["fraction"], t=0,
-                                        lithium=(_StepView(cz["lithium"], 0)
-                                                 if 0 in li_steps else None), plan=plan)
                 pz["yx"][t] = _plane(vol, zi)
                 pz["zx"][t] = _plane(vol, (slice(None), yi))
                 pz["zy"][t] = _plane(vol, (slice(None), slice(None), xi))
