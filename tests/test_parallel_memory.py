@@ -154,3 +154,24 @@ def test_plan_from_context_and_bad_input():
         Plan((10, 20, 30), workers=0)
     with pytest.raises(InputError, match="memory limit"):
         Plan((10, 20, 30), memory_limit_bytes="lots")
+
+
+def test_freed_memory_goes_back_to_the_system():
+    import sys
+
+    from dendritect.parallel.memory import keep_allocations_returnable, release_memory
+
+    applied = keep_allocations_returnable()
+    assert applied == sys.platform.startswith("linux")  # glibc on the Linux test machines
+    if not applied:
+        return
+    import psutil
+
+    proc = psutil.Process()
+    before = proc.memory_info().rss
+    blocks = [np.ones(2**20, np.float64) for _ in range(32)]  # 32 blocks of 8 MiB
+    held = proc.memory_info().rss
+    del blocks
+    release_memory()
+    assert held - before >= 200 * 2**20
+    assert proc.memory_info().rss - before < 64 * 2**20

@@ -22,7 +22,11 @@ from typing import Any
 import dask
 
 from dendritect.errors import InputError
-from dendritect.parallel.memory import default_workers, parse_memory_limit
+from dendritect.parallel.memory import (
+    default_workers,
+    keep_allocations_returnable,
+    parse_memory_limit,
+)
 
 __all__ = ["WORKER_OVERHEAD_BYTES", "ComputeContext", "compute_context", "current_context"]
 
@@ -200,6 +204,9 @@ def compute_context(scheduler: str | None = None, workers: int | None = None,
     from dendritect.parallel.backend import get_backend
 
     limit = parse_memory_limit(memory_limit)
+    if limit is not None:
+        # large blocks go back to the system when freed, so the peak follows the budget
+        keep_allocations_returnable()
     n_workers = _check_workers(workers)
     dev = get_backend(device).name
     cores = default_workers()

@@ -27,6 +27,7 @@ from dendritect.errors import InputError
 
 __all__ = [
     "MAX_WHOLE_VOXELS",
+    "MMAP_THRESHOLD_BYTES",
     "PROCESS_RESERVE_BYTES",
     "SHEETNESS_TEMPORARIES",
     "STAGE_BYTES_PER_VOXEL",
@@ -35,6 +36,7 @@ __all__ = [
     "block_bytes",
     "chunks_for_memory",
     "default_workers",
+    "keep_allocations_returnable",
     "parallel_slabs",
     "parse_memory_limit",
     "peak_rss_bytes",
@@ -293,6 +295,37 @@ def plan_z_slabs(nz: int, plane_voxels: int, halo: int, budget_bytes: int | None
     n = -(-nz // core)
     core = -(-nz // n)  # equal slabs
     return [(z, min(nz, z + core)) for z in range(0, nz, core)]
+
+
+#: Allocations of at least this size are mapped from and returned to the system on their own
+#: (glibc's ``M_MMAP_THRESHOLD``) while a memory budget is kept.
+MMAP_THRESHOLD_BYTES = 4 * 2**20
+
+
+def keep_allocations_returnable(threshold_bytes: int = MMAP_THRESHOLD_BYTES) -> bool:
+    """Have glibc map every allocation of ``threshold_bytes`` or more on its own.
+
+    By default glibc raises this threshold up to 32 MB as large blocks are freed, after which
+    slabs of a few MB land in per-thread heaps that fragment and are not given back: on a
+    3 x 192 x 256 x 256 series under a 600 MB limit the analysis peaked at 1.03 GB RSS, and at
+    0.67 GB with a fixed 4 MiB threshold (0.73 GB with two arenas instead). Process-wide and
+    lasting; a no-op (False) where the C library is not glibc.
+
+    Returns
+    -------
+    bool
+        Whether the setting was applied.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        m_mmap_threshold = -3  # glibc's <malloc.h>
+        return bool(libc.mallopt(m_mmap_threshold, int(threshold_bytes)))
+    except (OSError, AttributeError):  # not glibc (musl)
+        return False
 
 
 def release_memory() -> None:
