@@ -7,7 +7,7 @@ import sys
 
 # Each entry is a module with a ``main(argv)`` function.
 BENCHMARKS = ["benchmarks.filter", "benchmarks.pipeline", "benchmarks.memory",
-              "benchmarks.accuracy"]
+              "benchmarks.budget", "benchmarks.accuracy"]
 
 
 def main() -> int:
