@@ -20,19 +20,11 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "dendritect"
 # Uses in modules that are being reworked elsewhere, each with what replaces it. Every other
 # private name across modules, and every other cycle, fails the tests.
 PENDING_PRIVATE = {
-    # measure/ uses the public names of track.sparse once it is changed: shape_zyx_of,
-    # planes_per_read, z_axis_of
-    ("dendritect.measure.sparse", "dendritect.track.sparse", "_shape3"),
-    ("dendritect.measure.deficit", "dendritect.track.sparse", "_slab"),
-    ("dendritect.measure.deficit", "dendritect.track.sparse", "_step_axis"),
     # measure.cracks' helpers shared with measure.sparse, to be made public there
     ("dendritect.measure.sparse", "dendritect.measure.cracks", "_crack_row"),
     ("dendritect.measure.sparse", "dendritect.measure.cracks", "_spacing"),
     ("dendritect.measure.sparse", "dendritect.measure.cracks", "_step_metrics"),
     ("dendritect.measure.sparse", "dendritect.measure.cracks", "_StepFrame"),
-    # segment.cracks: resolve_budget and sheetness_block of parallel.chunked
-    ("dendritect.segment.cracks", "dendritect.parallel.chunked", "_budget"),
-    ("dendritect.segment.cracks", "dendritect.parallel.chunked", "_sheetness_block"),
     # preprocess.cell's noise and electrode rules, shared with preprocess.large
     ("dendritect.preprocess.large", "dendritect.preprocess.cell", "_noise"),
     ("dendritect.preprocess.large", "dendritect.preprocess.cell", "_electrode"),
@@ -177,7 +169,7 @@ def _private_uses() -> set[tuple[str, str, str]]:
 def test_the_private_name_check_sees_them():
     uses = _private_uses()
     # known cases of each form the check must catch
-    assert ("dendritect.segment.cracks", "dendritect.parallel.chunked", "_budget") in uses
+    assert ("dendritect.measure.sparse", "dendritect.measure.cracks", "_crack_row") in uses
     assert ("dendritect.preprocess.large", "dendritect.preprocess.cell", "_noise") in uses
 
 

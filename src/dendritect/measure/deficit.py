@@ -105,17 +105,17 @@ def values_at(array: Any, flat: Any, *, t: int | None = None,
     numpy.ndarray
         ``array``'s values at ``flat``, in its dtype, aligned with ``flat``.
     """
-    from dendritect.track.sparse import _slab, _step_axis, check_voxels
+    from dendritect.track.sparse import check_voxels, planes_per_read, z_axis_of
 
     shape = tuple(int(s) for s in array.shape)
-    axis = _step_axis(shape, t, "array")
+    axis = z_axis_of(shape, t, "array")
     nz, ny, nx = shape[axis:]
     flat = check_voxels(flat, (nz, ny, nx))
     out = np.zeros(flat.shape, dtype=np.dtype(array.dtype))
     if not flat.size:
         return out
     plane = ny * nx
-    slab = _slab(array, slab_vox, axis)
+    slab = planes_per_read(array, slab_vox, axis)
     z = flat // plane
     for z0 in range(int(z[0]) // slab * slab, int(z[-1]) + 1, slab):
         z1 = min(nz, z0 + slab)

@@ -23,7 +23,7 @@ from dendritect.measure.cracks import (
     _step_metrics,
     _StepFrame,
 )
-from dendritect.track.sparse import _shape3, check_voxels, label_voxels
+from dendritect.track.sparse import check_voxels, label_voxels, shape_zyx_of
 
 __all__ = ["measure_cracks_voxels", "measure_step_voxels"]
 
@@ -73,7 +73,7 @@ def measure_cracks_voxels(flat: Any, labels: Any, shape: Any, geometry: Any,
         Equal to :func:`dendritect.measure.measure_cracks` on the dense labels (columns
         :data:`~dendritect.measure.CRACK_COLUMNS`, one row per id, sorted by id).
     """
-    shape = _shape3(shape)
+    shape = shape_zyx_of(shape)
     flat = check_voxels(flat, shape)
     labels = _aligned(labels, flat, "labels")
     if labels.size and labels.dtype.kind not in "iu":
@@ -137,7 +137,7 @@ def measure_step_voxels(flat: Any, shape: Any, geometry: Any, voxel_size_um: Any
         Equal to :func:`dendritect.measure.measure_step` on the dense mask: the same keys
         and values (26-connected components).
     """
-    shape = _shape3(shape)
+    shape = shape_zyx_of(shape)
     flat = check_voxels(flat, shape)
     if lithium is not None:
         lithium = _aligned(lithium, flat, "lithium")

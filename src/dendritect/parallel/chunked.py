@@ -546,7 +546,3 @@ def label_auto(mask: da.Array | np.ndarray, *, connectivity: int = 1,
     labels, n = label_chunked(mask, connectivity=connectivity, chunks=chunks)
     return np.asarray(labels.compute()), n
 
-
-# former private names, still imported by dendritect.segment.cracks
-_budget = resolve_budget
-_sheetness_block = sheetness_block

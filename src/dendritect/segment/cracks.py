@@ -403,7 +403,7 @@ def _flags_pass(box: _Box, slabs: Slabs, flags, volume, reference, previous,
     thinness, change since the first step, the previous step's crack, dark blobs of the first
     step (pore candidates) and the reconstruction's axial line.
     """
-    from dendritect.parallel.chunked import _sheetness_block
+    from dendritect.parallel.chunked import sheetness_block
 
     c32 = np.float32(contrast)
     lo_i, hi_i = geometry.z_range_vox
@@ -421,7 +421,7 @@ def _flags_pass(box: _Box, slabs: Slabs, flags, volume, reference, previous,
         if one:
             sheet = sheetness(v, p.sigmas_vox, dark=True, contrast=contrast, alpha=p.alpha)
         else:
-            sheet = _sheetness_block(v, sigmas=list(p.sigmas_vox), dark=True,
+            sheet = sheetness_block(v, sigmas=list(p.sigmas_vox), dark=True,
                                      contrast=contrast, alpha=p.alpha, threads=None,
                                      device=device)
         axial = None
@@ -808,7 +808,7 @@ def segment_step(volume, geometry: CellGeometry, *, reference=None, previous=Non
         holding lithium, or ``None`` when the scan cannot tell lithium from void in the cracks
         (levels too close for the noise, or cracks thinner than the blur; see ``_lithium``).
     """
-    from dendritect.parallel.chunked import _budget
+    from dendritect.parallel.chunked import resolve_budget
 
     p = params or SegmentParams()
     vol = volume if hasattr(volume, "shape") and hasattr(volume, "__getitem__") else (
@@ -829,7 +829,7 @@ def segment_step(volume, geometry: CellGeometry, *, reference=None, previous=Non
         raise InputError("segment: the electrolyte is not brighter than voids in this scan")
     pad = int(np.ceil(3 * max(p.sigmas_vox))) + 2
     box = _Box(geometry, shape, pad)
-    limit, device, n_par = _budget(memory_limit, None)
+    limit, device, n_par = resolve_budget(memory_limit, None)
     limit = slab_budget(limit)
     halo = max(_smooth_reach(p.smooth_sigma_vox) + 1, sheetness_depth(p.sigmas_vox),
                2 * (int(p.axial_line_length_vox) // 2))

@@ -405,8 +405,3 @@ def write_voxels(out: Any, flat: Any, values: Any, *, t: int | None = None, fill
         else:
             out[int(t), z0:z1] = buf
 
-
-# former private names, still imported by dendritect.measure
-_shape3 = shape_zyx_of
-_slab = planes_per_read
-_step_axis = z_axis_of
