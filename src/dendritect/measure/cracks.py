@@ -28,8 +28,13 @@ __all__ = [
     "CRACK_COLUMNS",
     "STEP_COLUMNS",
     "CrackHistory",
+    "StepFrame",
+    "crack_row",
     "measure_cracks",
     "measure_step",
+    "root_tracks",
+    "spacing_um",
+    "step_metrics",
 ]
 
 CRACK_COLUMNS = [
@@ -53,7 +58,7 @@ SPAN_TOLERANCE_VOX = 2.5
 SPALLATION_MAX_ANGLE_DEG = 45.0
 
 
-def _spacing(voxel_size_um: Any) -> np.ndarray:
+def spacing_um(voxel_size_um: Any) -> np.ndarray:
     s = np.broadcast_to(np.asarray(voxel_size_um, dtype=np.float64), (3,)).copy()
     if not np.all(np.isfinite(s)) or np.any(s <= 0):
         raise InputError(f"voxel size must be three positive lengths, got {voxel_size_um!r}")
@@ -178,7 +183,7 @@ def _normal(coords_um: np.ndarray) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class _StepFrame:
+class StepFrame:
     """What every crack of a step is measured against (built once per step)."""
 
     shape: tuple[int, int, int]
@@ -200,7 +205,7 @@ class _StepFrame:
 
     @classmethod
     def of(cls, shape: tuple[int, ...], geometry: Any, spacing: np.ndarray, *, time_s: float,
-           t_index: int, span_tolerance_vox: float) -> _StepFrame:
+           t_index: int, span_tolerance_vox: float) -> StepFrame:
         shape3 = (int(shape[0]), int(shape[1]), int(shape[2]))
         return cls(shape3, spacing, _depth_lut(geometry, shape3[0]), _thickness_vox(geometry),
                    _edge_distance_map_um(geometry, spacing), float(time_s), int(t_index),
@@ -208,8 +213,8 @@ class _StepFrame:
                    geometry if geometry.tilted else None)
 
 
-def _crack_row(cid: int, sub: np.ndarray, origin: tuple[int, int, int],
-              lithium: np.ndarray | None, frame: _StepFrame,
+def crack_row(cid: int, sub: np.ndarray, origin: tuple[int, int, int],
+              lithium: np.ndarray | None, frame: StepFrame,
               fraction: np.ndarray | None = None) -> dict[str, Any]:
     """One row of :func:`measure_cracks`: the measurements of one crack.
 
@@ -224,7 +229,7 @@ def _crack_row(cid: int, sub: np.ndarray, origin: tuple[int, int, int],
     lithium : ndarray of bool or None
         Whether each crack voxel holds lithium, in the order of ``np.nonzero(sub)`` (raster
         order), or None when not known.
-    frame : _StepFrame
+    frame : StepFrame
         Geometry, voxel size and step of the crack.
     fraction : ndarray of float or None
         Crack fraction (deficit volume, voxels) of each crack voxel in the same order, from
@@ -347,7 +352,7 @@ def measure_cracks(labels: np.ndarray, geometry: Any, voxel_size_um: Any, *,
         are this step's edge distance and NaN.
     """
     labels = _check(labels, "labels")
-    spacing = _spacing(voxel_size_um)
+    spacing = spacing_um(voxel_size_um)
     if lithium is not None:
         lithium = _check(lithium, "lithium")
         if lithium.shape != labels.shape:
@@ -357,7 +362,7 @@ def measure_cracks(labels: np.ndarray, geometry: Any, voxel_size_um: Any, *,
         if fraction.shape != labels.shape:
             raise InputError(f"fraction shape {fraction.shape} differs from labels "
                              f"{labels.shape}")
-    frame = _StepFrame.of(labels.shape, geometry, spacing, time_s=time_s, t_index=t_index,
+    frame = StepFrame.of(labels.shape, geometry, spacing, time_s=time_s, t_index=t_index,
                           span_tolerance_vox=span_tolerance_vox)
     rows = []
     objects = ndi.find_objects(labels.astype(np.int64, copy=False))
@@ -368,7 +373,7 @@ def measure_cracks(labels: np.ndarray, geometry: Any, voxel_size_um: Any, *,
         sub = labels[sl] == cid
         li = None if lithium is None else lithium[sl][sub] != 0
         fr = None if fraction is None else fraction[sl][sub]
-        rows.append(_crack_row(cid, sub, tuple(s.start for s in sl), li, frame, fr))
+        rows.append(crack_row(cid, sub, tuple(s.start for s in sl), li, frame, fr))
     return pd.DataFrame(rows, columns=CRACK_COLUMNS)
 
 
@@ -543,17 +548,17 @@ def measure_step(crack: np.ndarray, geometry: Any, voxel_size_um: Any, *,
         and ``spanning`` (0/1: one connected crack reaches both interfaces).
     """
     crack = _check(crack, "crack") != 0
-    spacing = _spacing(voxel_size_um)
+    spacing = spacing_um(voxel_size_um)
     cc, n = ndi.label(crack, structure=_STRUCTURE)
     table = measure_cracks(cc, geometry, spacing, lithium=lithium, fraction=fraction,
                            span_tolerance_vox=span_tolerance_vox)
-    return _step_metrics(table, n_cracks=int(n), n_voxels=int(crack.sum()),
+    return step_metrics(table, n_cracks=int(n), n_voxels=int(crack.sum()),
                         n_projected=int(crack.any(axis=0).sum()), spacing=spacing,
                         lithium_known=lithium is not None,
                         fraction_known=fraction is not None)
 
 
-def _step_metrics(table: pd.DataFrame, *, n_cracks: int, n_voxels: int, n_projected: int,
+def step_metrics(table: pd.DataFrame, *, n_cracks: int, n_voxels: int, n_projected: int,
                  spacing: np.ndarray, lithium_known: bool,
                  fraction_known: bool = False) -> dict[str, float | int]:
     """The dict of :func:`measure_step` from a step's crack table and voxel counts.

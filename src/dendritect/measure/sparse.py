@@ -18,10 +18,10 @@ from dendritect.errors import InputError
 from dendritect.measure.cracks import (
     CRACK_COLUMNS,
     SPAN_TOLERANCE_VOX,
-    _crack_row,
-    _spacing,
-    _step_metrics,
-    _StepFrame,
+    StepFrame,
+    crack_row,
+    spacing_um,
+    step_metrics,
 )
 from dendritect.track.sparse import check_voxels, label_voxels, shape_zyx_of
 
@@ -84,8 +84,8 @@ def measure_cracks_voxels(flat: Any, labels: Any, shape: Any, geometry: Any,
         lithium = _aligned(lithium, flat, "lithium")
     if fraction is not None:
         fraction = _aligned(fraction, flat, "fraction")
-    spacing = _spacing(voxel_size_um)
-    frame = _StepFrame.of(shape, geometry, spacing, time_s=time_s, t_index=t_index,
+    spacing = spacing_um(voxel_size_um)
+    frame = StepFrame.of(shape, geometry, spacing, time_s=time_s, t_index=t_index,
                           span_tolerance_vox=span_tolerance_vox)
     # Voxels grouped by id; a stable sort keeps each crack's voxels in raster order, the order
     # np.nonzero gives on its bounding box.
@@ -104,7 +104,7 @@ def measure_cracks_voxels(flat: Any, labels: Any, shape: Any, geometry: Any,
         sub[z - lo[0], y - lo[1], x - lo[2]] = True
         li = None if lithium is None else lithium[idx] != 0
         fr = None if fraction is None else fraction[idx]
-        rows.append(_crack_row(cid, sub, lo, li, frame, fr))
+        rows.append(crack_row(cid, sub, lo, li, frame, fr))
     return pd.DataFrame(rows, columns=CRACK_COLUMNS)
 
 
@@ -143,11 +143,11 @@ def measure_step_voxels(flat: Any, shape: Any, geometry: Any, voxel_size_um: Any
         lithium = _aligned(lithium, flat, "lithium")
     if fraction is not None:
         fraction = _aligned(fraction, flat, "fraction")
-    spacing = _spacing(voxel_size_um)
+    spacing = spacing_um(voxel_size_um)
     labels, n = label_voxels(flat, shape, connectivity=3)
     table = measure_cracks_voxels(flat, labels, shape, geometry, spacing, lithium=lithium,
                                   fraction=fraction, span_tolerance_vox=span_tolerance_vox)
     n_projected = int(np.unique(flat % (shape[1] * shape[2])).size)
-    return _step_metrics(table, n_cracks=n, n_voxels=int(flat.size), n_projected=n_projected,
+    return step_metrics(table, n_cracks=n, n_voxels=int(flat.size), n_projected=n_projected,
                          spacing=spacing, lithium_known=lithium is not None,
                          fraction_known=fraction is not None)
