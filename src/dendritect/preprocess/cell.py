@@ -22,8 +22,9 @@ from skimage.filters import threshold_otsu
 
 from dendritect.errors import InputError
 
-__all__ = ["CellGeometry", "anode_evidence", "anode_from_evidence", "decide_anode", "find_cell",
-           "shear_columns"]
+__all__ = ["CellGeometry", "anode_evidence", "anode_from_evidence", "decide_anode",
+           "electrode_levels", "electrode_planes", "find_cell", "pellet_footprint",
+           "shear_columns", "voxel_noise"]
 
 _MIN_LAYER_VOX = 4  # a thinner bright band is a foil or a sheet, not a pellet
 _MIN_FOOTPRINT_FRAC = 0.05  # of the slice area
@@ -333,7 +334,7 @@ def find_cell(volume: np.ndarray, voxel_size_um=None, *, anode: str = "auto",
         raise _no_layer(where, f"the brightest band is only {z_bot - z_top:.1f} voxels thick")
     med = float(np.median(sample))
     spread = float(np.percentile(sample, 75) - np.percentile(sample, 25)) / 1.349
-    noise = _noise(v, int(np.ceil(z_top)) + 1, int(np.floor(z_bot)), inner)
+    noise = voxel_noise(v, int(np.ceil(z_top)) + 1, int(np.floor(z_bot)), inner)
     if z_bot - z_top < _MIN_LAYER_VOX:
         raise _no_layer(where, f"the brightest band is only {z_bot - z_top:.1f} voxels thick")
     if contrast <= 0 or spread > _MAX_LAYER_SPREAD * contrast:
@@ -346,9 +347,9 @@ def find_cell(volume: np.ndarray, voxel_size_um=None, *, anode: str = "auto",
 
     # 5. Electrode footprints and grey levels.
     prof_e = v[:, inner].mean(axis=1) if tilt is not None else prof
-    fp_top, li_top, void_top = _electrode(v, footprint, z_top, -1, level_in, noise,
+    fp_top, li_top, void_top = electrode_levels(v, footprint, z_top, -1, level_in, noise,
                                           electrode_planes(prof_e, z_top, -1))
-    fp_bot, li_bot, void_bot = _electrode(v, footprint, z_bot, +1, level_in, noise,
+    fp_bot, li_bot, void_bot = electrode_levels(v, footprint, z_bot, +1, level_in, noise,
                                           electrode_planes(prof_e, z_bot, +1))
     voids = [x for x in (void_top, void_bot) if np.isfinite(x)]
     void = float(min(voids)) if voids else float(np.percentile(
@@ -528,7 +529,7 @@ def _pick_layer(prof: np.ndarray) -> tuple[int, int, float] | None:
     return best[1], best[2], best[3]
 
 
-def _noise(v: np.ndarray, z0: int, z1: int, inner: np.ndarray) -> float:
+def voxel_noise(v: np.ndarray, z0: int, z1: int, inner: np.ndarray) -> float:
     """Voxel noise from differences of neighbouring voxels (texture varies slowly)."""
     if z1 - z0 < 2:
         return float("nan")
@@ -575,7 +576,9 @@ def electrode_planes(profile: np.ndarray, z_edge: float, step: int) -> tuple[int
     return max(zc - 1, 0), min(zc + 2, nz)
 
 
-def _electrode(v, footprint, z_edge, step, level_e, noise, planes):
+def electrode_levels(v: np.ndarray, footprint: np.ndarray, z_edge: float, step: int,
+                     level_e: float, noise: float,
+                     planes: tuple[int, int]) -> tuple[np.ndarray, float, float]:
     """Electrode footprint beyond an interface, its lithium level and the level of voids,
     measured on the planes ``planes`` (:func:`electrode_planes`)."""
     lo, hi = planes

@@ -428,7 +428,7 @@ def _full_noise(volume: Any, footprint: np.ndarray, z_top: float, z_bot: float,
     inner = ndimage.binary_erosion(footprint, iterations=2)
     if inner.sum() < 16:
         inner = footprint
-    return float(_cell._noise(_read_f32(volume, mid, mid + n), 0, n, inner))
+    return float(_cell.voxel_noise(_read_f32(volume, mid, mid + n), 0, n, inner))
 
 
 def _full_electrode(volume: Any, footprint: np.ndarray, z_edge: float, step: int,
@@ -455,7 +455,7 @@ def _full_electrode(volume: Any, footprint: np.ndarray, z_edge: float, step: int
     if (hi - lo) * ny * nx > limit:
         return None
     sub = _read_f32(volume, lo, hi)
-    fp, li, void = _cell._electrode(sub, inner, z_edge - lo, step, level_e, noise,
+    fp, li, void = _cell.electrode_levels(sub, inner, z_edge - lo, step, level_e, noise,
                                     (0, hi - lo))
     return (footprint.copy() if np.array_equal(fp, inner) else fp), li, void
 
