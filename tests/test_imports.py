@@ -24,8 +24,6 @@ PENDING_PRIVATE = {
     # physics: closed_form._finite and materials' key sets, to be made public there
     ("dendritect.physics.ecm", "dendritect.physics.closed_form", "_finite"),
     ("dendritect.physics.growth", "dendritect.physics.closed_form", "_finite"),
-    ("dendritect.physics.ecm", "dendritect.physics.materials", "_ELECTROLYTE_KEYS"),
-    ("dendritect.physics.ecm", "dendritect.physics.materials", "_LITHIUM_KEYS"),
     ("dendritect.physics.growth", "dendritect.physics.materials", "_ELECTROLYTE_KEYS"),
     ("dendritect.physics.growth", "dendritect.physics.materials", "_LITHIUM_KEYS"),
     # napari: the reader's spatial keywords, shared with the sample data

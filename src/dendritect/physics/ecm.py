@@ -39,7 +39,7 @@ from dendritect.errors import InputError
 from dendritect.physics import kinetics as kin
 from dendritect.physics.closed_form import _finite, critical_pressure_MPa
 from dendritect.physics.constants import FARADAY_C_MOL, geometry_factor, lithium_velocity_um_s
-from dendritect.physics.growth import GrowthResult
+from dendritect.physics.growth import GrowthResult, merge_overrides
 from dendritect.physics.materials import Lithium, Material, get_lithium, get_material
 
 __all__ = ["ECM_DEFAULTS", "PROTOCOLS", "CellProperties", "SimulationResult",
@@ -76,32 +76,9 @@ _BOOL_KEYS = {"li_size_effect"}
 
 
 def ecm_parameters(overrides: dict | None) -> dict[str, Any]:
-    """Merge ``overrides`` into :data:`ECM_DEFAULTS`, checking names and values.
-
-    Material keys (``k_ic_MPa_sqrt_m``...) and lithium keys (``li_creep_exponent``...) are
-    accepted and left for the materials; any other unknown key raises InputError.
-    """
-    from dendritect.physics.materials import _ELECTROLYTE_KEYS, _LITHIUM_KEYS
-
-    params = dict(ECM_DEFAULTS)
-    known = set(ECM_DEFAULTS) | set(_ELECTROLYTE_KEYS) | {f"li_{k}" for k in _LITHIUM_KEYS}
-    for key, value in (overrides or {}).items():
-        if key not in known:
-            raise InputError(
-                f"override: unknown parameter {key!r}; known: {', '.join(sorted(known))}")
-        if key not in ECM_DEFAULTS:
-            continue
-        if key in _STRING_KEYS:
-            geometry_factor(str(value))
-            params[key] = str(value)
-        elif key in _BOOL_KEYS:
-            params[key] = (str(value).lower() in ("1", "true", "yes", "on")
-                           if isinstance(value, str) else bool(value))
-        else:
-            params[key] = _finite(f"override {key}", value, positive=True)
-    if params["relative_density"] > 1.0:
-        raise InputError("override relative_density: must be in (0, 1]")
-    return params
+    """:func:`~dendritect.physics.growth.merge_overrides` into :data:`ECM_DEFAULTS`."""
+    return merge_overrides(ECM_DEFAULTS, overrides, string_keys=_STRING_KEYS,
+                           bool_keys=_BOOL_KEYS)
 
 
 def _arrhenius(energy_J_mol: float, temperature_C: float) -> float:

@@ -86,35 +86,46 @@ class GrowthResult:
         return out
 
 
-def model_parameters(overrides: dict | None) -> dict[str, Any]:
-    """Merge ``overrides`` into :data:`MODEL_DEFAULTS`, checking names and values.
+def merge_overrides(defaults: dict[str, Any], overrides: dict | None, *,
+                    string_keys: frozenset[str] | set[str] = frozenset(),
+                    bool_keys: frozenset[str] | set[str] = frozenset(),
+                    none_keys: frozenset[str] | set[str] = frozenset()) -> dict[str, Any]:
+    """Merge ``overrides`` into a model's ``defaults``, checking names and values.
 
     Material keys (``k_ic_MPa_sqrt_m``...) and lithium keys (``li_creep_exponent``...) are
     accepted and left for the materials; any other unknown key raises InputError.
+    ``string_keys`` hold a flaw geometry name, ``bool_keys`` a flag, ``none_keys`` may be None;
+    every other value must be a positive finite number.
     """
     from dendritect.physics.materials import _ELECTROLYTE_KEYS, _LITHIUM_KEYS
 
-    params = dict(MODEL_DEFAULTS)
-    known = set(MODEL_DEFAULTS) | set(_ELECTROLYTE_KEYS) | {f"li_{k}" for k in _LITHIUM_KEYS}
+    params = dict(defaults)
+    known = set(defaults) | set(_ELECTROLYTE_KEYS) | {f"li_{k}" for k in _LITHIUM_KEYS}
     for key, value in (overrides or {}).items():
         if key not in known:
             raise InputError(
                 f"override: unknown parameter {key!r}; known: {', '.join(sorted(known))}")
-        if key not in MODEL_DEFAULTS:
+        if key not in defaults:
             continue
-        if key in _STRING_KEYS:
+        if key in string_keys:
             geometry_factor(str(value))
             params[key] = str(value)
-        elif key in _BOOL_KEYS:
-            params[key] = str(value).lower() in ("1", "true", "yes", "on") \
-                if isinstance(value, str) else bool(value)
-        elif key == "capture_width_um" and value is None:
+        elif key in bool_keys:
+            params[key] = (str(value).lower() in ("1", "true", "yes", "on")
+                           if isinstance(value, str) else bool(value))
+        elif key in none_keys and value is None:
             params[key] = None
         else:
             params[key] = _finite(f"override {key}", value, positive=True)
     if params["relative_density"] > 1.0:
         raise InputError("override relative_density: must be in (0, 1]")
     return params
+
+
+def model_parameters(overrides: dict | None) -> dict[str, Any]:
+    """:func:`merge_overrides` into :data:`MODEL_DEFAULTS`."""
+    return merge_overrides(MODEL_DEFAULTS, overrides, string_keys=_STRING_KEYS,
+                           bool_keys=_BOOL_KEYS, none_keys={"capture_width_um"})
 
 
 def grow(electrolyte: str | Material = "Li6PS5Cl", *, current_density_mA_cm2: float = 1.0,
