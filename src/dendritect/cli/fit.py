@@ -33,22 +33,21 @@ def fit(
     """Fit the model's flaw size and current focusing to the measured crack fronts against
     the charge passed; write DIR/fit.json with σ, the span and short forecasts and a what-if
     table."""
-    from dendritect.cli.model import parse_pressure_MPa, parse_temperature_C
+    from dendritect.cli.model import (
+        parse_current_density,
+        parse_pressure_MPa,
+        parse_temperature_C,
+    )
     from dendritect.errors import InputError
     from dendritect.lock import results_lock
     from dendritect.physics.fit import fit as run_fit
     from dendritect.physics.fit import load_results, write_fit_json
-    from dendritect.units import parse_quantity
 
     if model not in ("cell", "growth"):
         raise InputError(f"--model: use cell or growth, got {model!r}")
     if not results.is_dir():
         raise InputError(f"{results}: not a folder")
-    i = None
-    if current_density is not None:
-        i = parse_quantity(current_density, "mA/cm2", name="--current-density")
-        if i <= 0:
-            raise InputError(f"--current-density: must be positive, got {current_density!r}")
+    i = None if current_density is None else parse_current_density(current_density)
     p = None if stack_pressure is None else parse_pressure_MPa(stack_pressure, "--stack-pressure")
     with results_lock(results, "fit"):
         data = load_results(results, electrolyte=electrolyte, current_density_mA_cm2=i,

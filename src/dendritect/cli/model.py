@@ -77,7 +77,8 @@ def _pressure(value: str, name: str) -> float:
     return parse_quantity(value, "MPa", name=name)
 
 
-def _current(value: str, name: str = "--current-density") -> float:
+def parse_current_density(value: str, name: str = "--current-density") -> float:
+    """A positive current density in mA/cm²; an InputError naming ``name`` otherwise."""
     out = parse_quantity(value, "mA/cm2", name=name)
     if out <= 0:
         raise InputError(f"{name}: must be positive, got {value!r}")
@@ -313,8 +314,8 @@ def ccd(electrolyte: str = _ELECTROLYTE,
         void_um=parse_length_um(void_size, name="--void-size"),
         overrides=_overrides(settings))
     if protocol == "ramp":
-        out = ramp_ccd(electrolyte, start_mA_cm2=_current(ramp_start, "--ramp-start"),
-                       step_mA_cm2=_current(ramp_step, "--ramp-step"), **kwargs)
+        out = ramp_ccd(electrolyte, start_mA_cm2=parse_current_density(ramp_start, "--ramp-start"),
+                       step_mA_cm2=parse_current_density(ramp_step, "--ramp-step"), **kwargs)
     else:
         out = critical_current_density(electrolyte, **kwargs)
     _emit(out, as_json)
@@ -346,7 +347,7 @@ def montecarlo(electrolyte: str = _ELECTROLYTE,
                            "stripping_limit_mA_cm2": mc.stripping_limit_mA_cm2,
                            "mean_ccd_mA_cm2": float(np.mean(mc.ccd_mA_cm2))}
     if current_density is not None:
-        i = _current(current_density)
+        i = parse_current_density(current_density)
         out["current_density_mA_cm2"] = i
         out["failure_probability"] = mc.failure_probability(i)
     out["params"] = mc.params
@@ -374,7 +375,8 @@ def sweep_cmd(out: str = typer.Option(..., "--out", help="Folder for sweep.csv a
     """Sweep current density (log-spaced) × stack pressure; write a CSV table and a PNG map."""
     from dendritect.physics.sweep import sweep, write_sweep
 
-    i0, i1 = _current(current_min, "--current-min"), _current(current_max, "--current-max")
+    i0 = parse_current_density(current_min, "--current-min")
+    i1 = parse_current_density(current_max, "--current-max")
     p0 = parse_pressure_MPa(pressure_min, "--pressure-min")
     p1 = parse_pressure_MPa(pressure_max, "--pressure-max")
     if i1 < i0 or p1 < p0:
