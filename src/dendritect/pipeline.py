@@ -722,7 +722,6 @@ def _analyze(input_path: Path, out: Path, *, voxel_size: Any, dataset: str | Non
             row.update(measure_step_voxels(flat, shape, geometry, spacing, lithium=lith,
                                            fraction=frac,
                                            span_tolerance_vox=span_tolerance_vox))
-            _rooted_by_history(row, crack_tables[-1])
             row.update(zip(("shift_dz_vox", "shift_dy_vox", "shift_dx_vox"), shifts[t],
                            strict=True))
             metric_rows.append(row)
