@@ -6,9 +6,11 @@ The analysis under the limit runs in its own process, which reports its own high
 none of this process's pages; :mod:`benchmarks.budget`). The allowance of 300 MB above the
 limit is for the interpreter with the package and its libraries loaded, which no budget can
 shrink: the test measures that baseline the same way (a process that imports what ``analyze``
-imports), checks that it fits the allowance, and that the peak less that baseline fits the
-limit. (What the baseline leaves out, the compiled kernels, thread pools and the report's
-figures, is counted against the limit.)
+imports) and checks that the peak fits the limit plus the allowance, and the peak less that
+baseline fits the limit. (What the baseline leaves out, the compiled kernels, thread pools
+and the report's figures, is counted against the limit.) The baseline itself is a property of
+the machine, not of the budget (250 MB on one machine, 325 MB on another with the same
+packages), so it is reported, not asserted.
 """
 
 from __future__ import annotations
@@ -46,8 +48,6 @@ def budget():
 def test_peak_rss_stays_within_the_memory_limit(tmp_path, budget):
     series = budget.write_test_series(tmp_path / "series.zarr", SHAPE, N_STEPS)
     imports = budget.run_with_peak(None)
-    # the allowance holds what no budget can shrink
-    assert imports <= ALLOWANCE_BYTES, f"interpreter with the package: {imports / 1e6:.0f} MB"
     # the analysis under the limit runs in its own process (report included) while the same
     # series is analysed here without a limit (steps held whole)
     limited = subprocess.Popen(
@@ -65,9 +65,10 @@ def test_peak_rss_stays_within_the_memory_limit(tmp_path, budget):
     peak = budget.peak_of(limited.returncode, err)
     print(f"peak RSS {peak / 1e6:.0f} MB under a {LIMIT_BYTES / 1e6:.0f} MB limit; "
           f"interpreter with the package {imports / 1e6:.0f} MB")
-    assert peak <= LIMIT_BYTES + ALLOWANCE_BYTES
+    assert peak <= LIMIT_BYTES + ALLOWANCE_BYTES, f"peak {peak / 1e6:.0f} MB"
     # what the data add: within the limit
-    assert peak - imports <= LIMIT_BYTES
+    assert peak - imports <= LIMIT_BYTES, (f"peak {peak / 1e6:.0f} MB, "
+                                           f"imports {imports / 1e6:.0f} MB")
     assert budget.same_results(tmp_path / "limited", tmp_path / "unlimited") == []
     assert (tmp_path / "limited" / "metrics.csv").read_text().count("\n") == N_STEPS + 1
 
