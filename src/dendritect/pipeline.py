@@ -14,6 +14,15 @@ same results. The per-step loop writes each step's masks into
 ``DIR/.partial/state.json``; ``resume=True`` continues from the last recorded step. Tracking
 and measuring then stream over the stored masks, working on each step's crack voxels. The
 results are moved into ``DIR`` at the end, ``summary.json`` last.
+
+:func:`analyze` is a short script of public stage functions that a notebook may call one by
+one, with the same results::
+
+    run = prepare_cell(series, partial)            # cell on step 0, anode side, the stores
+    segment_steps(run, params)                     # every step: register, segment, record
+    metrics, cracks = track_and_measure(run)       # time of arrival, tracks, measurements
+    prediction = predict_short(metrics, run.times_s, run.thickness_um)
+    summary = build_summary(run, metrics, prediction, input_path=path)
 """
 
 from __future__ import annotations
@@ -43,7 +52,16 @@ from dendritect.measure.cracks import (
 )
 from dendritect.predict.forecast import forecast_span
 
-__all__ = ["METRIC_COLUMNS", "analyze"]
+__all__ = [
+    "METRIC_COLUMNS",
+    "AnalysisRun",
+    "analyze",
+    "build_summary",
+    "predict_short",
+    "prepare_cell",
+    "segment_steps",
+    "track_and_measure",
+]
 
 METRIC_COLUMNS = [
     "t_index", "time_s", "front_depth_um", "front_depth_any_um", "li_front_depth_um",
@@ -509,14 +527,517 @@ def analyze(input: str | Path, out_dir: str | Path, *, voxel_size: Any = None,
         compute.close()
 
 
+@dataclasses.dataclass
+class AnalysisRun:
+    """One analysis in the making: the series, the cell found on step 0, and the stores in
+    ``partial`` that the stage functions fill (what :func:`prepare_cell` gives).
+
+    Attributes
+    ----------
+    series : Series
+        The input, lazy (:func:`dendritect.io.open_series`).
+    partial : Path
+        Folder the results are built in (``DIR/.partial`` in :func:`analyze`).
+    geometry : CellGeometry
+        The cell found on step 0, with the anode side decided.
+    reference : array
+        Step 0, the frame every step is registered onto: float32 in memory when a step fits
+        the plan, else read plane by plane.
+    plan : Plan
+        The run's memory and compute plan (:class:`~dendritect.parallel.memory.Plan`).
+    aligned : array
+        Where each registered step is written: memory, or a Zarr store in ``partial/work``.
+    state : dict
+        The resume record (``partial/state.json``): settings fingerprint, anode side, steps
+        done, registration shifts, lithium steps; updated and written after every step.
+    cracks, previews : zarr.Group
+        ``partial/cracks.zarr`` (crack, lithium, labels, fraction, time of arrival) and
+        ``partial/previews.zarr`` (three slices through the cell centre per step).
+    preview_index : tuple of int
+        ``(z, y, x)`` of the preview slices.
+    notes : list of str
+        Warnings found while preparing (implausible thickness, one step only).
+    stages : object
+        The preprocessing and segmentation functions the run uses.
+    """
+
+    series: Any
+    partial: Path
+    geometry: Any
+    reference: Any
+    plan: Any
+    aligned: Any
+    state: dict[str, Any]
+    cracks: Any
+    previews: Any
+    preview_index: tuple[int, int, int]
+    notes: list[str]
+    stages: Any
+
+    @property
+    def n_steps(self) -> int:
+        return self.series.n_steps
+
+    @property
+    def shape_zyx(self) -> tuple[int, int, int]:
+        return self.series.shape_zyx
+
+    @property
+    def voxel_size_um(self) -> tuple[float, ...]:
+        return tuple(float(s) for s in self.series.voxel_size_um)
+
+    @property
+    def times_s(self) -> np.ndarray:
+        return np.asarray(self.series.times_s, dtype=np.float64)
+
+    @property
+    def thickness_um(self) -> float:
+        """Electrolyte thickness (µm) of the cell found on step 0."""
+        return float(self.geometry.thickness_vox) * self.voxel_size_um[0]
+
+    @property
+    def work(self) -> Path:
+        """Scratch folder of the segmentation (removed once every step is segmented)."""
+        return self.partial / "work"
+
+    @property
+    def lithium_steps(self) -> set[int]:
+        """Steps in which lithium inside cracks was told apart from empty crack."""
+        return set(int(t) for t in self.state.get("lithium_steps", []))
+
+    @property
+    def lithium_reasons(self) -> dict[str, str]:
+        """Why lithium is not known, by step (``str(t)``)."""
+        return dict(self.state.get("lithium_reasons", {}))
+
+
+def _create_stores(partial: Path, n: int, shape: tuple[int, int, int]) -> None:
+    """The empty arrays of ``cracks.zarr`` and ``previews.zarr`` in ``partial`` (replaced)."""
+    cz = zarr.open_group(str(partial / "cracks.zarr"), mode="w")
+    chunks = (1, _plane_chunk(shape), *shape[1:])
+    R.create_array(cz, "crack", (n, *shape), "uint8", chunks=chunks)
+    R.create_array(cz, "lithium", (n, *shape), "uint8", chunks=chunks)
+    R.create_array(cz, "labels", (n, *shape), "int32", chunks=chunks)
+    R.create_array(cz, "time_of_arrival", shape, "int16", chunks=chunks[1:], fill_value=-1)
+    pz = zarr.open_group(str(partial / "previews.zarr"), mode="w")
+    R.create_array(pz, "yx", (n, shape[1], shape[2]), "float32",
+                   chunks=(1, shape[1], shape[2]), fill_value=0.0)
+    R.create_array(pz, "zx", (n, shape[0], shape[2]), "float32",
+                   chunks=(1, shape[0], shape[2]), fill_value=0.0)
+    R.create_array(pz, "zy", (n, shape[0], shape[1]), "float32",
+                   chunks=(1, shape[0], shape[1]), fill_value=0.0)
+
+
+def prepare_cell(series: Any, partial: str | Path, *, anode: str = "auto",
+                 state: dict[str, Any] | None = None, fingerprint: str = "",
+                 ring_correction: bool = False, force_units: bool = False,
+                 name: str | Path | None = None) -> AnalysisRun:
+    """Find the cell on step 0, decide the anode side, and create (or reopen) the stores.
+
+    The first stage of :func:`analyze`. Nothing is segmented yet; the memory plan is built
+    from the current compute context (:func:`dendritect.parallel.cluster.compute_context`).
+
+    Parameters
+    ----------
+    series : Series
+        The input, from :func:`dendritect.io.open_series`.
+    partial : str or Path
+        Folder to build the results in (made when missing).
+    anode : {"auto", "top", "bottom"}
+        The plated interface; ``auto`` judges it on later steps registered onto step 0.
+    state : dict, optional
+        The resume record of an unfinished run in ``partial``
+        (:func:`dendritect.results.read_state`) to continue: its anode side and stores are
+        kept. None starts afresh: the stores are created (replacing any) and the record
+        written.
+    fingerprint : str
+        Recorded in a new resume record (:func:`analyze` puts its settings' hash here).
+    ring_correction : bool
+        Remove ring artefacts from each slice before registration.
+    force_units : bool
+        Accept an implausible cell thickness with a warning instead of refusing it.
+    name : str or Path, optional
+        How the input is named in messages; default ``series.source``.
+
+    Returns
+    -------
+    AnalysisRun
+        What the later stages take.
+    """
+    if anode not in ("auto", "top", "bottom"):
+        raise InputError(f"--anode must be top, bottom or auto, got {anode!r}")
+    from dendritect.parallel.cluster import current_context
+    from dendritect.parallel.memory import Plan
+    from dendritect.plausible import check_thickness
+
+    partial = Path(partial)
+    partial.mkdir(parents=True, exist_ok=True)
+    name = series.source if name is None else name
+    stages = _Stages(ring_correction=ring_correction)
+    n = series.n_steps
+    shape = series.shape_zyx
+    spacing = tuple(float(s) for s in series.voxel_size_um)
+    notes: list[str] = []
+    # Nothing below holds a whole step in float32 unless it fits the memory budget: steps
+    # are read plane by plane, the aligned step goes to a scratch store, and tracking and
+    # measuring work on the crack voxels.
+    reference = _step(series, 0, stages)
+    geometry = stages.find_cell(reference, spacing, anode=anode, where=f"{name} step 0")
+    notes.extend(check_thickness(geometry, spacing, force=force_units))
+    # the one plan of memory and compute for the whole run, passed to every stage
+    plan = Plan.from_context(shape, series.data.dtype, current_context())
+    aligned = _aligned_store(partial / "work", plan)
+    if isinstance(aligned, np.ndarray):
+        # the step fits the budget: read step 0 once
+        reference = np.asarray(reference, dtype=np.float32)
+    if state is None:
+        decided = anode
+        if anode == "auto":
+            if n > 1:
+                decided = _decide_anode(stages, series, reference, geometry, aligned, plan)
+            else:
+                decided = str(geometry.anode)
+        state = {"fingerprint": fingerprint, "anode": decided, "done": [], "shifts": {}}
+        _create_stores(partial, n, shape)
+        R.write_state(partial, state)
+    if anode == "auto" and n == 1:
+        notes.append(f"{name} has one step only: the anode side cannot be decided from "
+                     f"changes; assumed {state['anode']} (set --anode)")
+    if anode == "auto":
+        if hasattr(geometry, "with_anode"):
+            geometry = geometry.with_anode(state["anode"])
+        elif state["anode"] != geometry.anode:
+            geometry = stages.find_cell(reference, spacing, anode=state["anode"],
+                                        where=f"{name} step 0")
+    zi, yi, xi = _preview_index(geometry, shape)
+    cz = zarr.open_group(str(partial / "cracks.zarr"), mode="r+")
+    if "fraction" not in cz:
+        # crack fraction from the grey-level deficit (measure.deficit), at crack voxels
+        R.create_array(cz, "fraction", (n, *shape), "float32", chunks=cz["crack"].chunks,
+                       fill_value=0.0)
+    pz = zarr.open_group(str(partial / "previews.zarr"), mode="r+")
+    if not pz["yx"].attrs.get("z_index") == zi:
+        pz["yx"].attrs["z_index"] = zi
+        pz["zx"].attrs["y_index"] = yi
+        pz["zy"].attrs["x_index"] = xi
+    return AnalysisRun(series=series, partial=partial, geometry=geometry, reference=reference,
+                       plan=plan, aligned=aligned, state=state, cracks=cz, previews=pz,
+                       preview_index=(zi, yi, xi), notes=notes, stages=stages)
+
+
+def segment_steps(run: AnalysisRun, params: Any = None, *, progress: bool = False
+                  ) -> list[int]:
+    """Register, intensity-match and segment every step not done yet, in order.
+
+    Each step's crack and lithium masks, its crack fraction (where the grey-level deficit can
+    be measured) and its preview slices go into the run's stores; the step is then recorded
+    in ``run.state`` (done, shift, lithium) and the record written, so that an interrupted
+    run continues from the next step. The scratch folder is removed at the end.
+
+    Parameters
+    ----------
+    run : AnalysisRun
+        From :func:`prepare_cell`.
+    params : SegmentParams, optional
+        Segmentation settings (defaults when None).
+    progress : bool
+        Show a progress bar on stderr.
+
+    Returns
+    -------
+    list of int
+        The steps segmented by this call.
+    """
+    from dendritect.measure.deficit import can_measure
+    from dendritect.parallel.memory import release_memory
+
+    stages, geometry, reference, plan = run.stages, run.geometry, run.reference, run.plan
+    if params is None:
+        params = stages.SegmentParams()
+    state, cz, pz, work = run.state, run.cracks, run.previews, run.work
+    zi, yi, xi = run.preview_index
+    # lithium inside cracks is known step by step: where the scan tells it apart (a step
+    # without cracks holds none), and unknown, with the reason, elsewhere
+    li_steps = run.lithium_steps
+    li_reasons = run.lithium_reasons
+
+    done = set(int(t) for t in state["done"])
+    todo = [t for t in range(run.n_steps) if t not in done]
+    with _progress(progress) as bar:
+        task = bar.add_task("segmenting", total=run.n_steps, completed=len(done)) if bar else None
+        for t, (vol, shift) in zip(todo, _aligned_steps(run.series, todo, reference, geometry,
+                                                        run.aligned, stages, plan), strict=True):
+            crack_t = _StepView(cz["crack"], t)
+            li_t = _StepView(cz["lithium"], t)
+            seg = _segment(
+                stages, vol, geometry, reference=None if t == 0 else reference,
+                previous=None if t == 0 else _StepView(cz["crack"], t - 1), params=params,
+                out={"crack": crack_t, "lithium": li_t, "pores": _Discard()},
+                scratch=work / "segment", plan=plan)
+            if seg.lithium is not None:
+                li_steps.add(t)
+            else:
+                li_reasons[str(t)] = getattr(seg, "lithium_reason", None) or (
+                    "lithium not segmented")
+            release_memory()
+            if can_measure(geometry):
+                _store_fraction(vol, crack_t, geometry, cz["fraction"], t=t,
+                                lithium=None if seg.lithium is None else li_t, plan=plan)
+                state["fraction"] = sorted(set(state.get("fraction", [])) | {t})
+            pz["yx"][t] = _plane(vol, zi)
+            pz["zx"][t] = _plane(vol, (slice(None), yi))
+            pz["zy"][t] = _plane(vol, (slice(None), slice(None), xi))
+            release_memory()
+            state["done"] = sorted(done | {t})
+            done.add(t)
+            state["shifts"][str(t)] = [round(float(s), 6) for s in shift]
+            state["lithium_steps"] = sorted(li_steps)
+            state["lithium_reasons"] = li_reasons
+            R.write_state(run.partial, state)
+            if bar:
+                bar.advance(task)
+    shutil.rmtree(work, ignore_errors=True)
+    return todo
+
+
+def track_and_measure(run: AnalysisRun, *, min_overlap_vox: int = 1,
+                      span_tolerance_vox: float = SPAN_TOLERANCE_VOX,
+                      ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Time of arrival, tracking and measurements, from the stored crack masks.
+
+    Streams over the steps' crack voxels (flat indices, read plane by plane): writes
+    ``time_of_arrival`` and the tracked ``labels`` into ``run.cracks``, measures every crack
+    and step, roots at all steps of its track a crack rooted at any
+    (:func:`~dendritect.measure.cracks.root_tracks`), and takes the rooted cracks into each
+    step's front, lithium front and span. Without lithium in any step, the ``lithium``
+    array is dropped from the store (with a note in its attributes).
+
+    Parameters
+    ----------
+    run : AnalysisRun
+        Every step segmented (:func:`segment_steps`).
+    min_overlap_vox : int
+        Overlap needed to link a crack to one seen before.
+    span_tolerance_vox : float
+        How close (voxels) a crack's faces must come to an interface to touch it.
+
+    Returns
+    -------
+    metrics : DataFrame
+        One row per step, :data:`METRIC_COLUMNS` (``metrics.csv`` without cycler columns).
+    cracks : DataFrame
+        One row per crack and step (``cracks.csv``).
+    """
+    from dendritect.measure.deficit import values_at
+    from dendritect.measure.sparse import measure_cracks_voxels, measure_step_voxels
+    from dendritect.track.sparse import (
+        arrival_voxels,
+        mask_voxels,
+        track_voxels,
+        write_voxels,
+    )
+
+    n, shape, spacing, times = run.n_steps, run.shape_zyx, run.voxel_size_um, run.times_s
+    geometry, state, cz = run.geometry, run.state, run.cracks
+    li_steps = run.lithium_steps
+    has_lithium = bool(li_steps)
+
+    def crack_voxels(t: int) -> np.ndarray:
+        return mask_voxels(_StepView(cz["crack"], t))
+
+    first_flat, first_step = arrival_voxels(crack_voxels(t) for t in range(n))
+    write_voxels(cz["time_of_arrival"], first_flat, first_step, fill=-1)
+    del first_flat, first_step
+    tol_um = float(span_tolerance_vox) * spacing[0]
+    thick_um = float(geometry.thickness_vox) * spacing[0]
+    history = CrackHistory(span_from_um=thick_um - tol_um, thickness_um=thick_um)
+    crack_tables = []
+    metric_rows = []
+    shifts = [state["shifts"][str(t)] for t in range(n)]
+    current: dict[int, np.ndarray] = {}
+    with_fraction = set(int(t) for t in state.get("fraction", []))
+
+    def steps() -> Iterator[np.ndarray]:
+        for t in range(n):
+            current[t] = crack_voxels(t)
+            yield current[t]
+
+    merges: dict[int, int] = {}
+    before: tuple[np.ndarray, np.ndarray] | None = None
+    for t, labels in enumerate(track_voxels(steps(), shape, min_overlap_vox=min_overlap_vox)):
+        flat = current.pop(t)
+        write_voxels(cz["labels"], flat, labels, t=t)
+        if before is not None:
+            merges.update(_merged_ids(*before, flat, labels))
+        before = (flat, labels)
+        lith = None
+        if has_lithium and t in li_steps:
+            li_flat = mask_voxels(_StepView(cz["lithium"], t))
+            lith = np.isin(flat, li_flat, assume_unique=True)
+        frac = values_at(cz["fraction"], flat, t=t) if t in with_fraction else None
+        table = measure_cracks_voxels(flat, labels, shape, geometry, spacing, lithium=lith,
+                                      fraction=frac, time_s=float(times[t]), t_index=t,
+                                      span_tolerance_vox=span_tolerance_vox)
+        crack_tables.append(history.update(table))
+        row = {"t_index": t, "time_s": float(times[t])}
+        row.update(measure_step_voxels(flat, shape, geometry, spacing, lithium=lith,
+                                       fraction=frac, span_tolerance_vox=span_tolerance_vox))
+        row.update(zip(("shift_dz_vox", "shift_dy_vox", "shift_dx_vox"), shifts[t],
+                       strict=True))
+        metric_rows.append(row)
+    # a crack rooted at any step of its track is rooted at all of them
+    crack_tables = root_tracks(crack_tables, span_from_um=thick_um - tol_um,
+                               thickness_um=thick_um, merges=merges,
+                               max_gap_um=_ROOT_GAP_VOX * spacing[0])
+    for row, table in zip(metric_rows, crack_tables, strict=True):
+        _rooted_by_history(row, table)
+    if not has_lithium:
+        cz.attrs["lithium"] = "not segmented: lithium in cracks cannot be told from empty crack"
+        if "lithium" in cz:
+            del cz["lithium"]
+    metrics = pd.DataFrame(metric_rows, columns=METRIC_COLUMNS)
+    nonempty = [c for c in crack_tables if len(c)]
+    cracks = (pd.concat(nonempty, ignore_index=True) if nonempty
+              else pd.DataFrame(columns=CRACK_COLUMNS))
+    return metrics, cracks
+
+
+def predict_short(metrics: pd.DataFrame, times_s: Any, thickness_um: float, *,
+                  echem_short_s: float | None = None) -> dict[str, Any]:
+    """The first spanning step, the span forecast from the steps before it, the short.
+
+    Parameters
+    ----------
+    metrics : DataFrame
+        One row per step, with ``spanning`` and ``front_depth_um`` (:func:`track_and_measure`).
+    times_s : array_like
+        Scan times (s), one per row.
+    thickness_um : float
+        Electrolyte thickness (µm), what the front must cross.
+    echem_short_s : float, optional
+        When the cycler record shows the short (s), if it does.
+
+    Returns
+    -------
+    dict
+        ``span_index`` and ``span_time_s`` (None without a span), and ``short_circuit``: the
+        cycler's short time, the forecast span time, its σ and method, the last step it was
+        fitted on, and the lag from span to short (s).
+    """
+    times = np.asarray(times_s, dtype=np.float64)
+    span = np.flatnonzero(metrics["spanning"].to_numpy() > 0)
+    span_index = int(span[0]) if span.size else None
+    use = times.size if span_index is None else span_index
+    forecast = None
+    if use >= 1 and np.all(np.diff(times[:use]) > 0):
+        forecast = forecast_span(times[:use], metrics["front_depth_um"].to_numpy()[:use],
+                                 thickness_um)
+    forecast_from = use - 1 if forecast is not None and forecast.time_s is not None else None
+    span_time = None if span_index is None else float(times[span_index])
+    return {
+        "span_index": span_index,
+        "span_time_s": span_time,
+        "short_circuit": {
+            "echem_time_s": None if echem_short_s is None else float(echem_short_s),
+            "forecast_time_s": None if forecast is None else forecast.time_s,
+            "forecast_sigma_s": None if forecast is None else forecast.sigma_s,
+            "forecast_method": None if forecast is None else forecast.method,
+            "forecast_from_index": forecast_from,
+            "span_to_short_lag_s": (None if echem_short_s is None or span_time is None
+                                    else float(echem_short_s) - span_time),
+        },
+    }
+
+
+def build_summary(run: AnalysisRun, metrics: pd.DataFrame, prediction: dict[str, Any], *,
+                  input_path: str | Path, settings: dict[str, Any] | None = None,
+                  notes: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+    """The content of ``summary.json``, as JSON gives it back (sorted keys, no NaN).
+
+    Parameters
+    ----------
+    run : AnalysisRun
+        Every step segmented (:func:`segment_steps`).
+    metrics : DataFrame
+        From :func:`track_and_measure`.
+    prediction : dict
+        From :func:`predict_short`.
+    input_path : str or Path
+        The input, as recorded (resolved).
+    settings : dict, optional
+        The run's settings, recorded as ``parameters``.
+    notes : list of str
+        Warnings, recorded as ``warnings``.
+    """
+    state, geometry = run.state, run.geometry
+    dz = run.voxel_size_um[0]
+    summary = {
+        "dendritect_version": __version__,
+        "input": str(Path(input_path).resolve()),
+        "format": run.series.format,
+        "n_steps": run.n_steps,
+        "shape_zyx": list(run.shape_zyx),
+        "times_s": run.times_s,
+        "voxel_size_um": list(run.voxel_size_um),
+        "anode": state["anode"],
+        "electrolyte_interfaces_um": [float(geometry.z_anode_vox) * dz,
+                                      float(geometry.z_cathode_vox) * dz],
+        "electrolyte_thickness_um": run.thickness_um,
+        "interface_tilt_deg": float(geometry.tilt_deg()),
+        "registration_shifts_vox": [state["shifts"][str(t)] for t in range(run.n_steps)],
+        "span_index": prediction["span_index"],
+        "span_time_s": prediction["span_time_s"],
+        "lithium_segmented": bool(run.lithium_steps),
+        "lithium": _lithium_summary(run.lithium_steps, run.lithium_reasons,
+                                    metrics["n_cracks"].to_numpy()),
+        "short_circuit": prediction["short_circuit"],
+        "parameters": {} if settings is None else settings,
+        "warnings": list(notes),
+    }
+    return json.loads(R.dumps_json(summary))
+
+
+def _settings(input_path: Path, *, voxel_size: Any, dataset: str | None, times_s: Any,
+              interval: Any, anode: str, echem: str | Path | None, params: Any,
+              min_overlap_vox: int, span_tolerance_vox: float,
+              ring_correction: bool) -> dict[str, Any]:
+    """The settings a run's results depend on (``summary.json``'s ``parameters``; their hash
+    guards ``--resume``)."""
+    return {
+        "input": str(input_path.resolve()),
+        "voxel_size": voxel_size if voxel_size is None else str(voxel_size),
+        "dataset": dataset,
+        "times_s": None if times_s is None else [str(t) for t in np.atleast_1d(times_s)],
+        "interval": None if interval is None else str(interval),
+        "anode": anode,
+        "echem": None if echem is None else str(Path(echem).resolve()),
+        "segment": _params_dict(params),
+        "min_overlap_vox": int(min_overlap_vox),
+        "span_tolerance_vox": float(span_tolerance_vox),
+        "ring_correction": bool(ring_correction),
+    }
+
+
+def _add_echem(metrics: pd.DataFrame, sampled: pd.DataFrame | None,
+               echem: str | Path | None) -> None:
+    """The cycler's voltage and charge at the scan times as columns of ``metrics`` (empty when
+    a cycler file was given but not sampled), in place."""
+    if sampled is not None:
+        metrics["voltage_V"] = sampled["voltage_V"].to_numpy()
+        metrics["charge_mAh"] = sampled["charge_mAh"].to_numpy()
+    elif echem is not None:
+        metrics["voltage_V"] = np.nan
+        metrics["charge_mAh"] = np.nan
+
+
 def _analyze(input_path: Path, out: Path, *, voxel_size: Any, dataset: str | None,
              times_s: Any, interval: Any, anode: str, echem: str | Path | None, resume: bool,
              overwrite: bool, progress: bool, params: Any, min_overlap_vox: int,
              span_tolerance_vox: float, report: bool,
              force_units: bool = False, ring_correction: bool = False) -> dict[str, Any]:
     """The body of :func:`analyze`, run inside its compute context and the folder's lock."""
-    from dendritect.io import open_series
-    from dendritect.plausible import check_thickness, check_units
+    from dendritect.io import open_series  # looked up per run: dendritect.watch swaps it
+    from dendritect.plausible import check_units
 
     partial, phase = R.prepare(out, resume=resume, overwrite=overwrite)
     if phase == "finished":
@@ -527,31 +1048,20 @@ def _analyze(input_path: Path, out: Path, *, voxel_size: Any, dataset: str | Non
         return summary
 
     try:
-        stages = _Stages(ring_correction=ring_correction)
         if params is None:
-            params = stages.SegmentParams()
+            params = _Stages(ring_correction=ring_correction).SegmentParams()
         series = open_series(input_path, dataset=dataset, voxel_size=voxel_size, times_s=times_s,
                              interval=interval)
-        n = series.n_steps
-        shape = series.shape_zyx
-        spacing = tuple(float(s) for s in series.voxel_size_um)
         times = np.asarray(series.times_s, dtype=np.float64)
-        settings = {
-            "input": str(input_path.resolve()),
-            "voxel_size": voxel_size if voxel_size is None else str(voxel_size),
-            "dataset": dataset,
-            "times_s": None if times_s is None else [str(t) for t in np.atleast_1d(times_s)],
-            "interval": None if interval is None else str(interval),
-            "anode": anode,
-            "echem": None if echem is None else str(Path(echem).resolve()),
-            "segment": _params_dict(params),
-            "min_overlap_vox": int(min_overlap_vox),
-            "span_tolerance_vox": float(span_tolerance_vox),
-            "ring_correction": bool(ring_correction),
-        }
+        settings = _settings(input_path, voxel_size=voxel_size, dataset=dataset,
+                             times_s=times_s, interval=interval, anode=anode, echem=echem,
+                             params=params, min_overlap_vox=min_overlap_vox,
+                             span_tolerance_vox=span_tolerance_vox,
+                             ring_correction=ring_correction)
         fp = _fingerprint(settings)
         notes: list[str] = []
-        notes.extend(check_units(spacing, times, shape, force=force_units))
+        notes.extend(check_units(tuple(float(s) for s in series.voxel_size_um), times,
+                                 series.shape_zyx, force=force_units))
 
         # Echem first: an unreadable cycler file must fail before hours of segmentation.
         sampled = short = None
@@ -564,237 +1074,23 @@ def _analyze(input_path: Path, out: Path, *, voxel_size: Any, dataset: str | Non
             raise InputError(f"--resume: the unfinished run in {out} used other settings; "
                              "run again with the same options, or without --resume")
 
-        # Nothing below holds a whole step in float32 unless it fits the memory budget: steps
-        # are read plane by plane, the aligned step goes to a scratch store, and tracking and
-        # measuring work on the crack voxels.
-        reference = _step(series, 0, stages)
-        geometry = stages.find_cell(reference, spacing, anode=anode,
-                                    where=f"{input_path} step 0")
-        notes.extend(check_thickness(geometry, spacing, force=force_units))
-        work = partial / "work"
-        from dendritect.parallel.cluster import current_context
-        from dendritect.parallel.memory import Plan
-
-        # the one plan of memory and compute for the whole run, passed to every stage
-        plan = Plan.from_context(shape, series.data.dtype, current_context())
-        aligned = _aligned_store(work, plan)
-        if isinstance(aligned, np.ndarray):
-            # the step fits the budget: read step 0 once
-            reference = np.asarray(reference, dtype=np.float32)
-        if state is None:
-            decided = anode
-            if anode == "auto":
-                if n > 1:
-                    decided = _decide_anode(stages, series, reference, geometry, aligned,
-                                            plan)
-                else:
-                    decided = str(geometry.anode)
-            state = {"fingerprint": fp, "anode": decided, "done": [], "shifts": {}}
-            cz = zarr.open_group(str(partial / "cracks.zarr"), mode="w")
-            chunks = (1, _plane_chunk(shape), *shape[1:])
-            R.create_array(cz, "crack", (n, *shape), "uint8", chunks=chunks)
-            R.create_array(cz, "lithium", (n, *shape), "uint8", chunks=chunks)
-            R.create_array(cz, "labels", (n, *shape), "int32", chunks=chunks)
-            R.create_array(cz, "time_of_arrival", shape, "int16", chunks=chunks[1:],
-                           fill_value=-1)
-            pz = zarr.open_group(str(partial / "previews.zarr"), mode="w")
-            R.create_array(pz, "yx", (n, shape[1], shape[2]), "float32",
-                           chunks=(1, shape[1], shape[2]), fill_value=0.0)
-            R.create_array(pz, "zx", (n, shape[0], shape[2]), "float32",
-                           chunks=(1, shape[0], shape[2]), fill_value=0.0)
-            R.create_array(pz, "zy", (n, shape[0], shape[1]), "float32",
-                           chunks=(1, shape[0], shape[1]), fill_value=0.0)
-            R.write_state(partial, state)
-        if anode == "auto" and n == 1:
-            notes.append(f"{input_path} has one step only: the anode side cannot be decided from "
-                         f"changes; assumed {state['anode']} (set --anode)")
-        if anode == "auto":
-            if hasattr(geometry, "with_anode"):
-                geometry = geometry.with_anode(state["anode"])
-            elif state["anode"] != geometry.anode:
-                geometry = stages.find_cell(reference, spacing, anode=state["anode"],
-                                            where=f"{input_path} step 0")
-        zi, yi, xi = _preview_index(geometry, shape)
-        cz = zarr.open_group(str(partial / "cracks.zarr"), mode="r+")
-        if "fraction" not in cz:
-            # crack fraction from the grey-level deficit (measure.deficit), at crack voxels
-            R.create_array(cz, "fraction", (n, *shape), "float32", chunks=cz["crack"].chunks,
-                           fill_value=0.0)
-        from dendritect.measure.deficit import can_measure, values_at
-        from dendritect.parallel.memory import release_memory
-        pz = zarr.open_group(str(partial / "previews.zarr"), mode="r+")
-        if not pz["yx"].attrs.get("z_index") == zi:
-            pz["yx"].attrs["z_index"] = zi
-            pz["zx"].attrs["y_index"] = yi
-            pz["zy"].attrs["x_index"] = xi
-        # lithium inside cracks is known step by step: where the scan tells it apart (a step
-        # without cracks holds none), and unknown, with the reason, elsewhere
-        li_steps = set(int(t) for t in state.get("lithium_steps", []))
-        li_reasons: dict[str, str] = dict(state.get("lithium_reasons", {}))
-
-        done = set(int(t) for t in state["done"])
-        todo = [t for t in range(n) if t not in done]
-        with _progress(progress) as bar:
-            task = bar.add_task("segmenting", total=n, completed=len(done)) if bar else None
-            for t, (vol, shift) in zip(todo, _aligned_steps(series, todo, reference, geometry,
-                                                            aligned, stages, plan), strict=True):
-                crack_t = _StepView(cz["crack"], t)
-                li_t = _StepView(cz["lithium"], t)
-                seg = _segment(
-                    stages, vol, geometry, reference=None if t == 0 else reference,
-                    previous=None if t == 0 else _StepView(cz["crack"], t - 1), params=params,
-                    out={"crack": crack_t, "lithium": li_t, "pores": _Discard()},
-                    scratch=work / "segment", plan=plan)
-                if seg.lithium is not None:
-                    li_steps.add(t)
-                else:
-                    li_reasons[str(t)] = getattr(seg, "lithium_reason", None) or (
-                        "lithium not segmented")
-                release_memory()
-                if can_measure(geometry):
-                    _store_fraction(vol, crack_t, geometry, cz["fraction"], t=t,
-                                    lithium=None if seg.lithium is None else li_t, plan=plan)
-                    state["fraction"] = sorted(set(state.get("fraction", [])) | {t})
-                pz["yx"][t] = _plane(vol, zi)
-                pz["zx"][t] = _plane(vol, (slice(None), yi))
-                pz["zy"][t] = _plane(vol, (slice(None), slice(None), xi))
-                release_memory()
-                state["done"] = sorted(done | {t})
-                done.add(t)
-                state["shifts"][str(t)] = [round(float(s), 6) for s in shift]
-                state["lithium_steps"] = sorted(li_steps)
-                state["lithium_reasons"] = li_reasons
-                R.write_state(partial, state)
-                if bar:
-                    bar.advance(task)
-        shutil.rmtree(work, ignore_errors=True)
-        has_lithium = bool(li_steps)
-
-        # Tracking, time of arrival and measurements work on the crack voxels of each step
-        # (flat indices), read plane by plane from the stored masks.
-        from dendritect.measure.sparse import measure_cracks_voxels, measure_step_voxels
-        from dendritect.track.sparse import (
-            arrival_voxels,
-            mask_voxels,
-            track_voxels,
-            write_voxels,
-        )
-
-        def crack_voxels(t: int) -> np.ndarray:
-            return mask_voxels(_StepView(cz["crack"], t))
-
-        first_flat, first_step = arrival_voxels(crack_voxels(t) for t in range(n))
-        write_voxels(cz["time_of_arrival"], first_flat, first_step, fill=-1)
-        del first_flat, first_step
-        tol_um = float(span_tolerance_vox) * spacing[0]
-        thick_um = float(geometry.thickness_vox) * spacing[0]
-        history = CrackHistory(span_from_um=thick_um - tol_um, thickness_um=thick_um)
-        crack_tables = []
-        metric_rows = []
-        shifts = [state["shifts"][str(t)] for t in range(n)]
-        current: dict[int, np.ndarray] = {}
-        with_fraction = set(int(t) for t in state.get("fraction", []))
-
-        def steps() -> Iterator[np.ndarray]:
-            for t in range(n):
-                current[t] = crack_voxels(t)
-                yield current[t]
-
-        merges: dict[int, int] = {}
-        before: tuple[np.ndarray, np.ndarray] | None = None
-        for t, labels in enumerate(track_voxels(steps(), shape,
-                                                min_overlap_vox=min_overlap_vox)):
-            flat = current.pop(t)
-            write_voxels(cz["labels"], flat, labels, t=t)
-            if before is not None:
-                merges.update(_merged_ids(*before, flat, labels))
-            before = (flat, labels)
-            lith = None
-            if has_lithium and t in li_steps:
-                li_flat = mask_voxels(_StepView(cz["lithium"], t))
-                lith = np.isin(flat, li_flat, assume_unique=True)
-            frac = values_at(cz["fraction"], flat, t=t) if t in with_fraction else None
-            table = measure_cracks_voxels(flat, labels, shape, geometry, spacing, lithium=lith,
-                                          fraction=frac, time_s=float(times[t]), t_index=t,
-                                          span_tolerance_vox=span_tolerance_vox)
-            crack_tables.append(history.update(table))
-            row = {"t_index": t, "time_s": float(times[t])}
-            row.update(measure_step_voxels(flat, shape, geometry, spacing, lithium=lith,
-                                           fraction=frac,
-                                           span_tolerance_vox=span_tolerance_vox))
-            row.update(zip(("shift_dz_vox", "shift_dy_vox", "shift_dx_vox"), shifts[t],
-                           strict=True))
-            metric_rows.append(row)
-        # a crack rooted at any step of its track is rooted at all of them
-        crack_tables = root_tracks(crack_tables, span_from_um=thick_um - tol_um,
-                                   thickness_um=thick_um, merges=merges,
-                                   max_gap_um=_ROOT_GAP_VOX * spacing[0])
-        for row, table in zip(metric_rows, crack_tables, strict=True):
-            _rooted_by_history(row, table)
-        if not has_lithium:
-            cz.attrs["lithium"] = "not segmented: lithium in cracks cannot be told from empty crack"
-            if "lithium" in cz:
-                del cz["lithium"]
-        metrics = pd.DataFrame(metric_rows, columns=METRIC_COLUMNS)
-        if sampled is not None:
-            metrics["voltage_V"] = sampled["voltage_V"].to_numpy()
-            metrics["charge_mAh"] = sampled["charge_mAh"].to_numpy()
-        elif echem is not None:
-            metrics["voltage_V"] = np.nan
-            metrics["charge_mAh"] = np.nan
-        nonempty = [c for c in crack_tables if len(c)]
-        cracks = (pd.concat(nonempty, ignore_index=True) if nonempty
-                  else pd.DataFrame(columns=CRACK_COLUMNS))
+        run = prepare_cell(series, partial, anode=anode, state=state, fingerprint=fp,
+                           ring_correction=ring_correction, force_units=force_units,
+                           name=input_path)
+        notes.extend(run.notes)
+        segment_steps(run, params, progress=progress)
+        metrics, cracks = track_and_measure(run, min_overlap_vox=min_overlap_vox,
+                                            span_tolerance_vox=span_tolerance_vox)
+        _add_echem(metrics, sampled, echem)
         R.write_csv(partial / "metrics.csv", metrics)
         R.write_csv(partial / "cracks.csv", cracks)
-
-        # Prediction: first spanning step, forecast from the steps before it, short in the cycler.
-        span = np.flatnonzero(metrics["spanning"].to_numpy() > 0)
-        span_index = int(span[0]) if span.size else None
-        dz = spacing[0]
-        thickness_um = float(geometry.thickness_vox) * dz
-        use = n if span_index is None else span_index
-        forecast = None
-        if use >= 1 and np.all(np.diff(times[:use]) > 0):
-            forecast = forecast_span(times[:use], metrics["front_depth_um"].to_numpy()[:use],
-                                     thickness_um)
-        forecast_from = use - 1 if forecast is not None and forecast.time_s is not None else None
-        echem_time = None if short is None else getattr(short, "time_s", None)
-        span_time = None if span_index is None else float(times[span_index])
-        summary = {
-            "dendritect_version": __version__,
-            "input": str(input_path.resolve()),
-            "format": series.format,
-            "n_steps": n,
-            "shape_zyx": list(shape),
-            "times_s": times,
-            "voxel_size_um": list(spacing),
-            "anode": state["anode"],
-            "electrolyte_interfaces_um": [float(geometry.z_anode_vox) * dz,
-                                          float(geometry.z_cathode_vox) * dz],
-            "electrolyte_thickness_um": thickness_um,
-            "interface_tilt_deg": float(geometry.tilt_deg()),
-            "registration_shifts_vox": shifts,
-            "span_index": span_index,
-            "span_time_s": span_time,
-            "lithium_segmented": has_lithium,
-            "lithium": _lithium_summary(li_steps, li_reasons,
-                                        metrics["n_cracks"].to_numpy()),
-            "short_circuit": {
-                "echem_time_s": None if echem_time is None else float(echem_time),
-                "forecast_time_s": None if forecast is None else forecast.time_s,
-                "forecast_sigma_s": None if forecast is None else forecast.sigma_s,
-                "forecast_method": None if forecast is None else forecast.method,
-                "forecast_from_index": forecast_from,
-                "span_to_short_lag_s": (None if echem_time is None or span_time is None
-                                        else float(echem_time) - span_time),
-            },
-            "parameters": settings,
-            "warnings": notes,
-        }
+        prediction = predict_short(metrics, times, run.thickness_um,
+                                   echem_short_s=None if short is None
+                                   else getattr(short, "time_s", None))
         for note in notes:
             warnings.warn(note, UserWarning, stacklevel=2)
-        summary = json.loads(R.dumps_json(summary))
+        summary = build_summary(run, metrics, prediction, input_path=input_path,
+                                settings=settings, notes=notes)
         _complete(out, partial, summary, report)
         return summary
 
