@@ -11,7 +11,10 @@ writes ``analyse_twin.png`` (or the path given).
 
 ``dendritect analyze`` does the same with bounded memory, resumable, and adds the rules that
 only a whole series allows (the anode side judged on later steps, cracks rooted in any step,
-the forecast); see :func:`dendritect.pipeline.analyze`.
+the forecast); see :func:`dendritect.pipeline.analyze`. Its own stages are public functions
+too, to call one by one on the same results: :func:`~dendritect.pipeline.prepare_cell`,
+:func:`~dendritect.pipeline.segment_steps`, :func:`~dendritect.pipeline.track_and_measure`,
+:func:`~dendritect.pipeline.predict_short` and :func:`~dendritect.pipeline.build_summary`.
 
 Run from the repository root: ``python examples/analyse_twin.py [OUT.png]``.
 """
