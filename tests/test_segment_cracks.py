@@ -279,3 +279,57 @@ def test_rim_traces_dropped_wall_cracks_kept():
     crack[0, 5:31, 31] = True                              # joins arc and crack in plane 0
     again = _beyond_rim(crack, bins)
     assert again[0, arc].all() and not again[2, arc].any()
+
+
+def test_rim_dots_dropped_tips_reaching_in_kept():
+    from dendritect.segment.cracks import RIM_DOT_VOX, WALL_BIN_VOX, _beyond_rim
+
+    n = 64
+    yy, xx = np.mgrid[:n, :n]
+    r = np.hypot(yy - 31.5, xx - 31.5)
+    bins = np.minimum(((np.clip(30.0 - r, 0, None) - 0.5) / WALL_BIN_VOX).astype(int), 12)
+    bins = bins.clip(0)[None].repeat(2, axis=0)
+    crack = np.zeros((2, n, n), bool)
+    crack[0, 31:33, 3:5] = True                 # a 2 x 2 dot 1-2 voxels in from the wall
+    crack[1, 31, 3:3 + RIM_DOT_VOX + 1] = True  # one voxel more: a short trace, not a dot
+    crack[1, 20, 31:33] = True                  # a dot far from the wall
+    kept = _beyond_rim(crack, bins)
+    assert not kept[0].any()
+    assert kept[1, 31, 3:3 + RIM_DOT_VOX + 1].all() and kept[1, 20, 31:33].all()
+
+
+def test_component_shapes_measure_lines_and_use_the_voxel_size():
+    lab = np.zeros((40, 20, 20), np.int32)
+    lab[5:35, 4:6, 4:6] = 1                     # a 2 x 2 column along z
+    lab[10, 10:18, 3:15] = 2                    # a flat sheet one plane thick
+    shp = component_shapes(lab)
+    assert shp["width"][0] < 1.0 and shp["elongation"][0] > 10 and shp["axis_z"][0] > 0.99
+    assert shp["elongation"][1] < 3 and shp["axis_z"][1] < 0.1
+    # one plane of 4 x 4 voxels is flat (a crack's shape) in voxels, but in voxels twice as
+    # tall as wide it is a squat blob (a pore's), below the crack's minimum planarity
+    from dendritect.segment.cracks import SegmentParams
+
+    blob = np.zeros((6, 8, 8), np.int32)
+    blob[2, 2:6, 2:6] = 1
+    flat = component_shapes(blob)["planarity"][0]
+    squat = component_shapes(blob, voxel_size_um=(2.0, 1.0, 1.0))["planarity"][0]
+    assert flat > SegmentParams().min_planarity > squat
+    assert component_shapes(blob, voxel_size_um=1.0)["planarity"][0] == pytest.approx(flat)
+
+
+def test_lines_along_z_are_not_cracks():
+    """A thin column through the layer (a die or wall feature turned into change by a
+    sub-voxel registration) is a line; a crack sheet, or a shallow crack seen as a line in the
+    plane, is not."""
+    from dendritect.segment.cracks import lines_along_z
+
+    lab = np.zeros((40, 48, 48), np.int32)
+    lab[4:30, 20:22, 12:14] = 1                 # a 2 x 2 column, 26 planes
+    lab[4:30, 24:38, 32] = 2                    # a transverse crack sheet, as deep
+    lab[4, 10, 5:40] = 3                        # a shallow crack: a line in one plane
+    lab[10:22, 40, 40] = 4                      # a 1-voxel line 12 planes long
+    lab[10:14, 44, 44] = 5                      # too short to be a line
+    got = lines_along_z(component_shapes(lab))
+    assert got.tolist() == [True, False, False, True, False]
+    # in voxels twice as tall as wide, the short one is as long as a line too
+    assert lines_along_z(component_shapes(lab, voxel_size_um=(2.0, 1.0, 1.0)))[4]

@@ -67,6 +67,10 @@ class CellGeometry:
     axis_shift_yx : (float, float)
         Lateral move (voxels along y and x) of the pellet's cross-section per z plane: a
         tilted pellet's wall is inclined too. ``footprint`` is the cross-section at mid-layer.
+    voxel_size_um : (float, float, float) or None
+        Voxel size (z, y, x) when known: shapes (how flat, how long a piece is) are judged in
+        micrometres, so a round pore in voxels twice as tall as wide is not taken for a flat
+        crack.
     """
 
     anode: str
@@ -82,6 +86,7 @@ class CellGeometry:
     axis_yx: tuple[float, float] = (0.0, 0.0)
     cos_tilt: float = 1.0
     axis_shift_yx: tuple[float, float] = (0.0, 0.0)
+    voxel_size_um: tuple[float, float, float] | None = None
 
     def __post_init__(self) -> None:
         if self.anode not in ("top", "bottom"):
@@ -363,7 +368,8 @@ def find_cell(volume: np.ndarray, voxel_size_um=None, *, anode: str = "auto",
                        noise=float(noise), counter_electrode_footprint=fp_bot,
                        flags=("anode-undecided",) if anode == "auto" else (),
                        tilt_vox=(float(sy), float(sx)), axis_yx=axis, cos_tilt=cos_tilt,
-                       axis_shift_yx=(float(axis_shift[0]), float(axis_shift[1])))
+                       axis_shift_yx=(float(axis_shift[0]), float(axis_shift[1])),
+                       voxel_size_um=None if voxel_size_um is None else _spacing3(voxel_size_um))
     if anode == "bottom":
         geo = geo.with_anode("bottom")
     elif anode == "top":

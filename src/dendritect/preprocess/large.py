@@ -388,7 +388,9 @@ def find_cell_bounded(volume: Any, voxel_size_um: Any = None, *, anode: str = "a
                                  geo.axis_yx[1] * kx + (kx - 1) / 2),
                         cos_tilt=geo.cos_tilt,
                         axis_shift_yx=(geo.axis_shift_yx[0] * ky / kz,
-                                       geo.axis_shift_yx[1] * kx / kz))
+                                       geo.axis_shift_yx[1] * kx / kz),
+                        voxel_size_um=None if geo.voxel_size_um is None else tuple(
+                            v / k for v, k in zip(geo.voxel_size_um, f, strict=True)))
     # __post_init__ puts interfaces and electrode footprints on the anode's side
     return dataclasses.replace(full, anode=geo.anode)
 

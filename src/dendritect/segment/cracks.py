@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -124,35 +125,67 @@ def _bbox(geometry: CellGeometry, shape, pad: int) -> tuple[slice, slice, slice]
             slice(max(0, xs.min() - pad), min(nx, xs.max() + pad + 1)))
 
 
-def component_shapes(labels: np.ndarray, n: int | None = None) -> dict[str, np.ndarray]:
+def component_shapes(labels: np.ndarray, n: int | None = None, *,
+                     voxel_size_um: Any = None) -> dict[str, np.ndarray]:
     """Size and inertia-tensor shape of each labelled component.
+
+    With ``voxel_size_um`` (z, y, x) the coordinates are taken in micrometres, in units of the
+    x voxel size (a voxel ``dz`` tall counts ``dz / dx`` along z); without it, in voxels.
 
     Returns
     -------
     dict
         ``size`` (voxels), ``planarity`` = 1 − sqrt(λ3 / λ2) of the coordinate covariance
         (1 for a plane, 0 for a sphere or a line), ``normal_z`` = |z component| of the
-        direction of least extent, ``thickness`` = 2·sqrt(λ3) voxels; arrays indexed by
-        label − 1.
+        direction of least extent, ``thickness`` = 2·sqrt(λ3) voxels, ``width`` = sqrt(λ2)
+        voxels, ``elongation`` = sqrt(λ1 / λ2) (large for a line), ``axis_z`` = |z
+        component| of the direction of most extent; arrays indexed by label − 1.
     """
     if n is None:
         n = int(labels.max())
-    return _shapes(*Slabs(labels.shape, [(0, labels.shape[0])]).shape_moments(labels, n))
+    return _shapes(*Slabs(labels.shape, [(0, labels.shape[0])]).shape_moments(labels, n),
+                   aspect=_aspect(voxel_size_um))
 
 
-def _shapes(size: np.ndarray, cov: np.ndarray) -> dict[str, np.ndarray]:
-    """:func:`component_shapes` from the counts and coordinate covariances."""
+def lines_along_z(shapes: dict[str, np.ndarray]) -> np.ndarray:
+    """Which components of :func:`component_shapes` are lines along z, not cracks.
+
+    No wider than ``NEEDLE_WIDTH_VOX``, ``NEEDLE_ELONGATION`` times longer than wide, the
+    direction of most extent within about 37° of z. A shallow crack seen as a line in the
+    plane (a sheet one voxel deep) is not one.
+    """
+    return ((shapes["width"] <= NEEDLE_WIDTH_VOX) & (shapes["elongation"] >= NEEDLE_ELONGATION)
+            & (shapes["axis_z"] >= NEEDLE_AXIS_Z))
+
+
+def _aspect(voxel_size_um: Any) -> np.ndarray:
+    """Voxel size (z, y, x) in units of its x size; ones when not known."""
+    if voxel_size_um is None:
+        return np.ones(3)
+    vs = np.broadcast_to(np.asarray(voxel_size_um, dtype=np.float64), (3,))
+    return vs / vs[2]
+
+
+def _shapes(size: np.ndarray, cov: np.ndarray,
+            aspect: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """:func:`component_shapes` from the counts and coordinate covariances (voxels), the
+    coordinates scaled by ``aspect`` (z, y, x) first."""
     n = size.size
-    out = {k: np.zeros(n) for k in ("size", "planarity", "normal_z", "thickness")}
+    out = {k: np.zeros(n) for k in ("size", "planarity", "normal_z", "thickness", "width",
+                                    "elongation", "axis_z")}
     if n == 0:
         return out
-    # a single voxel has extent 1/12 voxel² along each axis (a unit cube), not zero
-    cov = cov + np.eye(3)[None] / 12.0
+    a = np.ones(3) if aspect is None else np.asarray(aspect, dtype=np.float64)
+    # a single voxel has extent 1/12 voxel² along each axis (a box), not zero
+    cov = (cov + np.eye(3)[None] / 12.0) * np.outer(a, a)[None]
     w, v = np.linalg.eigh(cov)  # ascending
     out["size"] = size
     out["planarity"] = 1.0 - np.sqrt(np.clip(w[:, 0], 0, None) / np.maximum(w[:, 1], 1e-12))
     out["normal_z"] = np.abs(v[:, 0, 0])
     out["thickness"] = 2.0 * np.sqrt(np.clip(w[:, 0], 0, None))
+    out["width"] = np.sqrt(np.clip(w[:, 1], 0, None))
+    out["elongation"] = np.sqrt(w[:, 2] / np.maximum(w[:, 1], 1e-12))
+    out["axis_z"] = np.abs(v[:, 0, 2])
     return out
 
 
@@ -185,6 +218,7 @@ class _Box:
         self.z = np.arange(self.sl[0].start, self.sl[0].stop)
         self.footprint = geometry.footprint[self.sl[1:]]
         self.inclined = any(geometry.axis_shift_yx)
+        self.aspect = _aspect(geometry.voxel_size_um)
 
     def read(self, arr, lo: int, hi: int, dtype=np.float32) -> np.ndarray:
         """Planes ``lo..hi`` of the box from a full-step array."""
@@ -249,6 +283,17 @@ RIM_ONLY_VOX = 5.0
 CATHODE_ZONE_VOX = 3.0
 RIM_ARC_VOX = 6.0
 RIM_ARC_RATIO = 2.5
+#: A trace of at most this many voxels within RIM_ONLY_VOX of the wall, not reaching farther
+#: in, is dropped too: a crack at the wall meets it along a line of its plane, not in a dot.
+RIM_DOT_VOX = 4
+#: A piece no wider than NEEDLE_WIDTH_VOX (sqrt of its second inertia eigenvalue) and
+#: NEEDLE_ELONGATION times longer than wide, running along z (the direction of most extent
+#: within 37 degrees of it), is a line, not a crack: a crack is a sheet whose trace in a plane
+#: is as long as the crack is wide, while the pellet's wall, the die and the reconstruction
+#: make lines along z that a sub-voxel registration turns into change.
+NEEDLE_WIDTH_VOX = 1.2
+NEEDLE_ELONGATION = 8.0
+NEEDLE_AXIS_Z = 0.8
 
 
 def _background_profile(box: _Box, slabs: Slabs, volume, level: float, contrast: float,
@@ -494,7 +539,7 @@ def _flags_pass(box: _Box, slabs: Slabs, flags, volume, reference, previous,
     slabs.run(_pass, depth)
 
 
-def _pores(slabs: Slabs, flags, p: SegmentParams):
+def _pores(slabs: Slabs, flags, p: SegmentParams, aspect: np.ndarray | None = None):
     """Compact dark blobs of the first step: pores, not cracks.
 
     A dark component that is compact (low planarity) is a pore. A crack root that meets a
@@ -515,7 +560,7 @@ def _pores(slabs: Slabs, flags, p: SegmentParams):
     r = int(p.pore_opening_vox)
     compact = np.zeros(n1 + 1, bool)
     if n1:
-        shp = _shapes(*slabs.shape_moments(lab1, n1))
+        shp = _shapes(*slabs.shape_moments(lab1, n1), aspect=aspect)
         compact[1:] = (shp["planarity"] < p.pore_max_planarity) & (shp["size"] >= p.pore_min_vox)
     use_core = r > 0 and bool(compact.any())
     has_core = np.zeros(n1 + 1, bool)
@@ -556,7 +601,8 @@ def _pores(slabs: Slabs, flags, p: SegmentParams):
     lab2, n2 = slabs.label(opened, "opened-labels", connectivity=1)
     keep = np.zeros(n2 + 1, bool)
     if n2:
-        keep[1:] = _shapes(*slabs.shape_moments(lab2, n2))["planarity"] < p.pore_max_planarity
+        keep[1:] = (_shapes(*slabs.shape_moments(lab2, n2), aspect=aspect)["planarity"]
+                    < p.pore_max_planarity)
 
     def _final(lo: int, hi: int) -> np.ndarray:
         pores, lab = _first(lo, hi)
@@ -576,7 +622,7 @@ def _cracks(box: _Box, slabs: Slabs, flags, previous, has_change: bool,
 
     Writes the crack and pore masks of the box; returns the number of crack voxels.
     """
-    pores, reach = _pores(slabs, flags, p)
+    pores, reach = _pores(slabs, flags, p, box.aspect)
     score = slabs.new("score", np.uint8)
 
     def _score(lo: int, hi: int, z0: int, z1: int) -> None:
@@ -614,7 +660,7 @@ def _cracks(box: _Box, slabs: Slabs, flags, previous, has_change: bool,
     lab, n = slabs.label(grown, "cracks", connectivity=3)
     keep = np.zeros(n + 1, bool)
     if n:
-        shp = _shapes(*slabs.shape_moments(lab, n))
+        shp = _shapes(*slabs.shape_moments(lab, n), aspect=box.aspect)
         # small pieces must be flat; large ones may be curved, kinked or branched cracks
         # (their global inertia tensor is not flat), which noise and pores do not mimic
         ok = (shp["size"] >= p.min_size_vox) & (
@@ -626,6 +672,8 @@ def _cracks(box: _Box, slabs: Slabs, flags, previous, has_change: bool,
         # volume (a plane fit a voxel off, a tilted interface's steps): cracks grow from the
         # anode, and one that reached the cathode comes from deeper in the pellet
         ok &= slabs.labels_where(lab, n, _AwayFromCathode(box, CATHODE_ZONE_VOX))[1:]
+        # a line along z is not a crack even where it continues one (a persistent artefact)
+        ok &= ~lines_along_z(shp)
         keep[1:] = ok
 
     def _keep(lo: int, hi: int, z0: int, z1: int) -> int:
@@ -643,8 +691,9 @@ def _beyond_rim(crack: np.ndarray, bins: np.ndarray) -> np.ndarray:
     plane) that stays within ``RIM_ONLY_VOX`` of the wall and runs along it (at least
     ``RIM_ARC_VOX`` long tangentially and ``RIM_ARC_RATIO`` times longer than deep) is the rim
     itself: the gap to the die, a phase fringe, partial volume changed by a sub-voxel
-    registration. A crack that reaches the wall crosses the rim instead, or runs in from it;
-    it is kept, even where only its edge lies in the rim.
+    registration; so is a dot of at most ``RIM_DOT_VOX`` voxels there. A crack that reaches
+    the wall crosses the rim instead, or runs in from it; it is kept, even where only its
+    edge lies in the rim.
     """
     out = crack.copy()
     rim_bin = int(RIM_ONLY_VOX / WALL_BIN_VOX)
@@ -664,6 +713,9 @@ def _beyond_rim(crack: np.ndarray, bins: np.ndarray) -> np.ndarray:
             if cid in inner:
                 continue
             yy, xx = np.nonzero(lab == cid)
+            if yy.size <= RIM_DOT_VOX:
+                out[k][lab == cid] = False
+                continue
             ny_, nx_ = float(gy[yy, xx].mean()), float(gx[yy, xx].mean())
             norm = np.hypot(ny_, nx_)
             if norm == 0:
