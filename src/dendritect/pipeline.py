@@ -23,6 +23,12 @@ one, with the same results::
     metrics, cracks = track_and_measure(run)       # time of arrival, tracks, measurements
     prediction = predict_short(metrics, run.times_s, run.thickness_um)
     summary = build_summary(run, metrics, prediction, input_path=path)
+
+A series that grows (``dendritect watch``) keeps the run between scans: ``grow_run(run,
+series)`` resizes the stores for the new scan, ``segment_steps`` segments it alone, and a
+:class:`CrackTracker` kept beside the run tracks and measures the new step only
+(``track_and_measure`` is a tracker fed every step). ``analysis_settings``,
+``echem_at_scans`` and ``add_echem_columns`` are the rest of what :func:`analyze` does.
 """
 
 from __future__ import annotations
@@ -55,8 +61,14 @@ from dendritect.predict.forecast import forecast_span
 __all__ = [
     "METRIC_COLUMNS",
     "AnalysisRun",
+    "CrackTracker",
+    "add_echem_columns",
+    "analysis_settings",
     "analyze",
     "build_summary",
+    "echem_at_scans",
+    "finish_cracks_store",
+    "grow_run",
     "predict_short",
     "prepare_cell",
     "segment_steps",
@@ -725,6 +737,53 @@ def prepare_cell(series: Any, partial: str | Path, *, anode: str = "auto",
                        preview_index=(zi, yi, xi), notes=notes, stages=stages)
 
 
+def grow_run(run: AnalysisRun, series: Any) -> AnalysisRun:
+    """The run of a series that grew by steps at its end (a scan acquired since), in place.
+
+    The cell, the anode side, the plan and the resume record are kept; the stores are
+    resized to the new number of steps (the steps done keep their data, the new ones are
+    empty, as :func:`prepare_cell` would have created them) and the run reads ``series``
+    from now on, so that :func:`segment_steps` segments the new steps only. ``dendritect
+    watch`` calls it for every new scan.
+
+    Parameters
+    ----------
+    run : AnalysisRun
+        From :func:`prepare_cell` (on the steps so far).
+    series : Series
+        The same input with as many steps or more: every step of ``run.series`` unchanged,
+        of the same shape.
+
+    Returns
+    -------
+    AnalysisRun
+        ``run``.
+
+    Raises
+    ------
+    InputError
+        When ``series`` has fewer steps than segmented, or steps of another shape.
+    """
+    n = int(series.n_steps)
+    if tuple(series.shape_zyx) != tuple(run.shape_zyx):
+        raise InputError(f"{series.source}: steps of shape {tuple(series.shape_zyx)}, the run's "
+                         f"are {tuple(run.shape_zyx)}")
+    done = [int(t) for t in run.state.get("done", [])]
+    if done and max(done) >= n:
+        raise InputError(f"{series.source}: {n} steps, but step {max(done)} is segmented")
+    for group, ndim in ((run.cracks, 4), (run.previews, 3)):
+        for name in list(group.array_keys()):
+            arr = group[name]
+            if arr.ndim == ndim and int(arr.shape[0]) != n:
+                arr.resize((n, *arr.shape[1:]))
+    run.series = series
+    if not isinstance(run.reference, np.ndarray):
+        run.reference = _step(series, 0, run.stages)  # read lazily from the new series
+    if not isinstance(run.aligned, np.ndarray):
+        run.aligned = _aligned_store(run.work, run.plan)  # the scratch folder is gone
+    return run
+
+
 def segment_steps(run: AnalysisRun, params: Any = None, *, progress: bool = False
                   ) -> list[int]:
     """Register, intensity-match and segment every step not done yet, in order.
@@ -810,7 +869,8 @@ def track_and_measure(run: AnalysisRun, *, min_overlap_vox: int = 1,
     and step, roots at all steps of its track a crack rooted at any
     (:func:`~dendritect.measure.cracks.root_tracks`), and takes the rooted cracks into each
     step's front, lithium front and span. Without lithium in any step, the ``lithium``
-    array is dropped from the store (with a note in its attributes).
+    array is dropped from the store (with a note in its attributes,
+    :func:`finish_cracks_store`). The work is a :class:`CrackTracker` fed every step.
 
     Parameters
     ----------
@@ -828,78 +888,180 @@ def track_and_measure(run: AnalysisRun, *, min_overlap_vox: int = 1,
     cracks : DataFrame
         One row per crack and step (``cracks.csv``).
     """
-    from dendritect.measure.deficit import values_at
-    from dendritect.measure.sparse import measure_cracks_voxels, measure_step_voxels
-    from dendritect.track.sparse import (
-        arrival_voxels,
-        mask_voxels,
-        track_voxels,
-        write_voxels,
-    )
-
-    n, shape, spacing, times = run.n_steps, run.shape_zyx, run.voxel_size_um, run.times_s
-    geometry, state, cz = run.geometry, run.state, run.cracks
-    li_steps = run.lithium_steps
-    has_lithium = bool(li_steps)
-
-    def crack_voxels(t: int) -> np.ndarray:
-        return mask_voxels(_StepView(cz["crack"], t))
-
-    first_flat, first_step = arrival_voxels(crack_voxels(t) for t in range(n))
-    write_voxels(cz["time_of_arrival"], first_flat, first_step, fill=-1)
-    del first_flat, first_step
-    tol_um = float(span_tolerance_vox) * spacing[0]
-    thick_um = float(geometry.thickness_vox) * spacing[0]
-    history = CrackHistory(span_from_um=thick_um - tol_um, thickness_um=thick_um)
-    crack_tables = []
-    metric_rows = []
-    shifts = [state["shifts"][str(t)] for t in range(n)]
-    current: dict[int, np.ndarray] = {}
-    with_fraction = set(int(t) for t in state.get("fraction", []))
-
-    def steps() -> Iterator[np.ndarray]:
-        for t in range(n):
-            current[t] = crack_voxels(t)
-            yield current[t]
-
-    merges: dict[int, int] = {}
-    before: tuple[np.ndarray, np.ndarray] | None = None
-    for t, labels in enumerate(track_voxels(steps(), shape, min_overlap_vox=min_overlap_vox)):
-        flat = current.pop(t)
-        write_voxels(cz["labels"], flat, labels, t=t)
-        if before is not None:
-            merges.update(_merged_ids(*before, flat, labels))
-        before = (flat, labels)
-        lith = None
-        if has_lithium and t in li_steps:
-            li_flat = mask_voxels(_StepView(cz["lithium"], t))
-            lith = np.isin(flat, li_flat, assume_unique=True)
-        frac = values_at(cz["fraction"], flat, t=t) if t in with_fraction else None
-        table = measure_cracks_voxels(flat, labels, shape, geometry, spacing, lithium=lith,
-                                      fraction=frac, time_s=float(times[t]), t_index=t,
-                                      span_tolerance_vox=span_tolerance_vox)
-        crack_tables.append(history.update(table))
-        row = {"t_index": t, "time_s": float(times[t])}
-        row.update(measure_step_voxels(flat, shape, geometry, spacing, lithium=lith,
-                                       fraction=frac, span_tolerance_vox=span_tolerance_vox))
-        row.update(zip(("shift_dz_vox", "shift_dy_vox", "shift_dx_vox"), shifts[t],
-                       strict=True))
-        metric_rows.append(row)
-    # a crack rooted at any step of its track is rooted at all of them
-    crack_tables = root_tracks(crack_tables, span_from_um=thick_um - tol_um,
-                               thickness_um=thick_um, merges=merges,
-                               max_gap_um=_ROOT_GAP_VOX * spacing[0])
-    for row, table in zip(metric_rows, crack_tables, strict=True):
-        _rooted_by_history(row, table)
-    if not has_lithium:
-        cz.attrs["lithium"] = "not segmented: lithium in cracks cannot be told from empty crack"
-        if "lithium" in cz:
-            del cz["lithium"]
-    metrics = pd.DataFrame(metric_rows, columns=METRIC_COLUMNS)
-    nonempty = [c for c in crack_tables if len(c)]
-    cracks = (pd.concat(nonempty, ignore_index=True) if nonempty
-              else pd.DataFrame(columns=CRACK_COLUMNS))
+    tracker = CrackTracker(run, min_overlap_vox=min_overlap_vox,
+                           span_tolerance_vox=span_tolerance_vox)
+    for t in range(run.n_steps):
+        tracker.add(t)
+    metrics, cracks = tracker.results()
+    finish_cracks_store(run.cracks, lithium=bool(run.lithium_steps))
     return metrics, cracks
+
+
+class _Feed:
+    """An iterator over a queue that the caller fills one item before each ``next`` of the
+    generator that consumes it (so a generator over the steps can be kept between steps)."""
+
+    def __init__(self) -> None:
+        self.items: list[Any] = []
+
+    def __iter__(self) -> _Feed:
+        return self
+
+    def __next__(self) -> Any:
+        if not self.items:
+            raise StopIteration
+        return self.items.pop(0)
+
+
+class CrackTracker:
+    """Tracking and measuring step by step, with its state kept between steps.
+
+    What :func:`track_and_measure` does, one step at a time: a series that grows
+    (``dendritect watch``) measures only its new step and then runs the whole-track passes
+    over the tables kept in memory. Feed the steps in order with :meth:`add`, each once it
+    is segmented; :meth:`results` then gives what :func:`track_and_measure` gives for the
+    steps added so far (the same tables; tracking, arrival and the measurement of a step
+    depend only on the steps up to it).
+
+    Parameters
+    ----------
+    run : AnalysisRun
+        The run whose stored crack masks are tracked (:func:`prepare_cell`); it may grow
+        between two :meth:`add` (:func:`grow_run`).
+    min_overlap_vox : int
+        Overlap needed to link a crack to one seen before.
+    span_tolerance_vox : float
+        How close (voxels) a crack's faces must come to an interface to touch it.
+
+    Notes
+    -----
+    Memory: the last id of every voxel ever crack, the first step of each (time of
+    arrival), and one crack table and metrics row per step.
+    """
+
+    def __init__(self, run: AnalysisRun, *, min_overlap_vox: int = 1,
+                 span_tolerance_vox: float = SPAN_TOLERANCE_VOX) -> None:
+        from dendritect.track.sparse import track_voxels
+
+        if int(min_overlap_vox) < 1:
+            raise InputError(f"min_overlap_vox must be at least 1, got {min_overlap_vox!r}")
+        self.run = run
+        self.span_tolerance_vox = span_tolerance_vox
+        spacing = run.voxel_size_um
+        self._tol_um = float(span_tolerance_vox) * spacing[0]
+        self._thick_um = float(run.geometry.thickness_vox) * spacing[0]
+        self._history = CrackHistory(span_from_um=self._thick_um - self._tol_um,
+                                     thickness_um=self._thick_um)
+        self._feed = _Feed()
+        self._tracks = track_voxels(self._feed, run.shape_zyx, min_overlap_vox=min_overlap_vox)
+        self._tables: list[pd.DataFrame] = []
+        self._rows: list[dict[str, Any]] = []
+        self._merges: dict[int, int] = {}
+        self._before: tuple[np.ndarray, np.ndarray] | None = None
+        self._seen = np.zeros(0, dtype=np.int64)   # every voxel ever crack, sorted
+        self._first = np.zeros(0, dtype=np.int16)  # the first step it was crack at
+
+    @property
+    def n_steps(self) -> int:
+        """The steps added so far."""
+        return len(self._rows)
+
+    def add(self, t: int | None = None) -> None:
+        """Track and measure the next step (``t``, when given, must be it); writes its tracked
+        ``labels`` into the run's store.
+
+        Raises
+        ------
+        InputError
+            When ``t`` is not the next step, or is not segmented yet.
+        """
+        from dendritect.measure.deficit import values_at
+        from dendritect.measure.sparse import measure_cracks_voxels, measure_step_voxels
+        from dendritect.track.sparse import mask_voxels, write_voxels
+
+        run = self.run
+        k = self.n_steps
+        if t is not None and int(t) != k:
+            raise InputError(f"CrackTracker: step {t} given, step {k} is next")
+        if k not in set(int(s) for s in run.state.get("done", [])):
+            raise InputError(f"CrackTracker: step {k} is not segmented yet")
+        if k > np.iinfo(np.int16).max:
+            raise InputError(f"more than {np.iinfo(np.int16).max + 1} steps do not fit int16")
+        shape, spacing, geometry, cz = run.shape_zyx, run.voxel_size_um, run.geometry, run.cracks
+        time_s = float(run.times_s[k])
+        flat = mask_voxels(_StepView(cz["crack"], k))
+        # time of arrival: the voxels crack for the first time
+        new = flat[~np.isin(flat, self._seen, assume_unique=True)]
+        if new.size:
+            seen = np.concatenate([self._seen, new])
+            first = np.concatenate([self._first, np.full(new.size, k, dtype=np.int16)])
+            order = np.argsort(seen, kind="stable")
+            self._seen, self._first = seen[order], first[order]
+        self._feed.items.append(flat)
+        labels = next(self._tracks)
+        write_voxels(cz["labels"], flat, labels, t=k)
+        if self._before is not None:
+            self._merges.update(_merged_ids(*self._before, flat, labels))
+        self._before = (flat, labels)
+        lith = None
+        if k in run.lithium_steps:
+            li_flat = mask_voxels(_StepView(cz["lithium"], k))
+            lith = np.isin(flat, li_flat, assume_unique=True)
+        with_fraction = set(int(s) for s in run.state.get("fraction", []))
+        frac = values_at(cz["fraction"], flat, t=k) if k in with_fraction else None
+        table = measure_cracks_voxels(flat, labels, shape, geometry, spacing, lithium=lith,
+                                      fraction=frac, time_s=time_s, t_index=k,
+                                      span_tolerance_vox=self.span_tolerance_vox)
+        self._tables.append(self._history.update(table))
+        row = {"t_index": k, "time_s": time_s}
+        row.update(measure_step_voxels(flat, shape, geometry, spacing, lithium=lith,
+                                       fraction=frac,
+                                       span_tolerance_vox=self.span_tolerance_vox))
+        row.update(zip(("shift_dz_vox", "shift_dy_vox", "shift_dx_vox"),
+                       run.state["shifts"][str(k)], strict=True))
+        self._rows.append(row)
+
+    def results(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """The metrics and crack tables of the steps added so far (as
+        :func:`track_and_measure`); writes ``time_of_arrival`` of those steps into the run's
+        store. The tables kept are not changed: call again after more steps."""
+        from dendritect.track.sparse import write_voxels
+
+        if not self._rows:
+            raise InputError("CrackTracker: no steps added")
+        write_voxels(self.run.cracks["time_of_arrival"], self._seen, self._first, fill=-1)
+        # a crack rooted at any step of its track is rooted at all of them
+        crack_tables = root_tracks(self._tables, span_from_um=self._thick_um - self._tol_um,
+                                   thickness_um=self._thick_um, merges=self._merges,
+                                   max_gap_um=_ROOT_GAP_VOX * self.run.voxel_size_um[0])
+        metric_rows = [dict(row) for row in self._rows]
+        for row, table in zip(metric_rows, crack_tables, strict=True):
+            _rooted_by_history(row, table)
+        metrics = pd.DataFrame(metric_rows, columns=METRIC_COLUMNS)
+        nonempty = [c for c in crack_tables if len(c)]
+        cracks = (pd.concat(nonempty, ignore_index=True) if nonempty
+                  else pd.DataFrame(columns=CRACK_COLUMNS))
+        return metrics, cracks
+
+
+def finish_cracks_store(cracks: Any, *, lithium: bool) -> None:
+    """``cracks.zarr`` as the results hold it: without any step in which lithium was told
+    apart (``lithium=False``), its ``lithium`` array is removed and the group's attributes
+    say why. :func:`track_and_measure` calls it on the run's store; ``dendritect watch`` on
+    the copy it publishes (its own store keeps the array for the steps to come).
+
+    Parameters
+    ----------
+    cracks : zarr.Group
+        The store (``cracks.zarr``), opened for writing.
+    lithium : bool
+        Whether any step had lithium told apart (``bool(run.lithium_steps)``).
+    """
+    if not lithium:
+        cracks.attrs["lithium"] = ("not segmented: lithium in cracks cannot be told from "
+                                   "empty crack")
+        if "lithium" in cracks:
+            del cracks["lithium"]
 
 
 def predict_short(metrics: pd.DataFrame, times_s: Any, thickness_um: float, *,
@@ -997,6 +1159,58 @@ def build_summary(run: AnalysisRun, metrics: pd.DataFrame, prediction: dict[str,
     return json.loads(R.dumps_json(summary))
 
 
+def analysis_settings(input_path: str | Path, *, voxel_size: Any = None,
+                      dataset: str | None = None, times_s: Any = None, interval: Any = None,
+                      anode: str = "auto", echem: str | Path | None = None, params: Any = None,
+                      min_overlap_vox: int = 1, span_tolerance_vox: float = SPAN_TOLERANCE_VOX,
+                      ring_correction: bool = False) -> tuple[dict[str, Any], str]:
+    """The settings :func:`analyze` records for these options (``summary.json``
+    ``parameters``) and their fingerprint (kept in the resume record, it guards
+    ``--resume``). The options are :func:`analyze`'s; ``params`` None is the default
+    segmentation settings.
+
+    Returns
+    -------
+    settings : dict
+    fingerprint : str
+    """
+    if params is None:
+        params = _Stages(ring_correction=ring_correction).SegmentParams()
+    settings = _settings(Path(input_path), voxel_size=voxel_size, dataset=dataset,
+                         times_s=times_s, interval=interval, anode=anode, echem=echem,
+                         params=params, min_overlap_vox=min_overlap_vox,
+                         span_tolerance_vox=span_tolerance_vox,
+                         ring_correction=ring_correction)
+    return settings, _fingerprint(settings)
+
+
+def echem_at_scans(echem: str | Path, times_s: Any, *, copy_to: str | Path | None = None
+                   ) -> tuple[pd.DataFrame | None, Any, list[str]]:
+    """The cycler file as :func:`analyze` reads it: voltage and charge at the scan times (NaN
+    outside the record), the short seen in it
+    (:func:`~dendritect.predict.short.detect_short`) and warnings; the whole record
+    (decimated) is written to ``copy_to`` (``echem.csv`` of the results) when given.
+
+    Returns
+    -------
+    sampled : DataFrame
+        ``voltage_V`` and ``charge_mAh``, one row per scan (:func:`add_echem_columns`).
+    short : object
+        The short found (its ``time_s`` is None when there is none).
+    notes : list of str
+    """
+    return _echem_table(echem, np.asarray(times_s, dtype=np.float64),
+                        copy_to=None if copy_to is None else Path(copy_to))
+
+
+def add_echem_columns(metrics: pd.DataFrame, sampled: pd.DataFrame | None,
+                      echem: str | Path | None) -> None:
+    """``voltage_V`` and ``charge_mAh`` of :func:`echem_at_scans` as columns of ``metrics``
+    (``metrics.csv``), in place; empty columns when a cycler file was given but not
+    sampled, none without one."""
+    _add_echem(metrics, sampled, echem)
+
+
 def _settings(input_path: Path, *, voxel_size: Any, dataset: str | None, times_s: Any,
               interval: Any, anode: str, echem: str | Path | None, params: Any,
               min_overlap_vox: int, span_tolerance_vox: float,
@@ -1036,7 +1250,7 @@ def _analyze(input_path: Path, out: Path, *, voxel_size: Any, dataset: str | Non
              span_tolerance_vox: float, report: bool,
              force_units: bool = False, ring_correction: bool = False) -> dict[str, Any]:
     """The body of :func:`analyze`, run inside its compute context and the folder's lock."""
-    from dendritect.io import open_series  # looked up per run: dendritect.watch swaps it
+    from dendritect.io import open_series
     from dendritect.plausible import check_units
 
     partial, phase = R.prepare(out, resume=resume, overwrite=overwrite)

@@ -7,29 +7,33 @@ Two pieces, usable on their own:
   dataset grows along t) and says how many scans, counted from the first, are complete. A scan
   counts only when its files did not change between two looks (size and modification time)
   and it parses whole with the shape of the first scan; a half-written file is never counted.
-* :func:`watch` polls the input, runs the resumable analysis (:func:`dendritect.pipeline.analyze`)
-  on the complete scans so far, resuming it for every new scan, and after every step publishes
-  the results into ``DIR`` (a valid, finished results folder of the steps so far), rewrites
-  ``DIR/status.json`` and, when the crack spans, is forecast to span within ``alarm_before_s``
-  or the cycler shows the short, raises the alarm once.
+* :func:`watch` polls the input, analyses each new complete scan with the pipeline's stage
+  functions (:mod:`dendritect.pipeline`, called as :func:`~dendritect.pipeline.analyze`
+  calls them), and after every step publishes the results into ``DIR`` (a valid, finished
+  results folder of the steps so far), rewrites ``DIR/status.json`` and, when the crack
+  spans, is forecast to span within ``alarm_before_s`` or the cycler shows the short, raises
+  the alarm once.
 
-How a step is added (the analysis itself is the batch one, so the results are the same):
+How a step is added (the stages are the batch ones, so the results are the same):
 
-* The analysis runs in ``DIR/.partial/watch/run``. It is called with the real input path and
-  the user's options (the settings it records, and so its resume fingerprint, are those of a
-  batch run), and for the duration of the call the series it opens is limited to the complete
-  scans (a folder of links to them, or the HDF5 file cut to its complete steps).
-* When the analysis finishes it drops its resume record; the record is kept beside the run
-  (``DIR/.partial/watch/state.json``). For the next scan the finished run is turned back into an
-  unfinished one: its per-step stores go back into ``.partial`` with one more step, the record
-  is put back, and the analysis resumes, segmenting the new scan only. Tracking, time of
-  arrival, measurement and forecast are recomputed over all steps when it finishes, as in batch.
-* The run's results are published into ``DIR`` (files copied atomically, Zarr stores as trees of
-  hard links swapped into place), then ``status.json``, the report and the marker.
+* The series the stages read is the first ``N`` complete scans (a folder of links to them, or
+  a copy of the HDF5 file's complete steps), opened with the user's options and named after
+  the real input; the settings recorded (and the resume record's fingerprint) are those of a
+  batch run (:func:`~dendritect.pipeline.analysis_settings`).
+* The run (:func:`~dendritect.pipeline.prepare_cell`: the cell on step 0, the anode side, the
+  plan, the stores in ``DIR/.partial/watch/run``) is made once and kept in memory; for scan
+  ``N + 1`` its stores grow by one step (:func:`~dendritect.pipeline.grow_run`), and
+  :func:`~dendritect.pipeline.segment_steps` segments that step alone.
+* Tracking and measurement are incremental: a :class:`~dendritect.pipeline.CrackTracker`
+  kept in memory tracks and measures the new step only; the whole-track passes (time of
+  arrival, rooting along tracks, the span, the forecast) then run over the tables kept, as in
+  batch, where each of them depends only on the steps up to its own.
+* The results are finished as ``analyze`` finishes them (:func:`dendritect.results.finish`)
+  in a staging folder whose stores are trees of hard links to the run's, then moved into
+  ``DIR``; then ``status.json``, the report and the marker.
 
-These two hooks stand in for options the analysis does not have yet (a step limit and keeping
-the resume record); see docs/watch.md. The hooks replace module attributes for the duration of
-one call: do not run another analysis in the same process (thread) at the same time.
+Nothing of the pipeline is replaced while it runs; one process may run other analyses
+beside a watch.
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ import subprocess
 import sys
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +56,7 @@ import numpy as np
 
 from dendritect import results as R
 from dendritect.errors import InputError
+from dendritect.measure.cracks import SPAN_TOLERANCE_VOX
 
 __all__ = ["ALARM_ENV", "Alarm", "StepScan", "complete_steps", "watch"]
 
@@ -473,179 +478,226 @@ def _build_view(scan: StepScan, input_path: Path, n: int, view: Path,
     return view
 
 
-@contextlib.contextmanager
-def _hooks(input_path: Path, view: Path, n: int, kind: str, stash: Path) -> Iterator[None]:
-    """For one call of the analysis: its input is the first ``n`` complete steps, and the
-    resume record it drops when it finishes is copied to ``stash`` first."""
-    import dendritect.io as io_pkg
+def _open_steps(scan: StepScan, input_path: Path, n: int, view: Path,
+                options: dict[str, Any]) -> Any:
+    """The first ``n`` complete steps of the input as the analysis reads them: the series
+    :func:`dendritect.io.open_series` opens with the analysis options, cut to ``n`` steps
+    (read from a view of the complete steps, :func:`_build_view`) and named after the input."""
+    from dendritect.io import open_series
 
-    real_open = io_pkg.open_series
-    real_finish = R.finish
-    target = input_path.resolve()
-
-    def open_series(path: str | Path, **kwargs: Any) -> Any:
-        if Path(path).resolve() != target:
-            return real_open(path, **kwargs)
-        ts = kwargs.get("times_s")
-        if ts is not None:
-            ts = list(ts)
-            if len(ts) < n:
-                raise InputError(f"--times-s gives {len(ts)} times; scan {len(ts)} has none")
-            if kind != "hdf5":
-                kwargs["times_s"] = ts[:n]
-            else:
-                kwargs["times_s"] = None  # applied after the cut below
-        series = real_open(view, **kwargs)
-        if series.n_steps < n:
-            raise InputError(f"{path}: {series.n_steps} steps readable, {n} expected")
-        times = np.asarray(series.times_s, dtype=np.float64)[:n]
-        if kind == "hdf5" and ts is not None:
-            times = np.asarray(ts[:n], dtype=np.float64)
-        return dataclasses.replace(series, data=series.data[:n], times_s=times,
-                                   source=str(path))
-
-    def finish(out_dir: Path, partial: Path, summary: dict[str, Any]) -> None:
-        state = partial / R.STATE
-        if state.is_file():
-            R.atomic_write_bytes(stash, state.read_bytes())
-        real_finish(out_dir, partial, summary)
-
-    io_pkg.open_series = open_series
-    R.finish = finish
-    try:
-        yield
-    finally:
-        io_pkg.open_series = real_open
-        R.finish = real_finish
+    view_path = _build_view(scan, input_path, n, view, options.get("dataset"))
+    ts = options.get("times_s")
+    kwargs = {"dataset": options.get("dataset"), "voxel_size": options.get("voxel_size"),
+              "interval": options.get("interval"), "times_s": None}
+    if ts is not None:
+        ts = list(np.atleast_1d(ts))
+        if len(ts) < n:
+            raise InputError(f"--times-s gives {len(ts)} times; scan {len(ts)} has none")
+        if scan.kind != "hdf5":
+            kwargs["times_s"] = ts[:n]  # an HDF5 view may hold more steps: applied after the cut
+    series = open_series(view_path, **kwargs)
+    if series.n_steps < n:
+        raise InputError(f"{input_path}: {series.n_steps} steps readable, {n} expected")
+    times = np.asarray(series.times_s, dtype=np.float64)[:n]
+    if scan.kind == "hdf5" and ts is not None:
+        times = np.asarray(ts[:n], dtype=np.float64)
+    return dataclasses.replace(series, data=series.data[:n], times_s=times,
+                               source=str(input_path))
 
 
 # --------------------------------------------------------------------------------------------
-# The run: the analysis of the first N steps, resumed for N + 1
+# The run: the pipeline's stage functions, step by step, with their state kept in memory
 # --------------------------------------------------------------------------------------------
-
-def _resize(group_path: Path, n: int, *, three_d_too: bool) -> None:
-    import zarr
-
-    g = zarr.open_group(str(group_path), mode="r+")
-    for name in list(g.array_keys()):
-        arr = g[name]
-        if arr.ndim == 4 or (three_d_too and arr.ndim == 3):
-            if int(arr.shape[0]) != n:
-                arr.resize((n, *arr.shape[1:]))
-
 
 class _Run:
-    """The resumable analysis of the complete steps, in ``work / "run"``."""
+    """The analysis of the complete steps, in ``work``: the pipeline's stage functions
+    (:mod:`dendritect.pipeline`) called as :func:`~dendritect.pipeline.analyze` calls them,
+    with what they found kept between steps.
+
+    * ``work / "run"``: the run's stores and resume record (:class:`AnalysisRun` ``partial``),
+      grown by one step per scan (:func:`~dendritect.pipeline.grow_run`); only the new step is
+      segmented (:func:`~dendritect.pipeline.segment_steps`).
+    * The cell found on step 0, the plan and the tracking state
+      (:class:`~dendritect.pipeline.CrackTracker`: ids, time of arrival, each step's tables)
+      stay in memory: a new step is tracked and measured alone, then the whole-track passes
+      run over the tables kept.
+    * ``work / "stage"``: the results of the steps so far, finished as ``analyze`` finishes
+      them (:func:`dendritect.results.finish`; the stores as trees of hard links to the run's,
+      so a published chunk never changes: the run writes a chunk under a new name and renames
+      it), then moved into the results folder by :meth:`publish`.
+    """
 
     def __init__(self, input_path: Path, work: Path, options: dict[str, Any]) -> None:
+        from dendritect.pipeline import analysis_settings
+
         self.input = input_path
         self.work = work
         self.dir = work / "run"
-        self.stash = work / "state.json"
+        self.stage = work / "stage"
         self.view = work / "view"
         self.options = options
+        o = options
+        self.settings, self.fingerprint = analysis_settings(
+            input_path, voxel_size=o.get("voxel_size"), dataset=o.get("dataset"),
+            times_s=o.get("times_s"), interval=o.get("interval"), anode=o.get("anode", "auto"),
+            echem=o.get("echem"), params=o.get("params"),
+            min_overlap_vox=o.get("min_overlap_vox", 1),
+            span_tolerance_vox=o.get("span_tolerance_vox", SPAN_TOLERANCE_VOX),
+            ring_correction=bool(o.get("ring_correction", False)))
+        self.run: Any = None       # AnalysisRun of the steps so far
+        self.tracker: Any = None   # CrackTracker over them
+        self.summary: dict[str, Any] | None = None
+        self.staged = False
 
     def done(self) -> list[int]:
-        """The steps segmented so far (the unfinished run's record, else the one kept)."""
-        for path in (self.dir / R.PARTIAL / R.STATE, self.stash):
-            try:
-                state = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                continue
-            if isinstance(state, dict):
-                return [int(t) for t in state.get("done", [])]
-        return []
+        """The steps segmented so far."""
+        state = self.run.state if self.run is not None else R.read_state(self.dir)
+        return [] if not state else [int(t) for t in state.get("done", [])]
 
-    def _finished_steps(self) -> int | None:
-        try:
-            s = json.loads((self.dir / "summary.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-        return int(s.get("n_steps", 0))
+    def _series(self, scan: StepScan, n: int) -> Any:
+        if scan.kind == "hdf5" and self.run is not None:
+            # the view file is extended in place: no handle of ours on it may stay open
+            self.run.series = None
+            if not isinstance(self.run.reference, np.ndarray):
+                self.run.reference = None
+        return _open_steps(scan, self.input, n, self.view, self.options)
 
-    def reopen(self, n: int) -> None:
-        """Turn the finished run of fewer steps back into an unfinished one of ``n`` steps."""
+    def _start(self, series: Any) -> None:
+        from dendritect.pipeline import grow_run, prepare_cell
+
+        state = R.read_state(self.dir)  # a resumed watch continues its run
+        if state is not None and state.get("fingerprint") != self.fingerprint:
+            state = None
+        if state is None:
+            shutil.rmtree(self.dir, ignore_errors=True)
+        o = self.options
+        self.run = prepare_cell(series, self.dir, anode=o.get("anode", "auto"), state=state,
+                                fingerprint=self.fingerprint,
+                                ring_correction=bool(o.get("ring_correction", False)),
+                                force_units=bool(o.get("force_units", False)), name=self.input)
+        if state is not None:
+            grow_run(self.run, series)  # its stores may be of the steps of an earlier look
+
+    def advance(self, scan: StepScan, n: int, *, refresh: bool = False) -> dict[str, Any]:
+        """Analyse the first ``n`` steps (the new ones only) and stage their results.
+
+        ``refresh``: finish again when nothing is new (the cycler file changed since)."""
+        from dendritect.pipeline import (
+            CrackTracker,
+            add_echem_columns,
+            build_summary,
+            echem_at_scans,
+            finish_cracks_store,
+            grow_run,
+            predict_short,
+            segment_steps,
+        )
+        from dendritect.plausible import check_units
+
+        if (self.summary is not None and self.run is not None and self.run.n_steps == n
+                and not refresh):
+            return self.summary
+        o = self.options
+        series = self._series(scan, n)
+        times = np.asarray(series.times_s, dtype=np.float64)
+        force = bool(o.get("force_units", False))
+        # what analyze does, in its order (the warnings and summary.json come out the same)
+        notes: list[str] = list(check_units(tuple(float(s) for s in series.voxel_size_um),
+                                            times, series.shape_zyx, force=force))
+        shutil.rmtree(self.stage, ignore_errors=True)
+        staged = self.stage / R.PARTIAL
+        staged.mkdir(parents=True)
+        echem = o.get("echem")
+        sampled = short = None
+        if echem is not None:
+            sampled, short, enotes = echem_at_scans(echem, times, copy_to=staged / "echem.csv")
+            notes.extend(enotes)
+        if self.run is None:
+            self._start(series)
+        else:
+            grow_run(self.run, series)
+        run = self.run
+        notes.extend(run.notes)
+        segment_steps(run, o.get("params"))
+        if self.tracker is None:
+            self.tracker = CrackTracker(
+                run, min_overlap_vox=o.get("min_overlap_vox", 1),
+                span_tolerance_vox=o.get("span_tolerance_vox", SPAN_TOLERANCE_VOX))
+        for t in range(self.tracker.n_steps, n):
+            self.tracker.add(t)
+        metrics, cracks = self.tracker.results()
+        add_echem_columns(metrics, sampled, echem)
+        R.write_csv(staged / "metrics.csv", metrics)
+        R.write_csv(staged / "cracks.csv", cracks)
+        prediction = predict_short(metrics, times, run.thickness_um,
+                                   echem_short_s=None if short is None
+                                   else getattr(short, "time_s", None))
+        for note in notes:
+            warnings.warn(note, UserWarning, stacklevel=2)
+        summary = build_summary(run, metrics, prediction, input_path=self.input,
+                                settings=self.settings, notes=notes)
+        for name in ("cracks.zarr", "previews.zarr"):
+            _link_tree(self.dir / name, staged / name)
         import zarr
 
-        partial = self.dir / R.PARTIAL
-        partial.mkdir(parents=True, exist_ok=True)
-        for name in ("cracks.zarr", "previews.zarr"):
-            if (self.dir / name).exists():
-                shutil.rmtree(partial / name, ignore_errors=True)
-                os.replace(self.dir / name, partial / name)
-        cz = zarr.open_group(str(partial / "cracks.zarr"), mode="r+")
-        if "lithium" not in cz:  # dropped when no step had lithium told apart
-            crack = cz["crack"]
-            R.create_array(cz, "lithium", tuple(crack.shape), "uint8", chunks=crack.chunks)
-        # the group attributes as an unfinished run has them (none): the analysis and its
-        # finish write them again, in the same order as a batch run
-        for name in ("cracks.zarr", "previews.zarr"):
-            zarr.open_group(str(partial / name), mode="r+").attrs.clear()
-        _resize(partial / "cracks.zarr", n, three_d_too=False)
-        _resize(partial / "previews.zarr", n, three_d_too=True)
-        R.atomic_write_bytes(partial / R.STATE, self.stash.read_bytes())
-        for name in ("metrics.csv", "cracks.csv", "echem.csv", "summary.json"):
-            (self.dir / name).unlink(missing_ok=True)
+        finish_cracks_store(zarr.open_group(str(staged / "cracks.zarr"), mode="r+"),
+                            lithium=bool(run.lithium_steps))
+        R.finish(self.stage, staged, summary)
+        self.summary = summary
+        self.staged = True
+        return summary
 
-    def advance(self, scan: StepScan, n: int) -> dict[str, Any]:
-        """Analyse the first ``n`` steps, resuming from what was analysed before."""
-        from dendritect.pipeline import analyze
-
-        for _ in range(3):
-            have = self._finished_steps()
-            fresh = False
-            if have is not None:
-                if have == n and self.stash.is_file():
-                    return json.loads((self.dir / "summary.json").read_text(encoding="utf-8"))
-                if self.stash.is_file() and have <= n:
-                    self.reopen(n)
-                else:
-                    fresh = True
-            elif (self.dir / R.PARTIAL / R.STATE).is_file():
-                partial = self.dir / R.PARTIAL
-                for name, three in (("cracks.zarr", False), ("previews.zarr", True)):
-                    if (partial / name).exists():
-                        _resize(partial / name, n, three_d_too=three)
-            view = _build_view(scan, self.input, n, self.view, self.options.get("dataset"))
-            kwargs = dict(self.options)
-            try:
-                with _hooks(self.input, view, n, scan.kind, self.stash):
-                    summary = analyze(self.input, self.dir, resume=not fresh, overwrite=fresh,
-                                      progress=False, report=False, **kwargs)
-            except InputError as exc:
-                if "used other settings" not in str(exc) or fresh:
-                    raise
-                self.reset()
+    def publish(self, out: Path) -> None:
+        """Move the staged results into ``out`` in the order the analysis does (summary
+        last); a Zarr store is swapped in whole."""
+        if not self.staged:
+            return
+        for name in R.RESULT_NAMES:
+            src, dst = self.stage / name, out / name
+            if not src.exists():
                 continue
-            if int(summary.get("n_steps", -1)) == n:
-                return summary
-        raise RuntimeError(f"the analysis of {self.input} did not analyse the {n} complete "
-                           "scans it was given (did dendritect.pipeline stop opening its input "
-                           "through dendritect.io.open_series?)")
+            if src.is_dir():
+                old = self.stage / (name + ".old")
+                if dst.exists():
+                    os.replace(dst, old)
+                os.replace(src, dst)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(src, dst)
+        shutil.rmtree(self.stage, ignore_errors=True)
+        self.staged = False
 
     def reset(self) -> None:
+        """Forget the run (it is analysed again from step 0)."""
+        self.run = self.tracker = self.summary = None
         shutil.rmtree(self.dir, ignore_errors=True)
-        self.stash.unlink(missing_ok=True)
+        shutil.rmtree(self.stage, ignore_errors=True)
+        self.staged = False
 
     def anode_of_series(self, scan: StepScan, n: int) -> str:
-        """The anode side a batch run on the first ``n`` steps decides: it compares step 0 with
-        the last step, so a two-step series of those gives the same decision."""
-        from dendritect.pipeline import analyze
+        """The anode side a batch run on the first ``n`` steps decides: the cell found on
+        step 0 and judged on the later steps, as :func:`~dendritect.pipeline.prepare_cell`
+        judges it for the whole series."""
+        import gc
+
+        from dendritect.pipeline import prepare_cell
 
         check = self.work / "anode-check"
-        view = self.work / "anode-view"
-        sub = dataclasses.replace(scan, names=(scan.names[0], scan.names[n - 1]),
-                                  parts=(scan.parts[0], scan.parts[n - 1]))
-        _build_view(sub, self.input, 2, view)
-        kwargs = dict(self.options)
-        kwargs["times_s"] = kwargs["interval"] = None
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            summary = analyze(view, check, overwrite=True, progress=False, report=False,
-                              **kwargs)
-        shutil.rmtree(check, ignore_errors=True)
-        shutil.rmtree(view, ignore_errors=True)
-        return str(summary["anode"])
+        series = self._series(scan, n)
+        o = self.options
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                decided = str(prepare_cell(
+                    series, check, anode="auto",
+                    ring_correction=bool(o.get("ring_correction", False)),
+                    force_units=bool(o.get("force_units", False)),
+                    name=self.input).state["anode"])
+        finally:
+            del series
+            gc.collect()
+            shutil.rmtree(check, ignore_errors=True)
+        return decided
 
 
 # --------------------------------------------------------------------------------------------
@@ -665,26 +717,6 @@ def _link_tree(src: Path, dst: Path) -> None:
                 os.link(s, d)
             except OSError:
                 shutil.copy2(s, d)
-
-
-def _publish(run_dir: Path, out: Path, stage: Path) -> None:
-    """Put the run's results into ``out`` in the order the analysis does (summary last)."""
-    shutil.rmtree(stage, ignore_errors=True)
-    stage.mkdir(parents=True)
-    for name in R.RESULT_NAMES:
-        src, dst = run_dir / name, out / name
-        if not src.exists():
-            continue
-        if src.is_dir():
-            new, old = stage / name, stage / (name + ".old")
-            _link_tree(src, new)
-            if dst.exists():
-                os.replace(dst, old)
-            os.replace(new, dst)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            R.atomic_write_bytes(dst, src.read_bytes())
-    shutil.rmtree(stage, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -871,7 +903,13 @@ def watch(input: str | Path, out_dir: str | Path, *, poll_s: float = 5.0,
     if echem is not None and not Path(echem).is_file():
         raise InputError(f"--echem file not found: {echem}")
     _layout(input_path)  # a kind of input that can grow
-    with results_lock(out, "watch"):
+    from dendritect.parallel.cluster import compute_context
+
+    # as in analyze: the compute context first (a bad --scheduler or --device leaves nothing
+    # behind), then the folder's lock; both held for the whole watch
+    with compute_context(options.get("scheduler"), options.get("workers"),
+                         options.get("memory_limit"), device=options.get("device", "cpu")), \
+            results_lock(out, "watch"):
         return _watch(input_path, out, poll_s=poll_s, alarm_before_s=alarm_before_s,
                       on_alarm=on_alarm, idle_timeout_s=idle_timeout_s, resume=resume,
                       overwrite=overwrite, say=say, report=report, max_polls=max_polls,
@@ -1022,11 +1060,11 @@ class _Live:
             self.last_new = max(self.last_new, time.monotonic())  # our own work is not idle
         return new
 
-    def _advance(self, scan: StepScan, n: int) -> dict[str, Any]:
+    def _advance(self, scan: StepScan, n: int, *, refresh: bool = False) -> dict[str, Any]:
         self.echem_sig_run = None if self.echem is None else _sig(self.echem)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", UserWarning)
-            summary = self.run.advance(scan, n)
+            summary = self.run.advance(scan, n, refresh=refresh)
         for w in caught:
             msg = str(w.message)
             if issubclass(w.category, UserWarning) and msg not in self.warned:
@@ -1039,7 +1077,7 @@ class _Live:
         self.summary = summary = self._advance(scan, ready)
         if self.first_n is None:
             self.first_n = ready
-        _publish(self.run.dir, self.out, self.work / "stage")
+        self.run.publish(self.out)
         written = time.monotonic()
         analysed = sorted(set(self.run.done()) - before)
         self.status["analysed_steps"] = list(self.status["analysed_steps"]) + analysed
@@ -1100,9 +1138,8 @@ class _Live:
             self.status["state"] = "stopped"
             self.write_status()
             return
-        redo = False
-        if self.anode == "auto" and self.first_n is not None and self.first_n < n \
-                and scan.kind != "hdf5":
+        redo = refresh = False
+        if self.anode == "auto" and self.first_n is not None and self.first_n < n:
             decided = self.run.anode_of_series(scan, n)
             if decided != self.summary.get("anode"):
                 self.say(f"the whole series puts the anode at the {decided} (the first "
@@ -1111,11 +1148,10 @@ class _Live:
                 self.run.reset()
                 redo = True
         if not redo and self.echem is not None and _sig(self.echem) != self.echem_sig_run:
-            self.run.reopen(n)  # the cycler file grew since: measure again with all of it
-            redo = True
-        if redo:
-            self.summary = self._advance(scan, n)
-            _publish(self.run.dir, self.out, self.work / "stage")
+            refresh = True  # the cycler file grew since: finish again with all of it
+        if redo or refresh:
+            self.summary = self._advance(scan, n, refresh=refresh)
+            self.run.publish(self.out)
         if self.report:
             _report(self.out, live=False)
         self.status["state"] = "stopped"

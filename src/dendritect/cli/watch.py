@@ -58,7 +58,8 @@ def _watch(**kw: Any) -> None:
         times_s=kw["times_s"], interval=kw["interval"], dataset=kw["dataset"],
         force_units=kw["force_units"], param=kw["param"], min_overlap=kw["min_overlap"],
         span_tolerance=kw["span_tolerance"], memory_limit=kw["memory_limit"],
-        workers=kw["workers"], scheduler=kw["scheduler"], device=kw["device"])
+        workers=kw["workers"], scheduler=kw["scheduler"], device=kw["device"],
+        ring_correction=kw["ring_correction"])
     poll_s = parse_duration_s(kw["poll"], name="--poll")
     alarm_s = (None if kw["alarm_before"] is None
                else parse_duration_s(kw["alarm_before"], name="--alarm-before"))
