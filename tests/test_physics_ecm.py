@@ -65,6 +65,31 @@ def test_interfacial_resistance_focuses_the_current_and_lowers_the_ccd() -> None
     assert high["stripping_limit_mA_cm2"] < low["stripping_limit_mA_cm2"]
 
 
+def test_porosity_enters_once_through_the_solid_area_fraction() -> None:
+    # Delesse: the solid area fraction of a section is the volume fraction ρ, so the interface
+    # current crosses ρ of the area (Z/ρ); the bulk path is only in σ_eff = σ·ρ^1.5 (Bruggeman).
+    dense = ecm.cell_properties("Li6PS5Cl")
+    porous = ecm.cell_properties("Li6PS5Cl", overrides={"relative_density": 0.8})
+    assert porous.sigma_S_cm == pytest.approx(dense.sigma_S_cm * 0.8**1.5, rel=1e-12)
+    assert porous.effective_asr_ohm_cm2 == pytest.approx(dense.asr_ohm_cm2 / 0.8, rel=1e-12)
+    i, depth, a = 2.0, 4.0, 5.0
+    expected = i * porous.edge_factor(a) * (dense.asr_ohm_cm2 / 0.8
+                                             + depth * 1e-4 / porous.sigma_S_cm)
+    assert ecm.front_overpotential_mV(i, depth, a, porous) == pytest.approx(expected, rel=1e-12)
+    # Porosity adds no lithium over a footprint (charge is conserved); it acts through σ_eff
+    # in the edge and front focusing only.
+    q_dense = ecm.deposition_flux_um2_s(i, 0.0, a, 500.0, dense)
+    q_porous = ecm.deposition_flux_um2_s(i, 0.0, a, 500.0, porous)
+    assert q_porous / q_dense == pytest.approx(porous.edge_factor(a) / dense.edge_factor(a))
+    # The stripping current per geometric area is carried by the solid fraction ρ.
+    params = ecm.ecm_parameters(None)
+    s_d = ecm.stripping_limit_mA_cm2(dense, stack_pressure_MPa=5.0, params=params)
+    s_p = ecm.stripping_limit_mA_cm2(porous, stack_pressure_MPa=5.0, params=params)
+    r = 0.1 * dense.contact_factor
+    assert s_p["stripping_limit_mA_cm2"] / s_d["stripping_limit_mA_cm2"] == pytest.approx(
+        0.8 * dense.edge_factor(r) / porous.edge_factor(r), rel=1e-9)
+
+
 def test_stripping_limit_is_not_zero_without_pressure_and_rises_with_it() -> None:
     s0 = ecm.critical_current_density("LLZO", stack_pressure_MPa=0.0, pore_um=1.0)
     assert s0["creep_term_mA_cm2"] == 0.0 and s0["vacancy_term_mA_cm2"] > 0.0

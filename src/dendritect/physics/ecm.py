@@ -16,6 +16,8 @@ synthetic twin is pinned to it) it has
 - a stripping limit from vacancy diffusion in lithium plus creep under the stack pressure, both
   divided by the current focusing of the interface (Kasemchainan et al. 2019; Krauskopf et al.
   2019);
+- porosity once: σ_eff = σ·ρ^1.5 (Bruggeman) for the bulk, the solid area fraction ρ
+  (Delesse's principle) for the interface (ASR Z/ρ, stripping limit × ρ);
 - temperature through Arrhenius laws for σ_ion, the ASR, lithium creep (Q ≈ 37 kJ/mol,
   LePage et al. 2019) and self-diffusion;
 - protocols: galvanostatic plating, plate/strip cycling (``cycles_to_short``), idle cells at
@@ -108,6 +110,12 @@ class CellProperties:
     def contact_factor(self) -> float:
         """Current focusing by contact loss: measured ASR / full-contact ASR (≥ 1)."""
         return max(1.0, self.asr_ohm_cm2 / self.ct_asr_ohm_cm2)
+
+    @property
+    def effective_asr_ohm_cm2(self) -> float:
+        """ASR per geometric area of a porous interface: Z/ρ (current through the solid area
+        fraction ρ, Delesse's principle; Z is the ASR of a dense interface)."""
+        return self.asr_ohm_cm2 / self.relative_density
 
     @property
     def focusing_length_um(self) -> float:
@@ -207,16 +215,18 @@ def front_overpotential_mV(current_density_mA_cm2: float, depth_um: float, flaw_
                            props: CellProperties) -> float:
     """Overpotential at a lithium front ``depth_um`` into the electrolyte (mV).
 
-    η = i·ρ^-1.5·f_edge·(Z + l/σ): the interfacial overpotential of the (focused) current plus
+    η = i·f_edge·(Z/ρ + l/σ_eff): the interfacial overpotential of the (focused) current plus
     the ohmic drop the front has overtaken (Porz et al. 2017; Monroe & Newman's field picture).
+    In a porous electrolyte the current crosses the interface through its solid area fraction,
+    which equals the volume fraction ρ (Delesse's principle), so the dense-interface ASR Z acts
+    as Z/ρ; the bulk path is already in σ_eff = σ·ρ^1.5 (Bruggeman) and is not focused again.
     """
-    rho = props.relative_density
-    r = props.asr_ohm_cm2 + max(depth_um, 0.0) * 1e-4 / props.sigma_S_cm
-    return abs(current_density_mA_cm2) * rho**-1.5 * props.edge_factor(flaw_um) * r
+    r = props.effective_asr_ohm_cm2 + max(depth_um, 0.0) * 1e-4 / props.sigma_S_cm
+    return abs(current_density_mA_cm2) * props.edge_factor(flaw_um) * r
 
 
 def _front_focus(depth_um: float, thickness_um: float, props: CellProperties) -> float:
-    r_int = props.asr_ohm_cm2
+    r_int = props.effective_asr_ohm_cm2
     r_bulk = thickness_um * 1e-4 / props.sigma_S_cm
     r_left = max(thickness_um - depth_um, 0.0) * 1e-4 / props.sigma_S_cm
     return (r_int + r_bulk) / max(r_int + r_left, 1e-12)
@@ -227,13 +237,13 @@ def deposition_flux_um2_s(current_density_mA_cm2: float, depth_um: float, flaw_u
     """Lithium plated into the flaw per unit width at zero back-pressure (µm²/s).
 
     Faraday's law over the flaw's footprint (w = a0) with the focusing of the current on the
-    flaw edge and by the shortened ionic path of the front. Contact loss does not add lithium:
-    averaged over a footprint much larger than the contact spots the current is still i (it
-    raises the local overpotential instead, :func:`front_overpotential_mV`).
+    flaw edge and by the shortened ionic path of the front. Neither contact loss nor porosity
+    adds lithium: averaged over a footprint much larger than the contact spots or the pores the
+    current is still i (they raise the local overpotential instead,
+    :func:`front_overpotential_mV`); porosity enters through σ_eff in the edge and front factors.
     """
     v = lithium_velocity_um_s(abs(current_density_mA_cm2), props.lithium.molar_volume_m3_mol)
-    rho = props.relative_density
-    return (v * flaw_um * rho**-1.5 * props.edge_factor(flaw_um)
+    return (v * flaw_um * props.edge_factor(flaw_um)
             * _front_focus(depth_um, thickness_um, props))
 
 
@@ -275,7 +285,9 @@ def stripping_limit_mA_cm2(props: CellProperties, *, stack_pressure_MPa: float,
     power-law flow; Budiansky, Hutchinson & Slutsky 1982), i_creep = (F/Ω)·r·ṙ/r
     (Kasemchainan et al. 2019). The interface sets how much of the current the contact spots
     carry: both terms are divided by the contact factor (measured ASR / full-contact ASR) and
-    the focusing at the void edges, 1 + r/(κ·Z_ct).
+    the focusing at the void edges, 1 + r/(κ·Z_ct). In a porous electrolyte only the solid area
+    fraction ρ of the interface carries the current (Delesse's principle), so the limit per
+    geometric area is ρ times the limit per contacting area.
     """
     li = props.lithium
     f_over_omega = FARADAY_C_MOL / li.molar_volume_cm3_mol  # C/cm³
@@ -285,7 +297,7 @@ def stripping_limit_mA_cm2(props: CellProperties, *, stack_pressure_MPa: float,
     rate = 0.5 * props.creep_rate_per_s * (1.5 / m * max(stack_pressure_MPa, 0.0)
                                            / li.creep_stress_MPa) ** m
     i_creep = f_over_omega * r_um * 1e-4 * rate * 1e3
-    focus = props.contact_factor * props.edge_factor(r_um)
+    focus = props.contact_factor * props.edge_factor(r_um) / props.relative_density
     return {"stripping_limit_mA_cm2": (i_vac + i_creep) / focus,
             "vacancy_term_mA_cm2": i_vac / focus, "creep_term_mA_cm2": i_creep / focus}
 
@@ -634,7 +646,7 @@ def simulate(electrolyte: str | Material = "Li6PS5Cl", *, current_density_mA_cm2
     def voltage(i: float, lf: float, shorted: bool) -> float:
         if shorted:
             return i * 1e-3 * params["short_resistance_ohm_cm2"]
-        r_int, sig = props.asr_ohm_cm2, props.sigma_S_cm
+        r_int, sig = props.effective_asr_ohm_cm2, props.sigma_S_cm
         phi = min(1.0, a0 / params["crack_spacing_um"])
         g = (1.0 - phi) / (r_int + thick * 1e-4 / sig) \
             + phi / (r_int + max(thick - lf, 0.0) * 1e-4 / sig)
