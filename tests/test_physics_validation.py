@@ -4,6 +4,7 @@ here, compared with its published value, and must appear in docs/validation.md."
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -73,3 +74,24 @@ def test_sensitivity_is_stated_and_bounded() -> None:
     aspect = next(r for r in rows if r["parameter"] == "flaw_aspect")
     assert aspect["plating_wide_pore_factor"] > 10.0
     assert "threshold" in text
+
+
+def test_doc_states_the_counts_the_rows_give() -> None:
+    # "Where the model stands" must quote the verdicts the table gives, not older ones.
+    text = DOC.read_text(encoding="utf-8")
+    rows = val.validation_rows()
+    by_kind = {k: [r for r in rows if r["kind"] == k] for k in ("value", "upper", "lower", "trend")}
+    bounds = by_kind["upper"] + by_kind["lower"]
+    published = sum(len(v) for v in by_kind.values())
+    m = re.search(r"\*\*Published cells: (\d+) rows\*\* "
+                  r"\((\d+) values, (\d+) bounds, (\d+) trends\)", text)
+    assert m, "published-cells line"
+    assert [int(g) for g in m.groups()] == [published, len(by_kind["value"]), len(bounds),
+                                            len(by_kind["trend"])]
+    m = re.search(r"\*\*Values: (\d+) of (\d+) within 2×", text)
+    assert m and [int(g) for g in m.groups()] == [
+        sum(r["agrees"] for r in by_kind["value"]), len(by_kind["value"])]
+    m = re.search(r"\*\*Bounds: (\d+) of (\d+)\.\*\*", text)
+    assert m and [int(g) for g in m.groups()] == [sum(r["agrees"] for r in bounds), len(bounds)]
+    assert f"All {len(by_kind['trend'])} trends agree" in text
+    assert all(r["agrees"] for r in by_kind["trend"])
