@@ -333,3 +333,28 @@ def test_lines_along_z_are_not_cracks():
     assert got.tolist() == [True, False, False, True, False]
     # in voxels twice as tall as wide, the short one is as long as a line too
     assert lines_along_z(component_shapes(lab, voxel_size_um=(2.0, 1.0, 1.0)))[4]
+
+
+def test_a_thick_curved_crack_is_not_a_pore():
+    """A wide crack bent through half a circle is not flat overall (its inertia is a pore's),
+    but it is thin everywhere: no ball as wide as the blob fits inside it, while one fits in
+    a pore."""
+    from dendritect.segment.cracks import SegmentParams
+
+    mu, truth = make_cell(pores=PORES, noise=0.0, psf=0.0)
+    z, y, x = np.ogrid[:mu.shape[0], :mu.shape[1], :mu.shape[2]]
+    rr = np.hypot(y - 39.5, x - 39.5)
+    bent = (z >= 15) & (z < 27) & (np.abs(rr - 12.0) <= 1.5) & (y <= 39)   # 3 voxels wide
+    mu[bent] = LEVELS["void"]
+    rng = np.random.default_rng(1)
+    vol = (ndimage.gaussian_filter(mu, 0.6)
+           + rng.normal(0, 0.03, mu.shape)).astype(np.float32)
+    geo = find_cell(vol, 1.0, anode="top")
+    pore_truth = truth["labels"] == 2
+    seg = segment_step(vol, geo)
+    assert (seg.pores[bent] > 0).mean() < 0.1
+    assert f1_tolerant(seg.crack, bent) > 0.8
+    assert (seg.pores[pore_truth] > 0).mean() > 0.5
+    # without the test of roundness, the bent crack is taken for a pore
+    old = segment_step(vol, geo, params=SegmentParams(pore_min_roundness=0.0))
+    assert (old.pores[bent] > 0).mean() > 0.5

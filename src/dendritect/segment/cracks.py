@@ -67,6 +67,9 @@ class SegmentParams:
     pore_opening_vox: int = 1
     pore_min_vox: int = 4
     pore_max_planarity: float = 0.55
+    #: a blob whose largest inscribed ball is thinner than this fraction of its extent
+    #: (sqrt of its largest inertia eigenvalue) is a sheet: a curved or kinked crack, not a pore
+    pore_min_roundness: float = 0.35
     thin_fraction: float = 0.5
     min_planarity: float = 0.55
     min_size_vox: int = 12
@@ -139,7 +142,8 @@ def component_shapes(labels: np.ndarray, n: int | None = None, *,
         (1 for a plane, 0 for a sphere or a line), ``normal_z`` = |z component| of the
         direction of least extent, ``thickness`` = 2·sqrt(λ3) voxels, ``width`` = sqrt(λ2)
         voxels, ``elongation`` = sqrt(λ1 / λ2) (large for a line), ``axis_z`` = |z
-        component| of the direction of most extent; arrays indexed by label − 1.
+        component| of the direction of most extent, ``extent`` = sqrt(λ1) voxels; arrays
+        indexed by label − 1.
     """
     if n is None:
         n = int(labels.max())
@@ -172,7 +176,7 @@ def _shapes(size: np.ndarray, cov: np.ndarray,
     coordinates scaled by ``aspect`` (z, y, x) first."""
     n = size.size
     out = {k: np.zeros(n) for k in ("size", "planarity", "normal_z", "thickness", "width",
-                                    "elongation", "axis_z")}
+                                    "elongation", "axis_z", "extent")}
     if n == 0:
         return out
     a = np.ones(3) if aspect is None else np.asarray(aspect, dtype=np.float64)
@@ -186,7 +190,32 @@ def _shapes(size: np.ndarray, cov: np.ndarray,
     out["width"] = np.sqrt(np.clip(w[:, 1], 0, None))
     out["elongation"] = np.sqrt(w[:, 2] / np.maximum(w[:, 1], 1e-12))
     out["axis_z"] = np.abs(v[:, 0, 2])
+    out["extent"] = np.sqrt(np.clip(w[:, 2], 0, None))
     return out
+
+
+#: Planes of halo for the inscribed radius of blobs: pores wider than this are rare, and a
+#: radius cut there still marks the blob as round.
+_INSCRIBED_HALO = 8
+
+
+def _inscribed_radius(slabs: Slabs, labels, n: int, aspect: np.ndarray | None) -> np.ndarray:
+    """Radius (x voxels) of the largest ball inside each component, indexed by label − 1."""
+    sampling = None if aspect is None else tuple(float(a) for a in aspect)
+
+    def _part(lo: int, hi: int, z0: int, z1: int) -> np.ndarray:
+        block = np.asarray(labels[lo:hi])
+        d = ndimage.distance_transform_edt(block > 0, sampling=sampling)
+        k = slice(z0 - lo, z1 - lo)
+        lab, dist = block[k].ravel(), d[k].ravel()
+        out = np.zeros(n + 1)
+        np.maximum.at(out, lab, dist)
+        return out
+
+    best = np.zeros(n + 1)
+    for part in slabs.run(_part, _INSCRIBED_HALO):
+        np.maximum(best, part, out=best)
+    return best[1:]
 
 
 # Bits of the per-voxel flags of the first pass (uint16 scratch volume).
@@ -562,6 +591,11 @@ def _pores(slabs: Slabs, flags, p: SegmentParams, aspect: np.ndarray | None = No
     if n1:
         shp = _shapes(*slabs.shape_moments(lab1, n1), aspect=aspect)
         compact[1:] = (shp["planarity"] < p.pore_max_planarity) & (shp["size"] >= p.pore_min_vox)
+        if compact.any() and p.pore_min_roundness > 0:
+            # the inertia of a curved, kinked or branched crack is not flat, but the crack is
+            # thin everywhere: a pore holds a ball as wide as itself
+            r_in = _inscribed_radius(slabs, lab1, n1, aspect)
+            compact[1:] &= r_in >= p.pore_min_roundness * shp["extent"]
     use_core = r > 0 and bool(compact.any())
     has_core = np.zeros(n1 + 1, bool)
 
@@ -601,8 +635,11 @@ def _pores(slabs: Slabs, flags, p: SegmentParams, aspect: np.ndarray | None = No
     lab2, n2 = slabs.label(opened, "opened-labels", connectivity=1)
     keep = np.zeros(n2 + 1, bool)
     if n2:
-        keep[1:] = (_shapes(*slabs.shape_moments(lab2, n2), aspect=aspect)["planarity"]
-                    < p.pore_max_planarity)
+        shp2 = _shapes(*slabs.shape_moments(lab2, n2), aspect=aspect)
+        keep[1:] = shp2["planarity"] < p.pore_max_planarity
+        if keep.any() and p.pore_min_roundness > 0:
+            keep[1:] &= (_inscribed_radius(slabs, lab2, n2, aspect)
+                         >= p.pore_min_roundness * shp2["extent"])
 
     def _final(lo: int, hi: int) -> np.ndarray:
         pores, lab = _first(lo, hi)
