@@ -65,6 +65,29 @@ def test_interfacial_resistance_focuses_the_current_and_lowers_the_ccd() -> None
     assert high["stripping_limit_mA_cm2"] < low["stripping_limit_mA_cm2"]
 
 
+def test_an_interphase_film_adds_resistance_but_does_not_focus_the_current() -> None:
+    # The same measured ASR read as contact loss (default) or as a uniform film over full
+    # contact (a wetted interlayer): the film neither focuses the current (contact factor 1)
+    # nor shortens κZ, it only adds overpotential.
+    ov = {"interfacial_resistance_ohm_cm2": 32.0}
+    loss = ecm.cell_properties("LLZO", overrides=ov)
+    film = ecm.cell_properties("LLZO", overrides={**ov, "interphase_asr_ohm_cm2": 31.0})
+    assert loss.contact_factor == pytest.approx(32.0)
+    assert film.contact_factor == pytest.approx(1.0)
+    assert film.focusing_length_um == pytest.approx(32.0 * loss.focusing_length_um)
+    assert ecm.front_overpotential_mV(1.0, 0.0, 0.0, film) == pytest.approx(32.0)
+    kw = {"stack_pressure_MPa": 0.0, "pore_um": 5.0}
+    c_loss = ecm.critical_current_density("LLZO", **kw, overrides=ov)
+    c_film = ecm.critical_current_density("LLZO", **kw,
+                                          overrides={**ov, "interphase_asr_ohm_cm2": 31.0})
+    assert c_film["stripping_limit_mA_cm2"] > 10 * c_loss["stripping_limit_mA_cm2"]
+    # A thicker film still lowers the plating limit (more overpotential, less pressure).
+    thin = ecm.critical_current_density("LLZO", **kw)
+    assert c_film["plating_limit_mA_cm2"] < thin["plating_limit_mA_cm2"]
+    with pytest.raises(InputError, match="interphase_asr"):
+        ecm.cell_properties("LLZO", overrides={"interphase_asr_ohm_cm2": 5.0})
+
+
 def test_porosity_enters_once_through_the_solid_area_fraction() -> None:
     # Delesse: the solid area fraction of a section is the volume fraction ρ, so the interface
     # current crosses ρ of the area (Z/ρ); the bulk path is only in σ_eff = σ·ρ^1.5 (Bruggeman).

@@ -8,11 +8,11 @@ synthetic twin is pinned to it) it has
   along the lithium column itself (path = filled length, gap = crack-mouth opening) in both
   directions, with a yield threshold (Herschel–Bulkley form of power-law creep) and the size
   effect on the strength of lithium (Xu et al. 2017);
-- interface kinetics: the measured ASR over the ASR of a fully contacting interface is the
-  contact loss, which focuses the current; the current also focuses at flaw and void edges
-  over the length κ·Z (Roy et al.); the pressure lithium can build is set by the local
-  overpotential, p ≤ p_stack + F·η/Ω (Porz et al. 2017), which grows with the depth the
-  lithium has reached;
+- interface kinetics: the measured ASR (less any uniform interphase film) over the ASR of a
+  fully contacting interface is the contact loss, which focuses the current; the current
+  also focuses at flaw and void edges over the length κ·Z (Roy et al.); the pressure lithium
+  can build is set by the local overpotential, p ≤ p_stack + F·η/Ω (Porz et al. 2017), which
+  grows with the depth the lithium has reached;
 - a stripping limit from vacancy diffusion in lithium plus creep under the stack pressure, both
   divided by the current focusing of the interface (Kasemchainan et al. 2019; Krauskopf et al.
   2019);
@@ -71,6 +71,10 @@ ECM_DEFAULTS: dict[str, Any] = {
     "edge_focus_max": 10.0,        # cap of the edge focusing factor 1 + a/(κ·Z_ct)
     "vacancy_length_um": 6.0,      # diffusion length of vacancies (calibrated: Flatscher 2020)
     "void_um": 0.1,                # void radius at full contact (stripping limit)
+    "interphase_asr_ohm_cm2": 0.0,  # part of the measured ASR that is a uniform film over
+                                   # full contact (an interlayer or wetted interphase), not
+                                   # contact loss; 0: all ASR above the full-contact ASR is
+                                   # contact loss (Flatscher et al. 2020)
     "li_size_effect": True,        # lithium is stronger in narrow gaps (Xu et al. 2017)
 }
 _STRING_KEYS = {"geometry"}
@@ -105,11 +109,16 @@ class CellProperties:
     diffusivity_cm2_s: float   # lithium self-diffusion at the temperature
     size_effect: bool = True
     edge_focus_max: float = 10.0
+    film_asr_ohm_cm2: float = 0.0  # uniform interphase film over full contact (in asr_ohm_cm2)
 
     @property
     def contact_factor(self) -> float:
-        """Current focusing by contact loss: measured ASR / full-contact ASR (≥ 1)."""
-        return max(1.0, self.asr_ohm_cm2 / self.ct_asr_ohm_cm2)
+        """Current focusing by contact loss: (measured ASR − film) / full-contact ASR (≥ 1).
+
+        A uniform interphase film adds resistance over the whole interface and does not focus
+        the current; only the rest of the ASR above the full-contact ASR is contact loss.
+        """
+        return max(1.0, (self.asr_ohm_cm2 - self.film_asr_ohm_cm2) / self.ct_asr_ohm_cm2)
 
     @property
     def effective_asr_ohm_cm2(self) -> float:
@@ -119,8 +128,9 @@ class CellProperties:
 
     @property
     def focusing_length_um(self) -> float:
-        """κ·Z_ct, the length over which current focuses at an edge (Roy et al.)."""
-        return self.sigma_S_cm * self.ct_asr_ohm_cm2 * 1e4
+        """κ·(Z_ct + Z_film), the length over which current focuses at an edge (Roy et al.'s
+        κZ with the uniform part of the interface resistance)."""
+        return self.sigma_S_cm * (self.ct_asr_ohm_cm2 + self.film_asr_ohm_cm2) * 1e4
 
     def edge_factor(self, size_um: float) -> float:
         """Current focusing at the edge of a flaw or void of size ``size_um``: 1 + a/(κ·Z)."""
@@ -162,6 +172,10 @@ def cell_properties(electrolyte: str | Material = "Li6PS5Cl", *, temperature_C: 
     mat = get_material(electrolyte, overrides)
     li = get_lithium(overrides)
     rho = p["relative_density"]
+    film = float(p["interphase_asr_ohm_cm2"])
+    if film >= mat.interfacial_resistance_ohm_cm2:
+        raise InputError("interphase_asr_ohm_cm2: must be below the interfacial resistance "
+                         f"({mat.interfacial_resistance_ohm_cm2} ohm cm2), got {film!r}")
     f_ion = _arrhenius(mat.ionic_activation_energy_eV * EV_J_MOL, t_c)
     f_asr = _arrhenius(mat.asr_activation_energy_eV * EV_J_MOL, t_c)
     f_creep = _arrhenius(li.creep_activation_energy_kJ_mol * 1e3, t_c)
@@ -175,6 +189,7 @@ def cell_properties(electrolyte: str | Material = "Li6PS5Cl", *, temperature_C: 
         diffusivity_cm2_s=li.self_diffusion_cm2_s * _arrhenius(
             li.diffusion_activation_energy_kJ_mol * 1e3, t_c),
         size_effect=bool(p["li_size_effect"]), edge_focus_max=float(p["edge_focus_max"]),
+        film_asr_ohm_cm2=film / f_asr,
     )
 
 
