@@ -259,9 +259,8 @@ SUBSET: dict[int, str | None] = {
          "not uniform (not a ceramic pellet)' on a valid cell",
     902: "span: found 2 vs true 3 (a false span: the front is within the span tolerance of "
          "the cathode one scan early); front: 2.5 voxels at step 2 (need <= 2)",
-    903: "steel die, phase retrieved, tilted: a false span (step 2, true 3); cell F1 0.9195 "
-         "(need >= 0.92); 452 crack voxels in the crack-free first scan (need <= 50); front "
-         "22.7 voxels at step 0",
+    903: "steel die, phase retrieved, tilted: 324 crack voxels in the crack-free first scan "
+         "(need <= 50); front 25.7 voxels at step 3 (need <= 2); the span (step 3) missed",
 }
 SUBSET_LATERAL = 96
 SUBSET_STEPS = 4
