@@ -41,6 +41,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as _dt
+import gc
 import json
 import os
 import shutil
@@ -548,6 +549,7 @@ class _Run:
         self.tracker: Any = None   # CrackTracker over them
         self.summary: dict[str, Any] | None = None
         self.staged = False
+        self.trashed = 0
 
     def done(self) -> list[int]:
         """The steps segmented so far."""
@@ -560,6 +562,7 @@ class _Run:
             self.run.series = None
             if not isinstance(self.run.reference, np.ndarray):
                 self.run.reference = None
+            _settle_memory()  # collected even if held when the last step was frozen
         return _open_steps(scan, self.input, n, self.view, self.options)
 
     def _start(self, series: Any) -> None:
@@ -649,23 +652,28 @@ class _Run:
 
     def publish(self, out: Path) -> None:
         """Move the staged results into ``out`` in the order the analysis does (summary
-        last); a Zarr store is swapped in whole."""
+        last); a Zarr store is swapped in whole, the one it replaces put aside for
+        :meth:`clean` (removing a store's folders takes longer than the swap)."""
         if not self.staged:
             return
+        trash = self.work / "trash"
         for name in R.RESULT_NAMES:
             src, dst = self.stage / name, out / name
             if not src.exists():
                 continue
             if src.is_dir():
-                old = self.stage / (name + ".old")
                 if dst.exists():
-                    os.replace(dst, old)
+                    trash.mkdir(parents=True, exist_ok=True)
+                    self.trashed += 1
+                    os.replace(dst, trash / f"{self.trashed}-{name}")
                 os.replace(src, dst)
-                shutil.rmtree(old, ignore_errors=True)
             else:
                 os.replace(src, dst)
-        shutil.rmtree(self.stage, ignore_errors=True)
         self.staged = False
+
+    def clean(self) -> None:
+        """Remove what :meth:`publish` put aside (after the step's status is written)."""
+        shutil.rmtree(self.work / "trash", ignore_errors=True)
 
     def reset(self) -> None:
         """Forget the run (it is analysed again from step 0)."""
@@ -678,8 +686,6 @@ class _Run:
         """The anode side a batch run on the first ``n`` steps decides: the cell found on
         step 0 and judged on the later steps, as :func:`~dendritect.pipeline.prepare_cell`
         judges it for the whole series."""
-        import gc
-
         from dendritect.pipeline import prepare_cell
 
         check = self.work / "anode-check"
@@ -948,6 +954,8 @@ def _watch(input_path: Path, out: Path, *, poll_s: float, alarm_before_s: float 
     except KeyboardInterrupt:
         live.stop(interrupted=True)
         raise
+    finally:
+        gc.unfreeze()
     live.stop(interrupted=False)
     live.final()
     shutil.rmtree(work, ignore_errors=True)
@@ -1056,6 +1064,7 @@ class _Live:
             _report(self.out, live=True)
             R.mark_finished(self.out)
             self.report_due = False
+            _settle_memory()
         if new or time.monotonic() - now > 1.0:
             self.last_new = max(self.last_new, time.monotonic())  # our own work is not idle
         return new
@@ -1107,6 +1116,8 @@ class _Live:
                 self.raise_alarm(alarm)
         self.write_status()
         R.mark_finished(self.out)
+        self.run.clean()
+        _settle_memory()
         self.report_due = self.report
 
     def _check_echem(self) -> None:
@@ -1180,6 +1191,18 @@ def _say_steps(say: Callable[[str], None], out: Path, summary: dict[str, Any], d
     say(f"  written {latency_s:.1f} s after the scan was complete; forecast span: "
         + ("none" if fc is None else f"{fc:.0f}" + ("" if sig is None else f" ± {sig:.0f}")
            + " s"))
+
+
+def _settle_memory() -> None:
+    """Between two steps: collect the garbage of the step just finished, then exempt what
+    survives from later collections (:func:`gc.freeze`), so that the collections the stages
+    make to give memory back (``release_memory``) look at the new step's objects only, not
+    at everything the watch holds (0.5 s a step on the twin of docs/watch.md). Undone
+    (:func:`gc.unfreeze`) before the next such collection and when the watch ends, so
+    nothing is kept that became garbage since."""
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
 
 
 def _report(out: Path, *, live: bool) -> None:
