@@ -86,7 +86,8 @@ def test_manifest_is_valid_npe2() -> None:
 
     for suffix in SUFFIXES:
         assert f"*{suffix}" in reader.filename_patterns
-    assert [w.display_name for w in pm.contributions.widgets] == ["Dendrite crack analysis"]
+    assert [w.display_name for w in pm.contributions.widgets] == [
+        "Dendrite crack analysis", "Live results (dendritect watch)"]
     assert pm.contributions.sample_data[0].key == "demo_cell"
 
 
@@ -155,6 +156,16 @@ def test_viewer_opens_with_the_plugin(tmp_path: Path) -> None:
         viewer.window.add_dock_widget(widget, name="Dendrite crack analysis")
         assert widget.anode.choices == ("auto", "top", "bottom")
         assert len(viewer.layers) == 2
+        from dendritect.napari._live import live_widget
+
+        viewer.layers.clear()
+        live = live_widget()
+        viewer.window.add_dock_widget(live, name="Live results (dendritect watch)")
+        live.results_dir.value = root
+        live()  # "Open / refresh"
+        assert [layer.name for layer in viewer.layers] == ["cracks (tracked)",
+                                                           "time of arrival (step)"]
+        assert live.follow.value and live.dendritect_timer.isActive()
     finally:
         viewer.close()
 
@@ -288,3 +299,48 @@ def test_widget_refuses_a_layer_without_data() -> None:
     flat = SimpleNamespace(name="flat", metadata={}, data=np.zeros((4, 4)), scale=(1, 1))
     with pytest.raises(InputError, match="not a"):
         analyze_layer(flat, "unused")
+
+
+def _live_folder(root: Path, n_steps: int) -> Path:
+    """A results folder as ``dendritect watch`` leaves it after ``n_steps`` steps."""
+    make_results_dir(root, n_steps=n_steps)
+    (root / "status.json").write_text(json.dumps({"steps_done": n_steps, "alarm": None,
+                                                  "state": "watching"}))
+    return root
+
+
+def test_live_results_refresh_when_the_watch_adds_a_step(tmp_path: Path) -> None:
+    """A live folder opened in a viewer is re-read when status.json says a step was added: the
+    layers keep their identity (and what the user set), their data grow."""
+    napari = _napari()
+    from dendritect.napari._live import LiveResults, follow_results
+
+    root = _live_folder(tmp_path / "live", 3)
+    viewer = napari.components.ViewerModel()
+    live = LiveResults(viewer, root)
+    assert live.changed() and live.refresh()
+    labels = viewer.layers["cracks (tracked)"]
+    toa = viewer.layers["time of arrival (step)"]
+    assert labels.data.shape[0] == 3 and toa.contrast_limits == [0, 2]
+    labels.opacity = 0.3  # the user's choice
+    assert not live.changed() and not live.refresh()  # nothing new: nothing read
+    # the watch publishes step 3 (the stores, summary.json last), then status.json
+    _live_folder(root, 4)
+    assert live.changed() and live.refresh()
+    assert viewer.layers["cracks (tracked)"] is labels and labels.data.shape[0] == 4
+    assert labels.opacity == 0.3
+    assert int(np.asarray(labels.data[3]).max()) == 2
+    assert toa.contrast_limits == [0, 3]
+    assert viewer.dims.range[0].stop == 3  # the time slider reaches the new step
+    assert live.describe() == "live: 4 steps, watching"
+    assert [layer.name for layer in viewer.layers] == ["cracks (tracked)",
+                                                      "time of arrival (step)"]
+    # a folder with no results yet (the watch waits for its first scans) is looked at later
+    empty = tmp_path / "waiting"
+    empty.mkdir()
+    (empty / "status.json").write_text(json.dumps({"steps_done": 0, "alarm": None}))
+    other = napari.components.ViewerModel()
+    waiting = follow_results(other, empty)
+    assert len(other.layers) == 0 and waiting.key is None
+    _live_folder(empty, 2)
+    assert follow_results(other, empty) is waiting and len(other.layers) == 2
