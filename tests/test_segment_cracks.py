@@ -129,6 +129,23 @@ def test_lithium_labelled_where_contrast_allows():
                                                 np.ones((1, 1, 3), bool))].mean() < 0.2
 
 
+def test_lithium_told_from_enough_resolved_voxels_whatever_their_share():
+    """A share of resolved crack voxels too small, but enough of them in number, still tells
+    the content: the wide lithium-filled crack is labelled; with neither, lithium is unknown."""
+    from dendritect.segment.cracks import SegmentParams
+
+    vol, truth = make_cell(cracks=[(30, 12, 3.0)], crack_li=True, noise=0.01, psf=0.3)
+    geo = find_cell(vol, 1.0, anode="top")
+    core = ndimage.binary_erosion(truth["labels"] == 3, np.ones((1, 1, 3), bool))
+    by_count = segment_step(vol, geo, params=SegmentParams(lithium_min_resolved=0.99,
+                                                           lithium_min_resolved_vox=20))
+    assert by_count.lithium is not None and by_count.lithium[core].mean() > 0.8
+    neither = segment_step(vol, geo, params=SegmentParams(lithium_min_resolved=0.99,
+                                                          lithium_min_resolved_vox=10**9))
+    assert neither.lithium is None
+    assert "fewer than 99% of the crack voxels" in neither.lithium_reason
+
+
 def test_lithium_none_when_levels_cannot_be_told_apart():
     vol, _ = make_cell(cracks=[(30, 12, 2.0)], noise=0.08)
     geo = find_cell(vol, 1.0)

@@ -76,6 +76,9 @@ class SegmentParams:
     large_size_vox: int = 100
     lithium_min_snr: float = 2.5
     lithium_min_resolved: float = 0.05
+    #: or at least this many resolved voxels, whatever the share (a few wide cracks among many
+    #: thin ones still tell their content)
+    lithium_min_resolved_vox: int = 200
     lithium_min_depth_vox: float = 2.0
     interface_zone_vox: float = 2.5
     interface_darkness: float = 0.12
@@ -800,8 +803,8 @@ def _lithium(box: _Box, slabs: Slabs, flags, crack, n_crack: int, p: SegmentPara
     blur) does a voxel show the content's own grey level; a thin crack's voxels mix crack and
     ceramic (partial volume) and their grey level says nothing about the filling. Voxels are
     classified only when lithium and void levels are ``lithium_min_snr`` noise deviations apart
-    and at least ``lithium_min_resolved`` of the crack voxels are resolved; unresolved crack
-    voxels take the class of the nearest resolved voxel.
+    and at least ``lithium_min_resolved`` of the crack voxels, or ``lithium_min_resolved_vox``
+    voxels, are resolved; unresolved crack voxels take the class of the nearest resolved voxel.
     """
     if n_crack == 0:
         return True  # known: a step without cracks holds no lithium in them
@@ -826,7 +829,8 @@ def _lithium(box: _Box, slabs: Slabs, flags, crack, n_crack: int, p: SegmentPara
     parts = slabs.run(_resolved, int(np.ceil(p.lithium_min_depth_vox)) + 1)
     pts = np.concatenate([q[0] for q in parts])
     is_li = np.concatenate([q[1] for q in parts])
-    if pts.shape[0] < p.lithium_min_resolved * n_crack or pts.shape[0] == 0:
+    need = min(p.lithium_min_resolved * n_crack, p.lithium_min_resolved_vox)
+    if pts.shape[0] < need or pts.shape[0] == 0:
         return False
     if slabs.in_memory:
         # spread the resolved classes over the rest of the crack
@@ -954,9 +958,10 @@ def segment_step(volume, geometry: CellGeometry, *, reference=None, previous=Non
         if li is None:
             reason = lithium_contrast_reason(lv, geometry.noise, p)
         elif not has_li:
-            reason = (f"fewer than {p.lithium_min_resolved:.0%} of the crack voxels are resolved "
-                      "(cracks thinner than the blur of the scan): their grey level mixes the "
-                      "crack's content with the ceramic around it")
+            reason = (f"fewer than {p.lithium_min_resolved:.0%} of the crack voxels (and fewer "
+                      f"than {p.lithium_min_resolved_vox}) are resolved (cracks thinner than the "
+                      "blur of the scan): their grey level mixes the crack's content with the "
+                      "ceramic around it")
         for name in ("crack", "pores", "lithium") if has_li else ("crack", "pores"):
             for z0, z1 in slabs.slabs:
                 box.write(out[name], z0, z1, np.asarray(masks[name][z0:z1], dtype=np.uint8))
