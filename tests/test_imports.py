@@ -21,11 +21,6 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "dendritect"
 # Uses in modules that are being reworked elsewhere, each with what replaces it. Every other
 # private name across modules, and every other cycle, fails the tests.
 PENDING_PRIVATE = {
-    # physics: closed_form._finite and materials' key sets, to be made public there
-    ("dendritect.physics.ecm", "dendritect.physics.closed_form", "_finite"),
-    ("dendritect.physics.growth", "dendritect.physics.closed_form", "_finite"),
-    ("dendritect.physics.growth", "dendritect.physics.materials", "_ELECTROLYTE_KEYS"),
-    ("dendritect.physics.growth", "dendritect.physics.materials", "_LITHIUM_KEYS"),
     # napari: the reader's spatial keywords, shared with the sample data
     ("dendritect.napari._sample_data", "dendritect.napari._reader", "_spatial_kwargs"),
 }
@@ -160,7 +155,6 @@ def _private_uses() -> set[tuple[str, str, str]]:
 def test_the_private_name_check_sees_them():
     uses = _private_uses()
     # known cases of each form the check must catch
-    assert ("dendritect.physics.ecm", "dendritect.physics.closed_form", "_finite") in uses
     assert ("dendritect.napari._sample_data", "dendritect.napari._reader",
             "_spatial_kwargs") in uses
 

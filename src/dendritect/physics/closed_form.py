@@ -18,6 +18,7 @@ from dendritect.physics.constants import (
 from dendritect.physics.materials import Material, get_lithium
 
 __all__ = [
+    "check_finite",
     "critical_current_density",
     "critical_flaw_um",
     "critical_overpotential_mV",
@@ -29,8 +30,8 @@ __all__ = [
 ]
 
 
-def _finite(name: str, value: Any, *, positive: bool = False,
-            nonnegative: bool = False) -> float:
+def check_finite(name: str, value: Any, *, positive: bool = False,
+                 nonnegative: bool = False) -> float:
     """``value`` as a finite float, or an InputError naming ``name``."""
     try:
         out = float(value)
@@ -52,14 +53,14 @@ def plating_pressure_MPa(overpotential_mV: float,
     p = F·η/Ω_Li (Porz et al. 2017, Adv. Energy Mater. 7, 1701003; Ω_Li = 1.30e-5 m³/mol):
     10 mV gives 74.2 MPa.
     """
-    eta = _finite("overpotential_mV", overpotential_mV)
+    eta = check_finite("overpotential_mV", overpotential_mV)
     return FARADAY_C_MOL * eta * 1e-3 / molar_volume_m3_mol * 1e-6
 
 
 def pressure_overpotential_mV(pressure_MPa: float,
                               molar_volume_m3_mol: float = LI_MOLAR_VOLUME_M3_MOL) -> float:
     """Overpotential needed to plate lithium against a pressure: η = p·Ω_Li/F."""
-    p = _finite("pressure_MPa", pressure_MPa)
+    p = check_finite("pressure_MPa", pressure_MPa)
     return p * 1e6 * molar_volume_m3_mol / FARADAY_C_MOL * 1e3
 
 
@@ -68,7 +69,7 @@ def lithium_thickness_um(capacity_mAh_cm2: float, molar_volume_cm3_mol: float = 
 
     t = Q·V_m/F with V_m = 13.0 cm³/mol: 0.3 mAh/cm² gives 1.455 µm.
     """
-    q = _finite("capacity_mAh_cm2", capacity_mAh_cm2)
+    q = check_finite("capacity_mAh_cm2", capacity_mAh_cm2)
     return q * 3.6 / FARADAY_C_MOL * molar_volume_cm3_mol * 1e4
 
 
@@ -80,9 +81,9 @@ def critical_flaw_um(pressure_MPa: float, k_ic_MPa_sqrt_m: float, geometry: str 
     a_c = (K_IC / (Y·(p + σ)))² / π. LLZO (K_IC 1.25 MPa√m) at 1 GPa with an edge flaw
     (Y = 1.12): 0.40 µm. Returns ``inf`` when the net load does not open the flaw.
     """
-    p = _finite("pressure_MPa", pressure_MPa)
-    k = _finite("k_ic_MPa_sqrt_m", k_ic_MPa_sqrt_m, positive=True)
-    net = p + _finite("applied_stress_MPa", applied_stress_MPa)
+    p = check_finite("pressure_MPa", pressure_MPa)
+    k = check_finite("k_ic_MPa_sqrt_m", k_ic_MPa_sqrt_m, positive=True)
+    net = p + check_finite("applied_stress_MPa", applied_stress_MPa)
     if net <= 0:
         return math.inf
     y = geometry_factor(geometry)
@@ -92,10 +93,10 @@ def critical_flaw_um(pressure_MPa: float, k_ic_MPa_sqrt_m: float, geometry: str 
 def critical_pressure_MPa(flaw_um: float, k_ic_MPa_sqrt_m: float, geometry: str = "edge",
                           applied_stress_MPa: float = 0.0) -> float:
     """Lithium pressure that cracks a flaw: p_c = K_IC/(Y·√(πa)) − σ_applied."""
-    a = _finite("flaw_um", flaw_um, positive=True)
-    k = _finite("k_ic_MPa_sqrt_m", k_ic_MPa_sqrt_m, positive=True)
+    a = check_finite("flaw_um", flaw_um, positive=True)
+    k = check_finite("k_ic_MPa_sqrt_m", k_ic_MPa_sqrt_m, positive=True)
     y = geometry_factor(geometry)
-    return k / (y * math.sqrt(math.pi * a * 1e-6)) - _finite("applied_stress_MPa",
+    return k / (y * math.sqrt(math.pi * a * 1e-6)) - check_finite("applied_stress_MPa",
                                                             applied_stress_MPa)
 
 
@@ -122,10 +123,10 @@ def stripping_limit_mA_cm2(stack_pressure_MPa: float, void_um: float = 0.1,
     stripping recedes the interface at v = i·Ω/F, so voids survive above i = (F/Ω)·r·ṙ/r.
     Rises steeply (as p^m) with stack pressure.
     """
-    p = _finite("stack_pressure_MPa", stack_pressure_MPa)
+    p = check_finite("stack_pressure_MPa", stack_pressure_MPa)
     if p < 0:
         raise InputError(f"stack_pressure_MPa: must not be negative, got {stack_pressure_MPa!r}")
-    r = _finite("void_um", void_um, positive=True)
+    r = check_finite("void_um", void_um, positive=True)
     li = get_lithium(overrides)
     m = li.creep_exponent
     rate = 0.5 * li.creep_rate_per_s * (1.5 / m * p / li.creep_stress_MPa) ** m
@@ -155,7 +156,7 @@ def critical_current_density(electrolyte: str | Material = "Li6PS5Cl", *,
     """
     from dendritect.physics import ecm
 
-    rho = _finite("relative_density", relative_density, positive=True)
+    rho = check_finite("relative_density", relative_density, positive=True)
     if rho > 1.0:
         raise InputError(f"relative_density: must be in (0, 1], got {relative_density!r}")
     return ecm.critical_current_density(

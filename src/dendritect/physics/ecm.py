@@ -39,7 +39,7 @@ from scipy.integrate import solve_ivp
 
 from dendritect.errors import InputError
 from dendritect.physics import kinetics as kin
-from dendritect.physics.closed_form import _finite, critical_pressure_MPa
+from dendritect.physics.closed_form import check_finite, critical_pressure_MPa
 from dendritect.physics.constants import FARADAY_C_MOL, geometry_factor, lithium_velocity_um_s
 from dendritect.physics.growth import GrowthResult, merge_overrides
 from dendritect.physics.materials import Lithium, Material, get_lithium, get_material
@@ -163,7 +163,7 @@ def cell_properties(electrolyte: str | Material = "Li6PS5Cl", *, temperature_C: 
     the yield at a fixed strain rate as exp(Q/(mR)(1/T − 1/T0)); self-diffusion with its own
     activation energy.
     """
-    t_c = _finite("temperature_C", temperature_C)
+    t_c = check_finite("temperature_C", temperature_C)
     if t_c <= -273.15:
         raise InputError(f"temperature: must be above absolute zero, got {temperature_C!r}")
     if t_c >= 180.5:
@@ -346,17 +346,17 @@ def critical_current_density(electrolyte: str | Material = "Li6PS5Cl", *,
         ``ccd_mA_cm2``, ``plating_limit_mA_cm2``, ``stripping_limit_mA_cm2``,
         ``critical_pressure_MPa``, ``limited_by`` and the terms of each limit.
     """
-    p_stack = _finite("stack_pressure_MPa", stack_pressure_MPa, nonnegative=True)
-    a = _finite("pore_um", pore_um, positive=True)
-    thick = _finite("thickness_um", thickness_um, positive=True)
+    p_stack = check_finite("stack_pressure_MPa", stack_pressure_MPa, nonnegative=True)
+    a = check_finite("pore_um", pore_um, positive=True)
+    thick = check_finite("thickness_um", thickness_um, positive=True)
     ov = dict(overrides or {})
     if relative_density is not None:
-        rho = _finite("relative_density", relative_density, positive=True)
+        rho = check_finite("relative_density", relative_density, positive=True)
         if rho > 1.0:
             raise InputError(f"relative_density: must be in (0, 1], got {relative_density!r}")
         ov["relative_density"] = rho
     if void_um is not None:
-        ov["void_um"] = _finite("void_um", void_um, positive=True)
+        ov["void_um"] = check_finite("void_um", void_um, positive=True)
     params = ecm_parameters(ov)
     props = cell_properties(electrolyte, temperature_C=temperature_C, overrides=ov,
                             params=params)
@@ -392,9 +392,9 @@ def ramp_ccd(electrolyte: str | Material = "Li6PS5Cl", *, start_mA_cm2: float = 
     long enough for the flaw to fill and the interface to reach its steady state, so the
     step fails when its current exceeds the lower of the two steady limits.
     """
-    i0 = _finite("start_mA_cm2", start_mA_cm2, positive=True)
-    di = _finite("step_mA_cm2", step_mA_cm2, positive=True)
-    top = _finite("max_mA_cm2", max_mA_cm2, positive=True)
+    i0 = check_finite("start_mA_cm2", start_mA_cm2, positive=True)
+    di = check_finite("step_mA_cm2", step_mA_cm2, positive=True)
+    top = check_finite("max_mA_cm2", max_mA_cm2, positive=True)
     out = critical_current_density(electrolyte, **kwargs)
     ccd = out["ccd_mA_cm2"]
     n = max(0, math.ceil((ccd - i0) / di - 1e-9))
@@ -483,16 +483,16 @@ def simulate(electrolyte: str | Material = "Li6PS5Cl", *, current_density_mA_cm2
     """
     if protocol not in PROTOCOLS:
         raise InputError(f"protocol: use one of {', '.join(PROTOCOLS)}, got {protocol!r}")
-    i_set = _finite("current_density_mA_cm2", current_density_mA_cm2, nonnegative=True)
-    p_s = _finite("stack_pressure_MPa", stack_pressure_MPa, nonnegative=True)
-    thick = _finite("thickness_um", thickness_um, positive=True)
-    a0 = _finite("flaw_um", flaw_um, positive=True)
-    sigma_app = _finite("applied_stress_MPa", applied_stress_MPa)
-    duration = _finite("duration_s", duration_s, positive=True)
+    i_set = check_finite("current_density_mA_cm2", current_density_mA_cm2, nonnegative=True)
+    p_s = check_finite("stack_pressure_MPa", stack_pressure_MPa, nonnegative=True)
+    thick = check_finite("thickness_um", thickness_um, positive=True)
+    a0 = check_finite("flaw_um", flaw_um, positive=True)
+    sigma_app = check_finite("applied_stress_MPa", applied_stress_MPa)
+    duration = check_finite("duration_s", duration_s, positive=True)
     if a0 >= thick:
         raise InputError(f"flaw_um: the flaw ({a0} µm) must be shallower than the "
                          f"electrolyte ({thick} µm)")
-    cap = None if capacity_mAh_cm2 is None else _finite("capacity_mAh_cm2", capacity_mAh_cm2,
+    cap = None if capacity_mAh_cm2 is None else check_finite("capacity_mAh_cm2", capacity_mAh_cm2,
                                                          positive=True)
     if t_eval_s is not None:
         t_eval = np.asarray(t_eval_s, dtype=float).ravel()

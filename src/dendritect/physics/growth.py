@@ -19,7 +19,7 @@ from scipy.integrate import solve_ivp
 
 from dendritect.errors import InputError
 from dendritect.physics import kinetics as kin
-from dendritect.physics.closed_form import _finite
+from dendritect.physics.closed_form import check_finite
 from dendritect.physics.constants import geometry_factor
 from dendritect.physics.materials import Material, get_lithium, get_material
 
@@ -97,10 +97,10 @@ def merge_overrides(defaults: dict[str, Any], overrides: dict | None, *,
     ``string_keys`` hold a flaw geometry name, ``bool_keys`` a flag, ``none_keys`` may be None;
     every other value must be a positive finite number.
     """
-    from dendritect.physics.materials import _ELECTROLYTE_KEYS, _LITHIUM_KEYS
+    from dendritect.physics.materials import ELECTROLYTE_KEYS, LITHIUM_KEYS
 
     params = dict(defaults)
-    known = set(defaults) | set(_ELECTROLYTE_KEYS) | {f"li_{k}" for k in _LITHIUM_KEYS}
+    known = set(defaults) | set(ELECTROLYTE_KEYS) | {f"li_{k}" for k in LITHIUM_KEYS}
     for key, value in (overrides or {}).items():
         if key not in known:
             raise InputError(
@@ -116,7 +116,7 @@ def merge_overrides(defaults: dict[str, Any], overrides: dict | None, *,
         elif key in none_keys and value is None:
             params[key] = None
         else:
-            params[key] = _finite(f"override {key}", value, positive=True)
+            params[key] = check_finite(f"override {key}", value, positive=True)
     if params["relative_density"] > 1.0:
         raise InputError("override relative_density: must be in (0, 1]")
     return params
@@ -167,12 +167,12 @@ def grow(electrolyte: str | Material = "Li6PS5Cl", *, current_density_mA_cm2: fl
     InputError
         For non-physical inputs (negative thickness, unknown electrolyte, flaw ≥ thickness).
     """
-    i = _finite("current_density_mA_cm2", current_density_mA_cm2, positive=True)
-    p_stack = _finite("stack_pressure_MPa", stack_pressure_MPa, nonnegative=True)
-    thick = _finite("thickness_um", thickness_um, positive=True)
-    a0 = _finite("flaw_um", flaw_um, positive=True)
-    sigma_app = _finite("applied_stress_MPa", applied_stress_MPa)
-    duration = _finite("duration_s", duration_s, positive=True)
+    i = check_finite("current_density_mA_cm2", current_density_mA_cm2, positive=True)
+    p_stack = check_finite("stack_pressure_MPa", stack_pressure_MPa, nonnegative=True)
+    thick = check_finite("thickness_um", thickness_um, positive=True)
+    a0 = check_finite("flaw_um", flaw_um, positive=True)
+    sigma_app = check_finite("applied_stress_MPa", applied_stress_MPa)
+    duration = check_finite("duration_s", duration_s, positive=True)
     if a0 >= thick:
         raise InputError(f"flaw_um: the flaw ({a0} µm) must be shallower than the "
                          f"electrolyte ({thick} µm)")

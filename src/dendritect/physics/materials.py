@@ -10,18 +10,19 @@ from typing import Any
 
 from dendritect.errors import InputError
 
-__all__ = ["Lithium", "Material", "get_lithium", "get_material", "list_materials",
-           "materials_table"]
+__all__ = ["ELECTROLYTE_KEYS", "LITHIUM_KEYS", "Lithium", "Material", "get_lithium",
+           "get_material", "list_materials", "materials_table"]
 
-_ELECTROLYTE_KEYS = ("k_ic_MPa_sqrt_m", "youngs_modulus_GPa", "poisson_ratio",
-                     "ionic_conductivity_S_cm", "interfacial_resistance_ohm_cm2", "density_g_cm3",
-                     "ionic_activation_energy_eV", "charge_transfer_asr_ohm_cm2",
-                     "asr_activation_energy_eV")
-_LITHIUM_KEYS = ("youngs_modulus_GPa", "poisson_ratio", "yield_strength_MPa",
-                 "molar_volume_cm3_mol", "density_g_cm3", "creep_stress_MPa",
-                 "creep_rate_per_s", "creep_exponent", "creep_activation_energy_kJ_mol",
-                 "self_diffusion_cm2_s", "diffusion_activation_energy_kJ_mol",
-                 "size_yield_1um_MPa", "size_yield_exponent")
+#: The properties of an electrolyte and of lithium in the database (and as overrides).
+ELECTROLYTE_KEYS = ("k_ic_MPa_sqrt_m", "youngs_modulus_GPa", "poisson_ratio",
+                    "ionic_conductivity_S_cm", "interfacial_resistance_ohm_cm2", "density_g_cm3",
+                    "ionic_activation_energy_eV", "charge_transfer_asr_ohm_cm2",
+                    "asr_activation_energy_eV")
+LITHIUM_KEYS = ("youngs_modulus_GPa", "poisson_ratio", "yield_strength_MPa",
+                "molar_volume_cm3_mol", "density_g_cm3", "creep_stress_MPa",
+                "creep_rate_per_s", "creep_exponent", "creep_activation_energy_kJ_mol",
+                "self_diffusion_cm2_s", "diffusion_activation_energy_kJ_mol",
+                "size_yield_1um_MPa", "size_yield_exponent")
 
 
 class _Record:
@@ -79,7 +80,7 @@ class Material(_Record):
         if not overrides:
             return self
         return self._with({k: _positive(k, v) for k, v in overrides.items()
-                           if k in _ELECTROLYTE_KEYS})
+                           if k in ELECTROLYTE_KEYS})
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,7 @@ class Lithium(_Record):
         if not overrides:
             return self
         return self._with({k[3:]: _positive(k, v) for k, v in overrides.items()
-                           if k.startswith("li_") and k[3:] in _LITHIUM_KEYS})
+                           if k.startswith("li_") and k[3:] in LITHIUM_KEYS})
 
 
 def _positive(key: str, value: Any) -> float:
@@ -174,14 +175,14 @@ def get_material(name: str | Material, overrides: dict[str, Any] | None = None) 
         raise InputError(f"electrolyte: expected a name, got {name!r}")
     key = _canonical(name)
     raw = _database()["electrolytes"][key]
-    values, sources = _entry(raw, _ELECTROLYTE_KEYS)
+    values, sources = _entry(raw, ELECTROLYTE_KEYS)
     mat = Material(name=key, description=raw.get("description", ""), sources=sources, **values)
     return mat.with_overrides(overrides)
 
 
 def get_lithium(overrides: dict[str, Any] | None = None) -> Lithium:
     """Lithium metal properties; override with ``li_``-prefixed keys (``li_creep_exponent``)."""
-    values, sources = _entry(_database()["lithium"], _LITHIUM_KEYS)
+    values, sources = _entry(_database()["lithium"], LITHIUM_KEYS)
     return Lithium(sources=sources, **values).with_overrides(overrides)
 
 
@@ -196,8 +197,8 @@ def materials_table() -> dict[str, Any]:
         out["electrolytes"][key] = {
             "description": raw.get("description", ""),
             "aliases": list(raw.get("aliases", [])),
-            **{k: dict(raw[k]) for k in _ELECTROLYTE_KEYS},
+            **{k: dict(raw[k]) for k in ELECTROLYTE_KEYS},
         }
     out["lithium"] = {"description": db["lithium"].get("description", ""),
-                      **{k: dict(db["lithium"][k]) for k in _LITHIUM_KEYS}}
+                      **{k: dict(db["lithium"][k]) for k in LITHIUM_KEYS}}
     return out
