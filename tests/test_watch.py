@@ -286,10 +286,12 @@ def test_alarm_before_the_true_span_and_on_alarm_run_once(watched):
     assert watched["status"]["on_alarm"]["returncode"] == 0
 
 
-def test_final_results_identical_to_batch(watched):
-    out, batch = watched["out"], watched["batch"]
+def _assert_same_results(out: Path, batch: Path, summary: dict) -> None:
+    """``out`` holds what ``analyze`` wrote into ``batch``: tables and stores byte for byte
+    (chunk files and array metadata), an equal summary, a finished marker, no work left."""
     for name in ("metrics.csv", "cracks.csv", "echem.csv"):
-        assert (out / name).read_bytes() == (batch / name).read_bytes(), name
+        if (batch / name).exists() or (out / name).exists():
+            assert (out / name).read_bytes() == (batch / name).read_bytes(), name
     for store in ("cracks.zarr", "previews.zarr"):
         a, b = zarr.open_group(str(out / store), mode="r"), zarr.open_group(str(batch / store),
                                                                              mode="r")
@@ -300,13 +302,19 @@ def test_final_results_identical_to_batch(watched):
             assert np.array_equal(x[...], y[...]), key
         files = sorted(p.relative_to(out / store) for p in (out / store).rglob("*")
                        if p.is_file())
+        assert files == sorted(p.relative_to(batch / store) for p in (batch / store).rglob("*")
+                               if p.is_file())
         for rel in files:
             assert (out / store / rel).read_bytes() == (batch / store / rel).read_bytes(), rel
-    assert json.loads((out / "summary.json").read_text()) == watched["summary"]
+    assert json.loads((out / "summary.json").read_text()) == summary
     # a finished results folder: the marker, and no work left behind
     marker = json.loads((out / ".dendritect.json").read_text())
     assert marker["state"] == "finished"
     assert not (out / ".partial").exists()
+
+
+def test_final_results_identical_to_batch(watched):
+    _assert_same_results(watched["out"], watched["batch"], watched["summary"])
 
 
 def test_live_report_reloads_itself(watched, monkeypatch):
@@ -397,3 +405,57 @@ def test_hdf5_view_holds_the_complete_steps_only(tmp_path):
     with h5py.File(view, "r") as f:
         assert f.attrs["NX_class"] == "NXroot"
         assert f["entry/data/data"].attrs["units"] == "counts"
+
+
+#: A writer that grows an HDF5 file step by step as a detector's software does: the t axis
+#: extended, the step written in two halves with a pause (longer than the poll), the file
+#: closed between writes.
+_H5_WRITER = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    import h5py, tifffile
+    src, dst, pause = Path(sys.argv[1]), Path(sys.argv[2]), float(sys.argv[3])
+    for k, f in enumerate(sorted((src / "scans").glob("t*.tif"))):
+        vol = tifffile.imread(f)
+        half = vol.shape[0] // 2
+        with h5py.File(dst, "a") as h:
+            if "entry/data/data" not in h:
+                h.create_dataset("entry/data/data", shape=(0, *vol.shape),
+                                 maxshape=(None, *vol.shape), chunks=(1, 8, *vol.shape[1:]),
+                                 dtype=vol.dtype)
+            ds = h["entry/data/data"]
+            ds.resize((k + 1, *vol.shape))
+            ds[k, :half] = vol[:half]
+        time.sleep(pause)
+        with h5py.File(dst, "a") as h:
+            h["entry/data/data"][k, half:] = vol[half:]
+        time.sleep(pause)
+""")
+
+
+def test_growing_hdf5_file_watched_equals_batch(twin, tmp_path):
+    """An HDF5 file grown step by step is watched (--anode auto: the side is checked on the
+    whole file at the end) and ends with the results of a batch run on the final file."""
+    pytest.importorskip("h5py")
+    from dendritect.pipeline import analyze
+    from dendritect.watch import watch
+
+    _, data, _ = twin
+    interval = json.loads((data / "dataset.json").read_text())["times_s"][1]
+    h5 = tmp_path / "live.h5"
+    writer = subprocess.Popen([sys.executable, "-c", _H5_WRITER, str(data), str(h5),
+                               str(3 * POLL_S)])
+    try:
+        end = time.monotonic() + 60
+        while not h5.exists() and time.monotonic() < end:
+            time.sleep(0.05)
+        status = watch(h5, tmp_path / "out", poll_s=POLL_S, idle_timeout_s=5.0,
+                       echo=lambda line: None, report=False, interval=f"{interval}s")
+    finally:
+        writer.wait(timeout=120)
+    assert writer.returncode == 0
+    assert status["steps_done"] == 6 and status["analysed_steps"] == list(range(6))
+    assert len({tuple(s["analysed_with"]) for s in status["steps"]}) > 1  # the run grew
+    summary = analyze(h5, tmp_path / "batch", progress=False, report=False,
+                      interval=f"{interval}s")
+    _assert_same_results(tmp_path / "out", tmp_path / "batch", summary)

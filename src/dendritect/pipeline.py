@@ -765,9 +765,10 @@ def grow_run(run: AnalysisRun, series: Any) -> AnalysisRun:
         When ``series`` has fewer steps than segmented, or steps of another shape.
     """
     n = int(series.n_steps)
-    if tuple(series.shape_zyx) != tuple(run.shape_zyx):
+    have = tuple(int(s) for s in run.cracks["crack"].shape[1:])  # run.series may be let go
+    if tuple(series.shape_zyx) != have:
         raise InputError(f"{series.source}: steps of shape {tuple(series.shape_zyx)}, the run's "
-                         f"are {tuple(run.shape_zyx)}")
+                         f"are {have}")
     done = [int(t) for t in run.state.get("done", [])]
     if done and max(done) >= n:
         raise InputError(f"{series.source}: {n} steps, but step {max(done)} is segmented")
