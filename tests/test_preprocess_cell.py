@@ -168,3 +168,22 @@ def test_anode_steps_latest_first_then_halving():
     assert _anode_steps(7) == [6, 3, 1]
     assert _anode_steps(2) == [1]
     assert _anode_steps(1) == []
+
+
+@pytest.mark.parametrize("die_level", [0.2, 0.55, 0.7])
+def test_pellet_footprint_leaves_out_a_die_half_as_dense(die_level):
+    """A die attenuating over half as much as the pellet (PEEK at a high energy) passes the
+    pellet threshold half way from the darkest level; it is a ring at its own level, not
+    pellet."""
+    from dendritect.preprocess.cell import pellet_footprint
+
+    n = 96
+    r = np.hypot(*np.mgrid[:n, :n] - (n - 1) / 2)
+    mid = np.full((n, n), 0.01, np.float32)                # air
+    mid[r <= 44] = die_level                               # die
+    mid[r <= 33] = 1.0                                     # pellet
+    mid = ndimage.gaussian_filter(mid, 1.0)
+    fp = pellet_footprint(mid, 1.0)
+    pellet = r <= 33
+    assert (fp & pellet).sum() / pellet.sum() > 0.97
+    assert not fp[r > 35].any()

@@ -29,6 +29,9 @@ __all__ = ["CellGeometry", "anode_evidence", "anode_from_evidence", "decide_anod
 _MIN_LAYER_VOX = 4  # a thinner bright band is a foil or a sheet, not a pellet
 _MIN_FOOTPRINT_FRAC = 0.05  # of the slice area
 _MAX_LAYER_SPREAD = 0.25  # robust spread inside the layer, as a fraction of its contrast
+#: a tenth of the footprint this far below the electrolyte (as a fraction of the contrast to
+#: the darkest percent) is a die ring, not pellet
+_DIE_RING_FRAC = 0.3
 
 
 @dataclass(frozen=True)
@@ -383,7 +386,9 @@ def pellet_footprint(mid: np.ndarray, level_e: float) -> np.ndarray | None:
     Pixels brighter than a threshold between the pellet and what surrounds it (Otsu's, at
     least half way from the darkest percent to the electrolyte level), and not much brighter
     than the electrolyte: a steel die around the pellet is brighter still and is not pellet.
-    The largest such region, holes filled. ``None`` when ``mid`` has one grey level.
+    The largest such region, holes filled. Where a tenth of it reads far below the electrolyte
+    (a die ring at about half the pellet's attenuation), the threshold moves half way between
+    the ring and the electrolyte. ``None`` when ``mid`` has one grey level.
     """
     ny, nx = mid.shape
     sub = mid[:: max(1, ny // 256), :: max(1, nx // 256)]
@@ -396,7 +401,18 @@ def pellet_footprint(mid: np.ndarray, level_e: float) -> np.ndarray | None:
     except ValueError:
         return None
     t_fp = min(max(t_fp, 0.5 * (level_e + dark)), level_e)
-    return _largest_component((mid > t_fp) & (mid < upper))
+    fp = _largest_component((mid > t_fp) & (mid < upper))
+    # a die attenuating over half as much as the pellet (PEEK at high energy) passes that
+    # threshold and rings the pellet at its own level: the pellet is what reads near the
+    # electrolyte's level, split from the ring half way between the two
+    vals = mid[fp]
+    if vals.size:
+        ring = float(np.percentile(vals, 10))
+        if level_e - ring > _DIE_RING_FRAC * (level_e - dark):
+            inner = _largest_component((mid > 0.5 * (level_e + ring)) & (mid < upper))
+            if inner.sum() >= _MIN_FOOTPRINT_FRAC * ny * nx:
+                fp = inner
+    return fp
 
 
 def _plane_offset(y, x, tilt_vox: tuple[float, float], axis_yx: tuple[float, float]):
