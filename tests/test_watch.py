@@ -459,3 +459,39 @@ def test_growing_hdf5_file_watched_equals_batch(twin, tmp_path):
     summary = analyze(h5, tmp_path / "batch", progress=False, report=False,
                       interval=f"{interval}s")
     _assert_same_results(tmp_path / "out", tmp_path / "batch", summary)
+
+
+def test_interrupted_watch_resumes_and_ends_equal_to_batch(twin, tmp_path):
+    """A watch stopped after its first pass (Ctrl-C) and resumed once more scans landed
+    continues from its run (the steps segmented are not segmented again); with --anode auto
+    the side is checked on the whole series, and the end equals batch."""
+    import shutil
+
+    from dendritect.pipeline import analyze
+    from dendritect.watch import watch
+
+    _, data, _ = twin
+    interval = json.loads((data / "dataset.json").read_text())["times_s"][1]
+    live = tmp_path / "live"
+    live.mkdir()
+    scans = sorted((data / "scans").glob("t*.tif"))
+    for f in scans[:3]:
+        shutil.copy(f, live / f.name)
+
+    def interrupt(line: str) -> None:
+        if line.startswith("  written"):  # the first pass is published
+            raise KeyboardInterrupt
+
+    options = {"interval": f"{interval}s"}
+    with pytest.raises(KeyboardInterrupt):
+        watch(live, tmp_path / "out", poll_s=POLL_S, echo=interrupt, report=False,
+              max_polls=5, **options)
+    assert json.loads((tmp_path / "out" / "status.json").read_text())["steps_done"] == 3
+    for f in scans[3:]:
+        shutil.copy(f, live / f.name)
+    status = watch(live, tmp_path / "out", poll_s=POLL_S, echo=lambda line: None,
+                   report=False, max_polls=3, resume=True, **options)
+    assert status["analysed_steps"] == list(range(6))  # each segmented once
+    assert [s["analysed_with"] for s in status["steps"]] == [[0, 1, 2]] * 3 + [[3, 4, 5]] * 3
+    summary = analyze(live, tmp_path / "batch", progress=False, report=False, **options)
+    _assert_same_results(tmp_path / "out", tmp_path / "batch", summary)

@@ -550,6 +550,7 @@ class _Run:
         self.summary: dict[str, Any] | None = None
         self.staged = False
         self.trashed = 0
+        self.decided_at: int | None = None
 
     def done(self) -> list[int]:
         """The steps segmented so far."""
@@ -573,6 +574,8 @@ class _Run:
             state = None
         if state is None:
             shutil.rmtree(self.dir, ignore_errors=True)
+        # the scans the anode side was decided on (None: by an earlier watch, resumed)
+        self.decided_at = int(series.n_steps) if state is None else None
         o = self.options
         self.run = prepare_cell(series, self.dir, anode=o.get("anode", "auto"), state=state,
                                 fingerprint=self.fingerprint,
@@ -678,6 +681,7 @@ class _Run:
     def reset(self) -> None:
         """Forget the run (it is analysed again from step 0)."""
         self.run = self.tracker = self.summary = None
+        self.decided_at = None
         shutil.rmtree(self.dir, ignore_errors=True)
         shutil.rmtree(self.stage, ignore_errors=True)
         self.staged = False
@@ -1003,7 +1007,6 @@ class _Live:
         self.echem_sig: Any = None
         self.echem_sig_run: Any = None
         self.echem_short: float | None = None
-        self.first_n: int | None = None
         self.warned: set[str] = set()
 
     # -- status and alarm ---------------------------------------------------------------
@@ -1084,8 +1087,6 @@ class _Live:
     def _step(self, scan: StepScan, done: int, ready: int) -> None:
         before = set(self.run.done())
         self.summary = summary = self._advance(scan, ready)
-        if self.first_n is None:
-            self.first_n = ready
         self.run.publish(self.out)
         written = time.monotonic()
         analysed = sorted(set(self.run.done()) - before)
@@ -1150,12 +1151,14 @@ class _Live:
             self.write_status()
             return
         redo = refresh = False
-        if self.anode == "auto" and self.first_n is not None and self.first_n < n:
+        if self.anode == "auto" and self.run.decided_at != n:
+            # decided on fewer scans (or by a watch before a --resume): check on them all
             decided = self.run.anode_of_series(scan, n)
             if decided != self.summary.get("anode"):
-                self.say(f"the whole series puts the anode at the {decided} (the first "
-                         f"{self.first_n} scans: {self.summary.get('anode')}); analysing the "
-                         f"{n} scans again")
+                first = ("the scans analysed first" if self.run.decided_at is None
+                         else f"the first {self.run.decided_at} scans")
+                self.say(f"the whole series puts the anode at the {decided} ({first}: "
+                         f"{self.summary.get('anode')}); analysing the {n} scans again")
                 self.run.reset()
                 redo = True
         if not redo and self.echem is not None and _sig(self.echem) != self.echem_sig_run:
