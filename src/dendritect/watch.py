@@ -491,7 +491,7 @@ def _open_steps(scan: StepScan, input_path: Path, n: int, view: Path,
     kwargs = {"dataset": options.get("dataset"), "voxel_size": options.get("voxel_size"),
               "interval": options.get("interval"), "times_s": None}
     if ts is not None:
-        ts = list(np.atleast_1d(ts))
+        ts = list(ts)
         if len(ts) < n:
             raise InputError(f"--times-s gives {len(ts)} times; scan {len(ts)} has none")
         if scan.kind != "hdf5":
@@ -886,10 +886,12 @@ def watch(input: str | Path, out_dir: str | Path, *, poll_s: float = 5.0,
     max_polls : int, optional
         Stop after this many looks (tests).
     **options
-        Passed to :func:`dendritect.pipeline.analyze` (``voxel_size``, ``dataset``,
+        The options of :func:`dendritect.pipeline.analyze` (``voxel_size``, ``dataset``,
         ``times_s``, ``interval``, ``anode``, ``echem``, ``params``, ``min_overlap_vox``,
         ``span_tolerance_vox``, ``memory_limit``, ``workers``, ``scheduler``, ``device``,
-        ``force_units``).
+        ``force_units``, ``ring_correction``), with the same meaning: the stage functions
+        get them as ``analyze`` gives them; the compute context is entered once for the
+        whole watch.
 
     Returns
     -------
