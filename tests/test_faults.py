@@ -48,6 +48,13 @@ def _tree(root: Path) -> dict[str, str]:
             for p in sorted(root.rglob("*")) if p.is_file()}
 
 
+def _interruptible() -> None:
+    """In the child before exec: SIGINT at its default, so that Python turns it into
+    KeyboardInterrupt even when these tests run in a background job (started with SIGINT
+    ignored, which a child inherits)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DENDRITECT_FAULT")}
     if "pythonpath" in _SNAPSHOT:
@@ -194,7 +201,8 @@ def test_kill_inside_the_moves_and_the_report_then_resume_is_identical(runs: dic
 def test_sigint_exits_130_and_resume_completes(runs: dict) -> None:
     out = _fresh(runs)
     p = subprocess.Popen(_cmd(runs["cell"], out), stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True, env=_env())
+                         stderr=subprocess.PIPE, text=True, env=_env(),
+                         preexec_fn=_interruptible)
     _wait_for(out / R.PARTIAL / "state.json", p)
     time.sleep(0.3)
     p.send_signal(signal.SIGINT)

@@ -359,9 +359,11 @@ def test_cli_help_names_the_alarm_environment(cli):
 def test_cli_interrupt_exits_130(tmp_path):
     (tmp_path / "in").mkdir()
     out = tmp_path / "out"
+    # SIGINT at its default in the child: a background test run starts with it ignored
     proc = subprocess.Popen([sys.executable, "-m", "dendritect", "watch", str(tmp_path / "in"),
                              "--out", str(out), "--poll", "0.2s"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         end = time.monotonic() + 60
         while not (out / "status.json").is_file() and time.monotonic() < end:
