@@ -1209,7 +1209,12 @@ def add_echem_columns(metrics: pd.DataFrame, sampled: pd.DataFrame | None,
     """``voltage_V`` and ``charge_mAh`` of :func:`echem_at_scans` as columns of ``metrics``
     (``metrics.csv``), in place; empty columns when a cycler file was given but not
     sampled, none without one."""
-    _add_echem(metrics, sampled, echem)
+    if sampled is not None:
+        metrics["voltage_V"] = sampled["voltage_V"].to_numpy()
+        metrics["charge_mAh"] = sampled["charge_mAh"].to_numpy()
+    elif echem is not None:
+        metrics["voltage_V"] = np.nan
+        metrics["charge_mAh"] = np.nan
 
 
 def _settings(input_path: Path, *, voxel_size: Any, dataset: str | None, times_s: Any,
@@ -1231,18 +1236,6 @@ def _settings(input_path: Path, *, voxel_size: Any, dataset: str | None, times_s
         "span_tolerance_vox": float(span_tolerance_vox),
         "ring_correction": bool(ring_correction),
     }
-
-
-def _add_echem(metrics: pd.DataFrame, sampled: pd.DataFrame | None,
-               echem: str | Path | None) -> None:
-    """The cycler's voltage and charge at the scan times as columns of ``metrics`` (empty when
-    a cycler file was given but not sampled), in place."""
-    if sampled is not None:
-        metrics["voltage_V"] = sampled["voltage_V"].to_numpy()
-        metrics["charge_mAh"] = sampled["charge_mAh"].to_numpy()
-    elif echem is not None:
-        metrics["voltage_V"] = np.nan
-        metrics["charge_mAh"] = np.nan
 
 
 def _analyze(input_path: Path, out: Path, *, voxel_size: Any, dataset: str | None,
@@ -1296,7 +1289,7 @@ def _analyze(input_path: Path, out: Path, *, voxel_size: Any, dataset: str | Non
         segment_steps(run, params, progress=progress)
         metrics, cracks = track_and_measure(run, min_overlap_vox=min_overlap_vox,
                                             span_tolerance_vox=span_tolerance_vox)
-        _add_echem(metrics, sampled, echem)
+        add_echem_columns(metrics, sampled, echem)
         R.write_csv(partial / "metrics.csv", metrics)
         R.write_csv(partial / "cracks.csv", cracks)
         prediction = predict_short(metrics, times, run.thickness_um,
