@@ -1,4 +1,5 @@
-"""Atomic file writes: nothing half-written ever stands under its final name."""
+"""Atomic file writes: nothing half-written ever stands under its final name; and how a file
+is seen to change (its size and modification time)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from pathlib import Path
 
 from dendritect.faults import checkpoint
 
-__all__ = ["TEMP_MARK", "atomic_write", "atomic_write_bytes", "remove_temporaries"]
+__all__ = ["TEMP_MARK", "atomic_write", "atomic_write_bytes", "file_signature",
+           "remove_temporaries"]
 
 #: In the name of every temporary file (``.NAME.dtmp-XXXX.SUFFIX``): a run killed between the
 #: write and the rename leaves one behind, and the next run into that folder removes it.
@@ -59,3 +61,13 @@ def remove_temporaries(folder: str | Path) -> list[Path]:
             p.unlink(missing_ok=True)
             removed.append(p)
     return removed
+
+
+def file_signature(path: str | Path) -> tuple[int, int] | None:
+    """``(size, modification time in ns)`` of a file, or None when it cannot be read: two
+    equal signatures a poll apart say the file stopped changing."""
+    try:
+        st = Path(path).stat()
+    except OSError:
+        return None
+    return (int(st.st_size), int(st.st_mtime_ns))

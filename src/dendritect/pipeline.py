@@ -73,6 +73,7 @@ __all__ = [
     "prepare_cell",
     "segment_steps",
     "track_and_measure",
+    "write_tables",
 ]
 
 METRIC_COLUMNS = [
@@ -418,35 +419,6 @@ def _progress(enabled: bool):
 
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TimeElapsedColumn(), console=Console(stderr=True), transient=True)
-
-
-def _echem_table(echem: Any, times_s: np.ndarray, copy_to: Path | None = None,
-                 ) -> tuple[pd.DataFrame | None, Any, list[str]]:
-    """Cycler data sampled at the scan times, the short seen in it, and warnings; the whole
-    record (decimated) is copied to ``copy_to`` for the report's voltage trace."""
-    from dendritect.io.echem import read_echem, sample_at
-    from dendritect.predict.short import detect_short
-
-    notes: list[str] = []
-    df = read_echem(echem)
-    if copy_to is not None:
-        R.write_echem_copy(copy_to, df)
-    t = df["time_s"].to_numpy(dtype=np.float64)
-    with warnings.catch_warnings():
-        # Scans outside the record are reported below, once, in words that name the option.
-        warnings.simplefilter("ignore")
-        sampled = sample_at(df, times_s)
-    inside = sampled["in_record"].to_numpy(dtype=bool)
-    if not inside.any():
-        notes.append(f"--echem {echem}: the cycler record ({np.nanmin(t):g}..{np.nanmax(t):g} s) "
-                     f"does not overlap the scan times ({times_s.min():g}..{times_s.max():g} s); "
-                     "voltage and charge are left empty")
-    elif not inside.all():
-        notes.append(f"--echem {echem}: {int((~inside).sum())} scan time(s) lie outside the "
-                     "cycler record; their voltage and charge are left empty")
-    sampled = sampled[["voltage_V", "charge_mAh"]].where(
-        np.repeat(inside[:, None], 2, axis=1)).reset_index(drop=True)
-    return sampled, detect_short(df), notes
 
 
 def analyze(input: str | Path, out_dir: str | Path, *, voxel_size: Any = None,
@@ -1160,6 +1132,25 @@ def build_summary(run: AnalysisRun, metrics: pd.DataFrame, prediction: dict[str,
     return json.loads(R.dumps_json(summary))
 
 
+def write_tables(run: AnalysisRun, metrics: pd.DataFrame, cracks: pd.DataFrame,
+                 folder: str | Path, *, sampled: pd.DataFrame | None, echem: str | Path | None,
+                 short: Any, input_path: str | Path, settings: dict[str, Any],
+                 notes: list[str]) -> dict[str, Any]:
+    """``metrics.csv`` (with the cycler's columns, :func:`add_echem_columns`) and
+    ``cracks.csv`` written into ``folder``, the short predicted (:func:`predict_short`), the
+    notes warned once, and the summary (:func:`build_summary`) returned."""
+    add_echem_columns(metrics, sampled, echem)
+    R.write_csv(Path(folder) / "metrics.csv", metrics)
+    R.write_csv(Path(folder) / "cracks.csv", cracks)
+    prediction = predict_short(metrics, run.times_s, run.thickness_um,
+                               echem_short_s=None if short is None
+                               else getattr(short, "time_s", None))
+    for note in notes:
+        warnings.warn(note, UserWarning, stacklevel=3)
+    return build_summary(run, metrics, prediction, input_path=input_path, settings=settings,
+                         notes=notes)
+
+
 def analysis_settings(input_path: str | Path, *, voxel_size: Any = None,
                       dataset: str | None = None, times_s: Any = None, interval: Any = None,
                       anode: str = "auto", echem: str | Path | None = None, params: Any = None,
@@ -1177,11 +1168,19 @@ def analysis_settings(input_path: str | Path, *, voxel_size: Any = None,
     """
     if params is None:
         params = _Stages(ring_correction=ring_correction).SegmentParams()
-    settings = _settings(Path(input_path), voxel_size=voxel_size, dataset=dataset,
-                         times_s=times_s, interval=interval, anode=anode, echem=echem,
-                         params=params, min_overlap_vox=min_overlap_vox,
-                         span_tolerance_vox=span_tolerance_vox,
-                         ring_correction=ring_correction)
+    settings = {
+        "input": str(Path(input_path).resolve()),
+        "voxel_size": voxel_size if voxel_size is None else str(voxel_size),
+        "dataset": dataset,
+        "times_s": None if times_s is None else [str(t) for t in np.atleast_1d(times_s)],
+        "interval": None if interval is None else str(interval),
+        "anode": anode,
+        "echem": None if echem is None else str(Path(echem).resolve()),
+        "segment": _params_dict(params),
+        "min_overlap_vox": int(min_overlap_vox),
+        "span_tolerance_vox": float(span_tolerance_vox),
+        "ring_correction": bool(ring_correction),
+    }
     return settings, _fingerprint(settings)
 
 
@@ -1200,8 +1199,31 @@ def echem_at_scans(echem: str | Path, times_s: Any, *, copy_to: str | Path | Non
         The short found (its ``time_s`` is None when there is none).
     notes : list of str
     """
-    return _echem_table(echem, np.asarray(times_s, dtype=np.float64),
-                        copy_to=None if copy_to is None else Path(copy_to))
+    times_s = np.asarray(times_s, dtype=np.float64)
+    copy_to = None if copy_to is None else Path(copy_to)
+    from dendritect.io.echem import read_echem, sample_at
+    from dendritect.predict.short import detect_short
+
+    notes: list[str] = []
+    df = read_echem(echem)
+    if copy_to is not None:
+        R.write_echem_copy(copy_to, df)
+    t = df["time_s"].to_numpy(dtype=np.float64)
+    with warnings.catch_warnings():
+        # Scans outside the record are reported below, once, in words that name the option.
+        warnings.simplefilter("ignore")
+        sampled = sample_at(df, times_s)
+    inside = sampled["in_record"].to_numpy(dtype=bool)
+    if not inside.any():
+        notes.append(f"--echem {echem}: the cycler record ({np.nanmin(t):g}..{np.nanmax(t):g} s) "
+                     f"does not overlap the scan times ({times_s.min():g}..{times_s.max():g} s); "
+                     "voltage and charge are left empty")
+    elif not inside.all():
+        notes.append(f"--echem {echem}: {int((~inside).sum())} scan time(s) lie outside the "
+                     "cycler record; their voltage and charge are left empty")
+    sampled = sampled[["voltage_V", "charge_mAh"]].where(
+        np.repeat(inside[:, None], 2, axis=1)).reset_index(drop=True)
+    return sampled, detect_short(df), notes
 
 
 def add_echem_columns(metrics: pd.DataFrame, sampled: pd.DataFrame | None,
@@ -1215,27 +1237,6 @@ def add_echem_columns(metrics: pd.DataFrame, sampled: pd.DataFrame | None,
     elif echem is not None:
         metrics["voltage_V"] = np.nan
         metrics["charge_mAh"] = np.nan
-
-
-def _settings(input_path: Path, *, voxel_size: Any, dataset: str | None, times_s: Any,
-              interval: Any, anode: str, echem: str | Path | None, params: Any,
-              min_overlap_vox: int, span_tolerance_vox: float,
-              ring_correction: bool) -> dict[str, Any]:
-    """The settings a run's results depend on (``summary.json``'s ``parameters``; their hash
-    guards ``--resume``)."""
-    return {
-        "input": str(input_path.resolve()),
-        "voxel_size": voxel_size if voxel_size is None else str(voxel_size),
-        "dataset": dataset,
-        "times_s": None if times_s is None else [str(t) for t in np.atleast_1d(times_s)],
-        "interval": None if interval is None else str(interval),
-        "anode": anode,
-        "echem": None if echem is None else str(Path(echem).resolve()),
-        "segment": _params_dict(params),
-        "min_overlap_vox": int(min_overlap_vox),
-        "span_tolerance_vox": float(span_tolerance_vox),
-        "ring_correction": bool(ring_correction),
-    }
 
 
 def _analyze(input_path: Path, out: Path, *, voxel_size: Any, dataset: str | None,
@@ -1261,12 +1262,11 @@ def _analyze(input_path: Path, out: Path, *, voxel_size: Any, dataset: str | Non
         series = open_series(input_path, dataset=dataset, voxel_size=voxel_size, times_s=times_s,
                              interval=interval)
         times = np.asarray(series.times_s, dtype=np.float64)
-        settings = _settings(input_path, voxel_size=voxel_size, dataset=dataset,
-                             times_s=times_s, interval=interval, anode=anode, echem=echem,
-                             params=params, min_overlap_vox=min_overlap_vox,
-                             span_tolerance_vox=span_tolerance_vox,
-                             ring_correction=ring_correction)
-        fp = _fingerprint(settings)
+        settings, fp = analysis_settings(
+            input_path, voxel_size=voxel_size, dataset=dataset, times_s=times_s,
+            interval=interval, anode=anode, echem=echem, params=params,
+            min_overlap_vox=min_overlap_vox, span_tolerance_vox=span_tolerance_vox,
+            ring_correction=ring_correction)
         notes: list[str] = []
         notes.extend(check_units(tuple(float(s) for s in series.voxel_size_um), times,
                                  series.shape_zyx, force=force_units))
@@ -1274,7 +1274,7 @@ def _analyze(input_path: Path, out: Path, *, voxel_size: Any, dataset: str | Non
         # Echem first: an unreadable cycler file must fail before hours of segmentation.
         sampled = short = None
         if echem is not None:
-            sampled, short, enotes = _echem_table(echem, times, copy_to=partial / "echem.csv")
+            sampled, short, enotes = echem_at_scans(echem, times, copy_to=partial / "echem.csv")
             notes.extend(enotes)
 
         state = R.read_state(partial) if resume else None
@@ -1289,16 +1289,9 @@ def _analyze(input_path: Path, out: Path, *, voxel_size: Any, dataset: str | Non
         segment_steps(run, params, progress=progress)
         metrics, cracks = track_and_measure(run, min_overlap_vox=min_overlap_vox,
                                             span_tolerance_vox=span_tolerance_vox)
-        add_echem_columns(metrics, sampled, echem)
-        R.write_csv(partial / "metrics.csv", metrics)
-        R.write_csv(partial / "cracks.csv", cracks)
-        prediction = predict_short(metrics, times, run.thickness_um,
-                                   echem_short_s=None if short is None
-                                   else getattr(short, "time_s", None))
-        for note in notes:
-            warnings.warn(note, UserWarning, stacklevel=2)
-        summary = build_summary(run, metrics, prediction, input_path=input_path,
-                                settings=settings, notes=notes)
+        summary = write_tables(run, metrics, cracks, partial, sampled=sampled, echem=echem,
+                               short=short, input_path=input_path, settings=settings,
+                               notes=notes)
         _complete(out, partial, summary, report)
         return summary
 

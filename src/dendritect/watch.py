@@ -56,6 +56,7 @@ from typing import Any
 import numpy as np
 
 from dendritect import results as R
+from dendritect.atomic import file_signature
 from dendritect.errors import InputError
 from dendritect.measure.cracks import SPAN_TOLERANCE_VOX
 
@@ -126,12 +127,6 @@ class StepScan:
     looked_at: float = 0.0
 
 
-def _sig(p: Path) -> tuple[int, int] | None:
-    try:
-        st = p.stat()
-    except OSError:
-        return None
-    return (int(st.st_size), int(st.st_mtime_ns))
 
 
 def _is_hdf5(path: Path) -> bool:
@@ -253,7 +248,7 @@ def complete_steps(path: str | Path, *, dataset: str | None = None,
     kind, names, parts = _layout(path)
     if kind == "hdf5":
         return _complete_hdf5(path, dataset, before, now)
-    sigs = tuple(tuple(_sig(f) for f in files) for files in parts)
+    sigs = tuple(tuple(file_signature(f) for f in files) for files in parts)
     prev = {} if before is None or before.kind != kind else dict(zip(before.names,
                                                                   before.signatures,
                                                                   strict=True))
@@ -343,7 +338,7 @@ def _complete_hdf5(path: Path, dataset: str | None, before: StepScan | None,
                    now: float) -> StepScan:
     import h5py
 
-    sig = _sig(path)
+    sig = file_signature(path)
     prev_sig = None if before is None or before.kind != "hdf5" or not before.signatures \
         else before.signatures[0]
     shape = None
@@ -590,13 +585,11 @@ class _Run:
         ``refresh``: finish again when nothing is new (the cycler file changed since)."""
         from dendritect.pipeline import (
             CrackTracker,
-            add_echem_columns,
-            build_summary,
             echem_at_scans,
             finish_cracks_store,
             grow_run,
-            predict_short,
             segment_steps,
+            write_tables,
         )
         from dendritect.plausible import check_units
 
@@ -632,16 +625,9 @@ class _Run:
         for t in range(self.tracker.n_steps, n):
             self.tracker.add(t)
         metrics, cracks = self.tracker.results()
-        add_echem_columns(metrics, sampled, echem)
-        R.write_csv(staged / "metrics.csv", metrics)
-        R.write_csv(staged / "cracks.csv", cracks)
-        prediction = predict_short(metrics, times, run.thickness_um,
-                                   echem_short_s=None if short is None
-                                   else getattr(short, "time_s", None))
-        for note in notes:
-            warnings.warn(note, UserWarning, stacklevel=2)
-        summary = build_summary(run, metrics, prediction, input_path=self.input,
-                                settings=self.settings, notes=notes)
+        summary = write_tables(run, metrics, cracks, staged, sampled=sampled, echem=echem,
+                               short=short, input_path=self.input, settings=self.settings,
+                               notes=notes)
         for name in ("cracks.zarr", "previews.zarr"):
             _link_tree(self.dir / name, staged / name)
         import zarr
@@ -1075,7 +1061,7 @@ class _Live:
         return new
 
     def _advance(self, scan: StepScan, n: int, *, refresh: bool = False) -> dict[str, Any]:
-        self.echem_sig_run = None if self.echem is None else _sig(self.echem)
+        self.echem_sig_run = None if self.echem is None else file_signature(self.echem)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", UserWarning)
             summary = self.run.advance(scan, n, refresh=refresh)
@@ -1126,7 +1112,7 @@ class _Live:
     def _check_echem(self) -> None:
         if self.echem is None:
             return
-        sig = _sig(self.echem)
+        sig = file_signature(self.echem)
         if sig == self.echem_sig:
             return
         self.echem_sig = sig
@@ -1163,7 +1149,7 @@ class _Live:
                          f"{self.summary.get('anode')}); analysing the {n} scans again")
                 self.run.reset()
                 redo = True
-        if not redo and self.echem is not None and _sig(self.echem) != self.echem_sig_run:
+        if not redo and self.echem is not None and file_signature(self.echem) != self.echem_sig_run:
             refresh = True  # the cycler file grew since: finish again with all of it
         if redo or refresh:
             self.summary = self._advance(scan, n, refresh=refresh)

@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from dendritect.atomic import file_signature
 from dendritect.napari._reader import LayerData, results_layers
 
 __all__ = ["POLL_S", "LiveResults", "follow_results", "live_widget", "update_layers"]
@@ -24,12 +25,6 @@ __all__ = ["POLL_S", "LiveResults", "follow_results", "live_widget", "update_lay
 POLL_S = 2.0
 
 
-def _sig(path: Path) -> tuple[int, int] | None:
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return (int(st.st_size), int(st.st_mtime_ns))
 
 
 def update_layers(viewer: Any, layers: list[LayerData]) -> list[Any]:
@@ -87,7 +82,7 @@ class LiveResults:
     def _key(self) -> Any:
         status = self.status()
         done = None if status is None else status.get("steps_done")
-        return (done, _sig(self.root / "summary.json"))
+        return (done, file_signature(self.root / "summary.json"))
 
     def changed(self) -> bool:
         """Whether the folder holds other results than those shown (more steps done, or a
