@@ -28,6 +28,7 @@ from typing import Any
 import dask.array as da
 import numpy as np
 
+from dendritect import results as R
 from dendritect.atomic import TEMP_MARK
 from dendritect.errors import InputError
 
@@ -430,12 +431,12 @@ def export(results_dir: str | Path, fmt: str, out: str | Path, *, overwrite: boo
     if fmt not in FORMATS:
         raise InputError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     root, summary, group = open_results(results_dir)
-    if "crack" not in group:
-        raise InputError(f"{root / 'cracks.zarr'} has no crack array")
+    if R.CRACK not in group:
+        raise InputError(f"{root / R.CRACKS_ZARR} has no {R.CRACK} array")
     out = Path(out).expanduser()
     _check_out(out, root, overwrite)
     voxel = [float(v) for v in summary["voxel_size_um"]]
-    n_steps = int(group["crack"].shape[0])
+    n_steps = int(group[R.CRACK].shape[0])
     times = [float(t) for t in (summary.get("times_s") or range(n_steps))]
     if len(times) != n_steps:
         times = [float(t) for t in range(n_steps)]
@@ -446,13 +447,13 @@ def export(results_dir: str | Path, fmt: str, out: str | Path, *, overwrite: boo
                             "frame": "voxel i covers [i*d, (i+1)*d] um; step 0's frame"}
 
     def build(tmp: Path) -> None:
-        arrays = {k: group[k] for k in ("crack", "labels", "lithium") if k in group}
+        arrays = {k: group[k] for k in (R.CRACK, R.LABELS, R.LITHIUM) if k in group}
         if fmt == "ome-zarr":
-            image, name = (scan_data, "scans (registered)") if scans else (arrays["crack"],
+            image, name = (scan_data, "scans (registered)") if scans else (arrays[R.CRACK],
                                                                           "crack")
-            labels = {"cracks": arrays["labels"]} if "labels" in arrays else {}
-            if "lithium" in arrays:
-                labels["lithium"] = arrays["lithium"]
+            labels = {"cracks": arrays[R.LABELS]} if R.LABELS in arrays else {}
+            if R.LITHIUM in arrays:
+                labels["lithium"] = arrays[R.LITHIUM]
             write_ome_zarr(tmp, image, voxel, times, labels=labels, name=name,
                            max_vox=max_vox, attrs={"source": info["source"]})
             info["image"] = name
@@ -467,24 +468,22 @@ def export(results_dir: str | Path, fmt: str, out: str | Path, *, overwrite: boo
             for name, arr in vols.items():
                 write_imagej_tiff(tmp / f"{name}.tif", arr, voxel, times)
                 files.append(f"{name}.tif")
-            if "time_of_arrival" in group:
-                toa = np.asarray(group["time_of_arrival"]).astype(np.float32)
+            if R.TIME_OF_ARRIVAL in group:
+                toa = np.asarray(group[R.TIME_OF_ARRIVAL]).astype(np.float32)
                 write_imagej_tiff(tmp / "time_of_arrival.tif", toa, voxel,
                                   info={"never": -1})
                 files.append("time_of_arrival.tif")
             info["files"] = files
         else:
             tmp.mkdir()
-            labels = group["labels"] if "labels" in group else np.zeros(group["crack"].shape,
+            labels = group[R.LABELS] if R.LABELS in group else np.zeros(group[R.CRACK].shape,
                                                                          np.int32)
-            toa = group["time_of_arrival"] if "time_of_arrival" in group else None
-            rows = write_meshes(tmp, group["crack"], labels, voxel, fmt=fmt,
+            toa = group[R.TIME_OF_ARRIVAL] if R.TIME_OF_ARRIVAL in group else None
+            rows = write_meshes(tmp, group[R.CRACK], labels, voxel, fmt=fmt,
                                 time_of_arrival=toa, times_s=times)
             info["meshes"] = rows
             info["files"] = [r["file"] for r in rows]
-        from dendritect.results import dumps_json
-
-        (tmp / EXPORT_MARKER).write_text(dumps_json(info), encoding="utf-8")
+        (tmp / EXPORT_MARKER).write_text(R.dumps_json(info), encoding="utf-8")
 
     _atomic_folder(out, build)
     return info

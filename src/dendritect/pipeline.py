@@ -597,18 +597,18 @@ class AnalysisRun:
 
 def _create_stores(partial: Path, n: int, shape: tuple[int, int, int]) -> None:
     """The empty arrays of ``cracks.zarr`` and ``previews.zarr`` in ``partial`` (replaced)."""
-    cz = zarr.open_group(str(partial / "cracks.zarr"), mode="w")
+    cz = zarr.open_group(str(partial / R.CRACKS_ZARR), mode="w")
     chunks = (1, _plane_chunk(shape), *shape[1:])
-    R.create_array(cz, "crack", (n, *shape), "uint8", chunks=chunks)
-    R.create_array(cz, "lithium", (n, *shape), "uint8", chunks=chunks)
-    R.create_array(cz, "labels", (n, *shape), "int32", chunks=chunks)
-    R.create_array(cz, "time_of_arrival", shape, "int16", chunks=chunks[1:], fill_value=-1)
-    pz = zarr.open_group(str(partial / "previews.zarr"), mode="w")
-    R.create_array(pz, "yx", (n, shape[1], shape[2]), "float32",
+    R.create_array(cz, R.CRACK, (n, *shape), "uint8", chunks=chunks)
+    R.create_array(cz, R.LITHIUM, (n, *shape), "uint8", chunks=chunks)
+    R.create_array(cz, R.LABELS, (n, *shape), "int32", chunks=chunks)
+    R.create_array(cz, R.TIME_OF_ARRIVAL, shape, "int16", chunks=chunks[1:], fill_value=-1)
+    pz = zarr.open_group(str(partial / R.PREVIEWS_ZARR), mode="w")
+    R.create_array(pz, R.PREVIEW_YX, (n, shape[1], shape[2]), "float32",
                    chunks=(1, shape[1], shape[2]), fill_value=0.0)
-    R.create_array(pz, "zx", (n, shape[0], shape[2]), "float32",
+    R.create_array(pz, R.PREVIEW_ZX, (n, shape[0], shape[2]), "float32",
                    chunks=(1, shape[0], shape[2]), fill_value=0.0)
-    R.create_array(pz, "zy", (n, shape[0], shape[1]), "float32",
+    R.create_array(pz, R.PREVIEW_ZY, (n, shape[0], shape[1]), "float32",
                    chunks=(1, shape[0], shape[1]), fill_value=0.0)
 
 
@@ -694,16 +694,16 @@ def prepare_cell(series: Any, partial: str | Path, *, anode: str = "auto",
             geometry = stages.find_cell(reference, spacing, anode=state["anode"],
                                         where=f"{name} step 0")
     zi, yi, xi = _preview_index(geometry, shape)
-    cz = zarr.open_group(str(partial / "cracks.zarr"), mode="r+")
-    if "fraction" not in cz:
+    cz = zarr.open_group(str(partial / R.CRACKS_ZARR), mode="r+")
+    if R.FRACTION not in cz:
         # crack fraction from the grey-level deficit (measure.deficit), at crack voxels
-        R.create_array(cz, "fraction", (n, *shape), "float32", chunks=cz["crack"].chunks,
+        R.create_array(cz, R.FRACTION, (n, *shape), "float32", chunks=cz[R.CRACK].chunks,
                        fill_value=0.0)
-    pz = zarr.open_group(str(partial / "previews.zarr"), mode="r+")
-    if not pz["yx"].attrs.get("z_index") == zi:
-        pz["yx"].attrs["z_index"] = zi
-        pz["zx"].attrs["y_index"] = yi
-        pz["zy"].attrs["x_index"] = xi
+    pz = zarr.open_group(str(partial / R.PREVIEWS_ZARR), mode="r+")
+    if not pz[R.PREVIEW_YX].attrs.get("z_index") == zi:
+        pz[R.PREVIEW_YX].attrs["z_index"] = zi
+        pz[R.PREVIEW_ZX].attrs["y_index"] = yi
+        pz[R.PREVIEW_ZY].attrs["x_index"] = xi
     return AnalysisRun(series=series, partial=partial, geometry=geometry, reference=reference,
                        plan=plan, aligned=aligned, state=state, cracks=cz, previews=pz,
                        preview_index=(zi, yi, xi), notes=notes, stages=stages)
@@ -737,7 +737,7 @@ def grow_run(run: AnalysisRun, series: Any) -> AnalysisRun:
         When ``series`` has fewer steps than segmented, or steps of another shape.
     """
     n = int(series.n_steps)
-    have = tuple(int(s) for s in run.cracks["crack"].shape[1:])  # run.series may be let go
+    have = tuple(int(s) for s in run.cracks[R.CRACK].shape[1:])  # run.series may be let go
     if tuple(series.shape_zyx) != have:
         raise InputError(f"{series.source}: steps of shape {tuple(series.shape_zyx)}, the run's "
                          f"are {have}")
@@ -799,11 +799,11 @@ def segment_steps(run: AnalysisRun, params: Any = None, *, progress: bool = Fals
         task = bar.add_task("segmenting", total=run.n_steps, completed=len(done)) if bar else None
         for t, (vol, shift) in zip(todo, _aligned_steps(run.series, todo, reference, geometry,
                                                         run.aligned, stages, plan), strict=True):
-            crack_t = _StepView(cz["crack"], t)
-            li_t = _StepView(cz["lithium"], t)
+            crack_t = _StepView(cz[R.CRACK], t)
+            li_t = _StepView(cz[R.LITHIUM], t)
             seg = _segment(
                 stages, vol, geometry, reference=None if t == 0 else reference,
-                previous=None if t == 0 else _StepView(cz["crack"], t - 1), params=params,
+                previous=None if t == 0 else _StepView(cz[R.CRACK], t - 1), params=params,
                 out={"crack": crack_t, "lithium": li_t, "pores": _Discard()},
                 scratch=work / "segment", plan=plan)
             if seg.lithium is not None:
@@ -813,12 +813,12 @@ def segment_steps(run: AnalysisRun, params: Any = None, *, progress: bool = Fals
                     "lithium not segmented")
             release_memory()
             if can_measure(geometry):
-                _store_fraction(vol, crack_t, geometry, cz["fraction"], t=t,
+                _store_fraction(vol, crack_t, geometry, cz[R.FRACTION], t=t,
                                 lithium=None if seg.lithium is None else li_t, plan=plan)
                 state["fraction"] = sorted(set(state.get("fraction", [])) | {t})
-            pz["yx"][t] = _plane(vol, zi)
-            pz["zx"][t] = _plane(vol, (slice(None), yi))
-            pz["zy"][t] = _plane(vol, (slice(None), slice(None), xi))
+            pz[R.PREVIEW_YX][t] = _plane(vol, zi)
+            pz[R.PREVIEW_ZX][t] = _plane(vol, (slice(None), yi))
+            pz[R.PREVIEW_ZY][t] = _plane(vol, (slice(None), slice(None), xi))
             release_memory()
             state["done"] = sorted(done | {t})
             done.add(t)
@@ -962,7 +962,7 @@ class CrackTracker:
             raise InputError(f"more than {np.iinfo(np.int16).max + 1} steps do not fit int16")
         shape, spacing, geometry, cz = run.shape_zyx, run.voxel_size_um, run.geometry, run.cracks
         time_s = float(run.times_s[k])
-        flat = mask_voxels(_StepView(cz["crack"], k))
+        flat = mask_voxels(_StepView(cz[R.CRACK], k))
         # time of arrival: the voxels crack for the first time
         new = flat[~np.isin(flat, self._seen, assume_unique=True)]
         if new.size:
@@ -972,16 +972,16 @@ class CrackTracker:
             self._seen, self._first = seen[order], first[order]
         self._feed.items.append(flat)
         labels = next(self._tracks)
-        write_voxels(cz["labels"], flat, labels, t=k)
+        write_voxels(cz[R.LABELS], flat, labels, t=k)
         if self._before is not None:
             self._merges.update(_merged_ids(*self._before, flat, labels))
         self._before = (flat, labels)
         lith = None
         if k in run.lithium_steps:
-            li_flat = mask_voxels(_StepView(cz["lithium"], k))
+            li_flat = mask_voxels(_StepView(cz[R.LITHIUM], k))
             lith = np.isin(flat, li_flat, assume_unique=True)
         with_fraction = set(int(s) for s in run.state.get("fraction", []))
-        frac = values_at(cz["fraction"], flat, t=k) if k in with_fraction else None
+        frac = values_at(cz[R.FRACTION], flat, t=k) if k in with_fraction else None
         table = measure_cracks_voxels(flat, labels, shape, geometry, spacing, lithium=lith,
                                       fraction=frac, time_s=time_s, t_index=k,
                                       span_tolerance_vox=self.span_tolerance_vox)
@@ -1002,7 +1002,7 @@ class CrackTracker:
 
         if not self._rows:
             raise InputError("CrackTracker: no steps added")
-        write_voxels(self.run.cracks["time_of_arrival"], self._seen, self._first, fill=-1)
+        write_voxels(self.run.cracks[R.TIME_OF_ARRIVAL], self._seen, self._first, fill=-1)
         # a crack rooted at any step of its track is rooted at all of them
         crack_tables = root_tracks(self._tables, span_from_um=self._thick_um - self._tol_um,
                                    thickness_um=self._thick_um, merges=self._merges,
@@ -1033,8 +1033,8 @@ def finish_cracks_store(cracks: Any, *, lithium: bool) -> None:
     if not lithium:
         cracks.attrs["lithium"] = ("not segmented: lithium in cracks cannot be told from "
                                    "empty crack")
-        if "lithium" in cracks:
-            del cracks["lithium"]
+        if R.LITHIUM in cracks:
+            del cracks[R.LITHIUM]
 
 
 def predict_short(metrics: pd.DataFrame, times_s: Any, thickness_um: float, *,
@@ -1140,8 +1140,8 @@ def write_tables(run: AnalysisRun, metrics: pd.DataFrame, cracks: pd.DataFrame,
     ``cracks.csv`` written into ``folder``, the short predicted (:func:`predict_short`), the
     notes warned once, and the summary (:func:`build_summary`) returned."""
     add_echem_columns(metrics, sampled, echem)
-    R.write_csv(Path(folder) / "metrics.csv", metrics)
-    R.write_csv(Path(folder) / "cracks.csv", cracks)
+    R.write_csv(Path(folder) / R.METRICS_CSV, metrics)
+    R.write_csv(Path(folder) / R.CRACKS_CSV, cracks)
     prediction = predict_short(metrics, run.times_s, run.thickness_um,
                                echem_short_s=None if short is None
                                else getattr(short, "time_s", None))
@@ -1250,7 +1250,7 @@ def _analyze(input_path: Path, out: Path, *, voxel_size: Any, dataset: str | Non
 
     partial, phase = R.prepare(out, resume=resume, overwrite=overwrite)
     if phase == "finished":
-        return json.loads((out / "summary.json").read_text(encoding="utf-8"))
+        return json.loads((out / R.SUMMARY_JSON).read_text(encoding="utf-8"))
     if phase == "finishing":  # computed before a kill: only the moves and the report are left
         summary = R.read_summary(out, partial)
         _complete(out, partial, summary, report)
@@ -1274,7 +1274,7 @@ def _analyze(input_path: Path, out: Path, *, voxel_size: Any, dataset: str | Non
         # Echem first: an unreadable cycler file must fail before hours of segmentation.
         sampled = short = None
         if echem is not None:
-            sampled, short, enotes = echem_at_scans(echem, times, copy_to=partial / "echem.csv")
+            sampled, short, enotes = echem_at_scans(echem, times, copy_to=partial / R.ECHEM_CSV)
             notes.extend(enotes)
 
         state = R.read_state(partial) if resume else None

@@ -65,7 +65,7 @@ __all__ = ["ALARM_ENV", "Alarm", "StepScan", "complete_steps", "watch"]
 #: Where the watch keeps its own state inside the results folder (removed when it ends).
 WATCH_DIR = "watch"
 #: The status file the outside contract names.
-STATUS = "status.json"
+STATUS = R.STATUS_JSON
 
 #: Environment variables given to the --on-alarm command.
 ALARM_ENV = {
@@ -609,7 +609,7 @@ class _Run:
         echem = o.get("echem")
         sampled = short = None
         if echem is not None:
-            sampled, short, enotes = echem_at_scans(echem, times, copy_to=staged / "echem.csv")
+            sampled, short, enotes = echem_at_scans(echem, times, copy_to=staged / R.ECHEM_CSV)
             notes.extend(enotes)
         if self.run is None:
             self._start(series)
@@ -628,11 +628,11 @@ class _Run:
         summary = write_tables(run, metrics, cracks, staged, sampled=sampled, echem=echem,
                                short=short, input_path=self.input, settings=self.settings,
                                notes=notes)
-        for name in ("cracks.zarr", "previews.zarr"):
+        for name in (R.CRACKS_ZARR, R.PREVIEWS_ZARR):
             _link_tree(self.dir / name, staged / name)
         import zarr
 
-        finish_cracks_store(zarr.open_group(str(staged / "cracks.zarr"), mode="r+"),
+        finish_cracks_store(zarr.open_group(str(staged / R.CRACKS_ZARR), mode="r+"),
                             lithium=bool(run.lithium_steps))
         R.finish(self.stage, staged, summary)
         self.summary = summary
@@ -983,7 +983,7 @@ class _Live:
         for key in ("alarm", "steps", "analysed_steps", "on_alarm", "started", "steps_done"):
             if old_status and key in old_status:
                 self.status[key] = old_status[key]
-        if self.status["steps_done"] and not (out / "summary.json").is_file():
+        if self.status["steps_done"] and not (out / R.SUMMARY_JSON).is_file():
             self.status["steps_done"] = 0
         self.proc: subprocess.Popen | None = None
         self.complete_at: dict[int, float] = {}   # monotonic clock
@@ -1166,7 +1166,7 @@ def _say_steps(say: Callable[[str], None], out: Path, summary: dict[str, Any], d
     import csv
 
     try:
-        with open(out / "metrics.csv", newline="", encoding="utf-8") as fh:
+        with open(out / R.METRICS_CSV, newline="", encoding="utf-8") as fh:
             rows = {int(r["t_index"]): r for r in csv.DictReader(fh)}
     except (OSError, ValueError, KeyError):
         rows = {}
@@ -1205,11 +1205,11 @@ def _report(out: Path, *, live: bool) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             if live:
-                for name in ("movie.gif", "movie.mp4"):  # not kept stale beside a live page
+                for name in (R.MOVIE_GIF, R.MOVIE_MP4):  # not kept stale beside a live page
                     (out / name).unlink(missing_ok=True)
             write_report(out, live=live, movie=not live)
     except InputError as exc:
-        print(f"warning: report.html not written: {exc}", file=sys.stderr)
+        print(f"warning: {R.REPORT_HTML} not written: {exc}", file=sys.stderr)
 
 
 def _read_status(out: Path) -> dict[str, Any] | None:

@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from dendritect import results as R
 from dendritect.atomic import file_signature
 from dendritect.napari._reader import LayerData, results_layers
 
@@ -74,7 +75,7 @@ class LiveResults:
     def status(self) -> dict[str, Any] | None:
         """``status.json`` of a live folder (None when there is none, or it is unreadable)."""
         try:
-            s = json.loads((self.root / "status.json").read_text(encoding="utf-8"))
+            s = json.loads((self.root / R.STATUS_JSON).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
         return s if isinstance(s, dict) else None
@@ -82,7 +83,7 @@ class LiveResults:
     def _key(self) -> Any:
         status = self.status()
         done = None if status is None else status.get("steps_done")
-        return (done, file_signature(self.root / "summary.json"))
+        return (done, file_signature(self.root / R.SUMMARY_JSON))
 
     def changed(self) -> bool:
         """Whether the folder holds other results than those shown (more steps done, or a
@@ -162,7 +163,7 @@ def _make_live_widget():
         widget_init=init,
         results_dir={"label": "results folder", "mode": "d"},
         follow={"tooltip": "Re-read the layers when the watch has added a step "
-                           f"(status.json, looked at every {POLL_S:g} s)"},
+                           f"({R.STATUS_JSON}, looked at every {POLL_S:g} s)"},
     )
     def widget(viewer: napari.viewer.Viewer, results_dir: Path = Path("dendritect-results"),
                follow: bool = True) -> None:

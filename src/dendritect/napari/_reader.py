@@ -10,7 +10,10 @@ from typing import Any
 
 import dask.array as da
 
-__all__ = ["get_reader", "read_results", "read_series", "results_layers", "scans_layer"]
+from dendritect import results as R
+
+__all__ = ["get_reader", "read_results", "read_series", "results_layers", "scans_layer",
+           "spatial_kwargs"]
 
 LayerData = tuple[Any, dict[str, Any], str]
 
@@ -33,7 +36,7 @@ def _napari_supports_units() -> bool:
     return (major, minor) >= (0, 6)
 
 
-def _spatial_kwargs(ndim: int, voxel_size_um: tuple[float, float, float]) -> dict[str, Any]:
+def spatial_kwargs(ndim: int, voxel_size_um: tuple[float, float, float]) -> dict[str, Any]:
     """``scale`` (and ``units``) for a layer whose last three axes are (z, y, x)."""
     lead = ndim - 3
     out: dict[str, Any] = {"scale": (1.0,) * lead + tuple(float(v) for v in voxel_size_um)}
@@ -54,7 +57,7 @@ def _one_path(path: str | Path | list) -> Path | None:
 
 
 def _is_results(p: Path) -> bool:
-    return p.is_dir() and (p / "summary.json").is_file() and (p / "cracks.zarr").exists()
+    return p.is_dir() and (p / R.SUMMARY_JSON).is_file() and (p / R.CRACKS_ZARR).exists()
 
 
 def get_reader(path: str | Path | list) -> Callable[[Any], list[LayerData]] | None:
@@ -102,7 +105,7 @@ def read_series(path: str | Path | list, **options: Any) -> list[LayerData]:
                      "voxel_size_um": list(series.voxel_size_um),
                      "times_s": [float(t) for t in series.times_s]},
         "colormap": "gray",
-        **_spatial_kwargs(data.ndim, series.voxel_size_um),
+        **spatial_kwargs(data.ndim, series.voxel_size_um),
     }
     return [(data, kwargs, "image")]
 
@@ -128,7 +131,7 @@ def scans_layer(data: Any, voxel_size_um: tuple[float, float, float], *,
     """An image layer of registered scans (t, z, y, x): lazy, contrast from a sample."""
     return (data, {"name": name, "colormap": "gray", "contrast_limits": _contrast_limits(data),
                    "metadata": dict(metadata or {}),
-                   **_spatial_kwargs(data.ndim, voxel_size_um)}, "image")
+                   **spatial_kwargs(data.ndim, voxel_size_um)}, "image")
 
 
 def results_layers(results_dir: str | Path, *, scans: bool = True) -> list[LayerData]:
@@ -142,9 +145,9 @@ def results_layers(results_dir: str | Path, *, scans: bool = True) -> list[Layer
     from dendritect.errors import InputError
 
     root = Path(results_dir)
-    summary = json.loads((root / "summary.json").read_text(encoding="utf-8"))
+    summary = json.loads((root / R.SUMMARY_JSON).read_text(encoding="utf-8"))
     voxel = tuple(float(v) for v in summary.get("voxel_size_um", (1.0, 1.0, 1.0)))
-    grp = zarr.open_group(str(root / "cracks.zarr"), mode="r")
+    grp = zarr.open_group(str(root / R.CRACKS_ZARR), mode="r")
     layers: list[LayerData] = []
     if scans:
         from dendritect.reading import registered_scans
@@ -158,23 +161,23 @@ def results_layers(results_dir: str | Path, *, scans: bool = True) -> list[Layer
             layers.append(scans_layer(data, voxel, metadata={
                 "dendritect_results": str(root), "dendritect_input": summary.get("input"),
                 "registration_shifts_vox": summary.get("registration_shifts_vox")}))
-    if "labels" in grp:
-        arr = grp["labels"]
+    if R.LABELS in grp:
+        arr = grp[R.LABELS]
         data = da.from_array(arr, chunks=arr.chunks)
         layers.append((data, {"name": "cracks (tracked)", "opacity": 0.7,
                               "metadata": {"dendritect_results": str(root)},
-                              **_spatial_kwargs(data.ndim, voxel)}, "labels"))
-    if "time_of_arrival" in grp:
-        arr = grp["time_of_arrival"]
+                              **spatial_kwargs(data.ndim, voxel)}, "labels"))
+    if R.TIME_OF_ARRIVAL in grp:
+        arr = grp[R.TIME_OF_ARRIVAL]
         toa = da.from_array(arr, chunks=arr.chunks)
-        n_steps = next((grp[k].shape[0] for k in ("crack", "labels") if k in grp), 2)
+        n_steps = next((grp[k].shape[0] for k in (R.CRACK, R.LABELS) if k in grp), 2)
         n = max(int(n_steps) - 1, 1)
         # Additive blending over the scan: never-cracked voxels (-1) fall below the
         # contrast range and show as black, that is, not at all.
         layers.append((toa, {"name": "time of arrival (step)", "colormap": "turbo",
                              "contrast_limits": (0, n), "blending": "additive",
                              "metadata": {"dendritect_results": str(root)},
-                             **_spatial_kwargs(toa.ndim, voxel)}, "image"))
+                             **spatial_kwargs(toa.ndim, voxel)}, "image"))
     return layers
 
 

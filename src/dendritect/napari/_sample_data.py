@@ -6,7 +6,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from dendritect.napari._reader import LayerData, _spatial_kwargs, read_series
+from dendritect.napari._reader import LayerData, read_series, spatial_kwargs
 
 __all__ = ["demo_cell"]
 
@@ -42,5 +42,5 @@ def demo_cell(out_dir: str | Path | None = None, **overrides: Any) -> list[Layer
         data = da.from_array(arr, chunks=arr.chunks)
         layers.append((data, {"name": "truth", "opacity": 0.5, "visible": False,
                               "metadata": {"codes": TRUTH_CODES},
-                              **_spatial_kwargs(data.ndim, voxel)}, "labels"))
+                              **spatial_kwargs(data.ndim, voxel)}, "labels"))
     return layers

@@ -10,6 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from dendritect import results as R
 from dendritect.errors import InputError
 from dendritect.napari._reader import LayerData, results_layers, scans_layer
 
@@ -95,7 +96,7 @@ def analyze_layer(layer: Any, out_dir: str | Path, *, anode: str = "auto",
                 progress=False)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    summary = json.loads((Path(out_dir) / "summary.json").read_text(encoding="utf-8"))
+    summary = json.loads((Path(out_dir) / R.SUMMARY_JSON).read_text(encoding="utf-8"))
     shifts = summary.get("registration_shifts_vox") or [[0.0, 0.0, 0.0]] * arr.shape[0]
     name = f"{getattr(layer, 'name', 'scans')} (registered)"
     registered = scans_layer(register_lazily(arr, shifts), voxel, name=name,

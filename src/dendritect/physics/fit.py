@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import least_squares
 
+from dendritect import results as R
 from dendritect.errors import InputError
 
 __all__ = ["FIT_MODELS", "FitData", "FitResult", "fit", "load_results", "write_fit_json"]
@@ -96,7 +97,7 @@ def _plating_clock(echem: pd.DataFrame | None, times: np.ndarray, notes: list[st
     t, cur = t[order], cur[order]
     plating = cur[cur > 0]
     if plating.size == 0:
-        raise InputError("echem.csv: no plating current (positive current_mA) in the record")
+        raise InputError(f"{R.ECHEM_CSV}: no plating current (positive current_mA) in the record")
     i_plate = float(np.median(plating))
     dt = np.diff(t, prepend=t[0])
     # Plating time: the charge passed while plating over the plating current (it stalls while
@@ -129,17 +130,17 @@ def load_results(results: str | Path, *, electrolyte: str | None = None,
     d = Path(results)
     if not d.is_dir():
         raise InputError(f"{d}: not a folder")
-    if not (d / "metrics.csv").is_file() or not (d / "summary.json").is_file():
-        raise InputError(f"{d}: not a dendritect results folder (metrics.csv and "
-                         "summary.json missing)")
-    summary = _read_json(d / "summary.json")
+    if not (d / R.METRICS_CSV).is_file() or not (d / R.SUMMARY_JSON).is_file():
+        raise InputError(f"{d}: not a dendritect results folder ({R.METRICS_CSV} and "
+                         f"{R.SUMMARY_JSON} missing)")
+    summary = _read_json(d / R.SUMMARY_JSON)
     try:
-        m = pd.read_csv(d / "metrics.csv")
+        m = pd.read_csv(d / R.METRICS_CSV)
     except (OSError, ValueError) as exc:
-        raise InputError(f"{d / 'metrics.csv'}: cannot read ({exc})") from None
+        raise InputError(f"{d / R.METRICS_CSV}: cannot read ({exc})") from None
     for col in ("time_s", "front_depth_um"):
         if col not in m.columns:
-            raise InputError(f"{d / 'metrics.csv'}: column {col!r} missing")
+            raise InputError(f"{d / R.METRICS_CSV}: column {col!r} missing")
     if last_index is not None:
         if "t_index" in m.columns:
             m = m[m["t_index"] <= last_index]
@@ -150,9 +151,9 @@ def load_results(results: str | Path, *, electrolyte: str | None = None,
         za, zc = (float(v) for v in summary["electrolyte_interfaces_um"])
         thickness = abs(zc - za)
     except (KeyError, TypeError, ValueError):
-        raise InputError(f"{d / 'summary.json'}: electrolyte_interfaces_um missing") from None
+        raise InputError(f"{d / R.SUMMARY_JSON}: electrolyte_interfaces_um missing") from None
     if not thickness > 0:
-        raise InputError(f"{d / 'summary.json'}: electrolyte thickness is not positive")
+        raise InputError(f"{d / R.SUMMARY_JSON}: electrolyte thickness is not positive")
     vox = summary.get("voxel_size_um") or [1.0, 1.0, 1.0]
     sigma = max(float(vox[0]), 1.0)
 
@@ -181,13 +182,14 @@ def load_results(results: str | Path, *, electrolyte: str | None = None,
     cond["stack_pressure_MPa"] = float(cond["stack_pressure_MPa"])
 
     echem = None
-    if (d / "echem.csv").is_file():
+    if (d / R.ECHEM_CSV).is_file():
         try:
-            echem = pd.read_csv(d / "echem.csv")
+            echem = pd.read_csv(d / R.ECHEM_CSV)
         except (OSError, ValueError):
             echem = None
         if echem is not None and not {"time_s", "current_mA"} <= set(echem.columns):
-            notes.append("echem.csv lacks time_s/current_mA: plating time = acquisition time")
+            notes.append(f"{R.ECHEM_CSV} lacks time_s/current_mA: plating time = acquisition "
+                         "time")
             echem = None
     times = m["time_s"].to_numpy(float)
     tau, t_of_tau = _plating_clock(echem, times, notes)
@@ -470,6 +472,4 @@ def _what_if(model: str, data: FitData, x: np.ndarray, horizon: float,
 
 def write_fit_json(results: str | Path, result: FitResult) -> Path:
     """Write ``DIR/fit.json`` atomically."""
-    from dendritect.results import atomic_write_json
-
-    return atomic_write_json(Path(results) / "fit.json", result.to_dict())
+    return R.atomic_write_json(Path(results) / R.FIT_JSON, result.to_dict())

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dendritect import results as R
 from dendritect.atomic import atomic_write
 from dendritect.errors import InputError
 from dendritect.faults import checkpoint
@@ -284,7 +285,7 @@ def _notes(res: Results) -> dict[str, str | None]:
     else:
         out["forecast"] = None
     if res.echem is not None:
-        src = ("copied into the results as echem.csv" if res.echem_source == "echem.csv"
+        src = (f"copied into the results as {R.ECHEM_CSV}" if res.echem_source == R.ECHEM_CSV
                else f"read from {res.echem_source}")
         out["voltage"] = f"Grey: cell voltage from the cycler, the full record ({src}), right axis."
     elif "voltage_V" in res.metrics and res.metrics["voltage_V"].notna().any():
@@ -302,13 +303,13 @@ def render_html(res: Results, *, figures_dir: Path | None = None, movie_gif: byt
     ``live``: the page reloads itself every :data:`LIVE_RELOAD_S` seconds (``watch``)."""
     import jinja2
 
-    figures_dir = figures_dir or (res.root / "figures")
+    figures_dir = figures_dir or (res.root / R.FIGURES_DIR)
     figs: dict[str, str | None] = {}
     s = res.summary
 
     def put(name: str, fig: Any) -> None:
-        figs[name] = None if fig is None else _data_uri(F.save_figure(fig, figures_dir,
-                                                                      f"report_{name}"),
+        stem = f"{R.REPORT_FIGURE_PREFIX}{name}"
+        figs[name] = None if fig is None else _data_uri(F.save_figure(fig, figures_dir, stem),
                                                         "image/png")
 
     toa = res.time_of_arrival
@@ -416,11 +417,11 @@ def _write_report(results_dir: str | Path, *, movie: bool, max_triangles: int,
             if len(data) <= _GIF_EMBED_MAX_BYTES:
                 gif = data
             else:
-                note = ("The movie is too large to embed; see movie.mp4 and movie.gif beside "
-                        "this report.")
+                note = (f"The movie is too large to embed; see {R.MOVIE_MP4} and {R.MOVIE_GIF} "
+                        "beside this report.")
     else:
         note = "Movie not written (run `dendritect report` without --no-movie)."
     page = render_html(res, movie_gif=gif, movie_note=note, max_triangles=max_triangles,
                        live=live)
     checkpoint("report:page")
-    return atomic_write(res.root / "report.html", lambda p: p.write_text(page, encoding="utf-8"))
+    return atomic_write(res.root / R.REPORT_HTML, lambda p: p.write_text(page, encoding="utf-8"))

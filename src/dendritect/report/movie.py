@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dendritect import results as R
 from dendritect.atomic import atomic_write
 from dendritect.errors import InputError
 from dendritect.report.figures import CRACK_RGB, crack_slice, grey_limits, time_unit
@@ -67,9 +68,9 @@ def movie_frames(res: Results) -> list[np.ndarray]:
     """One RGB uint8 frame per step, all the same size (multiples of 16 pixels)."""
     n = res.n_steps
     if n == 0:
-        raise InputError(f"{res.root}: metrics.csv has no step; nothing to animate")
+        raise InputError(f"{res.root}: {R.METRICS_CSV} has no step; nothing to animate")
     if not res.previews and res.crack is None:
-        raise InputError(f"{res.root}: neither previews.zarr nor cracks.zarr found; "
+        raise InputError(f"{res.root}: neither {R.PREVIEWS_ZARR} nor {R.CRACKS_ZARR} found; "
                          "nothing to animate")
     dz, dy, dx = res.voxel_size_um
     lo, hi = grey_limits(res.previews) if res.previews else (0.0, 1.0)
@@ -78,13 +79,13 @@ def movie_frames(res: Results) -> list[np.ndarray]:
     frames = []
     for t in range(n):
         panels = []
-        for view in ("yx", "zx"):
+        for view in (R.PREVIEW_YX, R.PREVIEW_ZX):
             grey = res.previews[view][t] if view in res.previews else None
             mask = crack_slice(res, view, t)
             if grey is None and mask is None:
                 continue
             h, w = (grey if grey is not None else mask).shape
-            size = (h * dy, w * dx) if view == "yx" else (h * dz, w * dx)
+            size = (h * dy, w * dx) if view == R.PREVIEW_YX else (h * dz, w * dx)
             panels.append(_panel(grey, mask, size, lo, hi))
         if res.crack is not None:
             proj = np.concatenate([np.asarray(res.crack[t, z0:z1]).any(axis=1)
@@ -155,7 +156,7 @@ def write_movie(results_dir: str | Path | Results, *, fps: float = 2.0,
     """
     res = results_dir if isinstance(results_dir, Results) else load_results(results_dir)
     frames = movie_frames(res)
-    out = {"gif": atomic_write(res.root / "movie.gif", lambda p: _write_gif(p, frames, fps))}
+    out = {"gif": atomic_write(res.root / R.MOVIE_GIF, lambda p: _write_gif(p, frames, fps))}
     if mp4:
-        out["mp4"] = atomic_write(res.root / "movie.mp4", lambda p: _write_mp4(p, frames, fps))
+        out["mp4"] = atomic_write(res.root / R.MOVIE_MP4, lambda p: _write_mp4(p, frames, fps))
     return out
