@@ -375,3 +375,33 @@ def test_a_thick_curved_crack_is_not_a_pore():
     # without the test of roundness, the bent crack is taken for a pore
     old = segment_step(vol, geo, params=SegmentParams(pore_min_roundness=0.0))
     assert (old.pores[bent] > 0).mean() > 0.5
+
+
+def test_dry_tip_ahead_of_lithium_stays_dry():
+    """A crack filled with lithium from the anode to depth 8, its dry tip (too thin to be
+    resolved) running on to depth 14: the tip is not called lithium-filled (taking the class
+    of the nearest resolved voxel would fill it), and the lithium front is where the lithium
+    ends."""
+    mu, _ = make_cell(noise=0.0, psf=0.0)
+    nz, ny, nx = mu.shape
+    z, y, x = np.ogrid[:nz, :ny, :nx]
+    yc = np.abs(y - (ny - 1) / 2) < 20
+    filled = (z >= 15) & (z < 23) & yc & (np.abs(x - 40) < 2.5)
+    tip = (z >= 23) & (z < 29) & yc & (np.abs(x - 40) < 1.0)
+    mu[tip] = LEVELS["void"]
+    mu[filled] = LEVELS["lithium"]
+    rng = np.random.default_rng(3)
+    vol = (ndimage.gaussian_filter(mu, 0.6)
+           + rng.normal(0, 0.01, mu.shape)).astype(np.float32)
+    geo = find_cell(vol, 1.0, anode="top")
+    seg = segment_step(vol, geo)
+    assert seg.lithium is not None
+    assert f1_tolerant(seg.crack, filled | tip) > 0.85
+    core = ndimage.binary_erosion(filled, np.ones((1, 1, 3), bool))
+    assert seg.lithium[core].mean() > 0.8
+    li = seg.lithium != 0
+    found_tip = (seg.crack != 0) & (z >= 25)
+    assert found_tip.sum() > 50  # the dry tip is segmented ...
+    assert li[found_tip].mean() < 0.1  # ... and stays dry
+    assert abs(front_depth_vox(li, geo) - 8) <= 1.5
+    assert abs(front_depth_vox(seg.crack, geo) - 14) <= 2

@@ -804,8 +804,16 @@ def _lithium(box: _Box, slabs: Slabs, flags, crack, n_crack: int, p: SegmentPara
     ceramic (partial volume) and their grey level says nothing about the filling. Voxels are
     classified only when lithium and void levels are ``lithium_min_snr`` noise deviations apart
     and at least ``lithium_min_resolved`` of the crack voxels, or ``lithium_min_resolved_vox``
-    voxels, are resolved; unresolved crack voxels take the class of the nearest resolved voxel.
+    voxels, are resolved. Unresolved crack voxels take the class of the nearest resolved
+    voxel, except beyond the deepest resolved lithium voxel of their crack: lithium enters a
+    crack at its mouth and the dry tip runs ahead of it (Ning et al., Nat. Mater. 2021), and
+    a tapering tip is too thin to be resolved, so the nearest resolved voxel (lithium behind
+    it) would fill it. A crack without resolved voxels is not called lithium-filled.
     """
+    from scipy.spatial import cKDTree
+
+    from dendritect.track.sparse import label_voxels
+
     if n_crack == 0:
         return True  # known: a step without cracks holds no lithium in them
 
@@ -822,44 +830,50 @@ def _lithium(box: _Box, slabs: Slabs, flags, crack, n_crack: int, p: SegmentPara
                  if k else ch[z0 - lo:z1 - lo])
         res = c & thick & ((f & _LI_RES) != 0)
         idx = np.flatnonzero(res)
-        zyx = np.stack(np.unravel_index(idx, res.shape), axis=1)
-        zyx[:, 0] += z0
-        return zyx, ((f.ravel()[idx] & _LI_IS) != 0)
+        plane = res.shape[1] * res.shape[2]
+        return idx + z0 * plane, ((f.ravel()[idx] & _LI_IS) != 0)
 
     parts = slabs.run(_resolved, int(np.ceil(p.lithium_min_depth_vox)) + 1)
-    pts = np.concatenate([q[0] for q in parts])
+    res_flat = np.concatenate([q[0] for q in parts])
     is_li = np.concatenate([q[1] for q in parts])
     need = min(p.lithium_min_resolved * n_crack, p.lithium_min_resolved_vox)
-    if pts.shape[0] < need or pts.shape[0] == 0:
+    if res_flat.shape[0] < need or res_flat.shape[0] == 0:
         return False
-    if slabs.in_memory:
-        # spread the resolved classes over the rest of the crack
-        c = np.asarray(crack) != 0
-        res = np.zeros(c.shape, bool)
-        res[tuple(pts.T)] = True
-        li = np.zeros(c.shape, bool)
-        li[tuple(pts.T)] = is_li
-        _, idx = ndimage.distance_transform_edt(~res, return_indices=True)
-        lithium_out(0, c.shape[0], c & li[tuple(idx)])
-        return True
-    # across slabs: the nearest resolved voxel from a k-d tree of the (few) resolved voxels;
-    # equal to the distance transform's choice except between equally near voxels
-    from scipy.spatial import cKDTree
 
-    tree = cKDTree(pts)
+    shape = box.shape
+    plane = shape[1] * shape[2]
 
-    def _spread(lo: int, hi: int, z0: int, z1: int) -> None:
-        c = np.asarray(crack[z0:z1]) != 0
-        idx = np.flatnonzero(c)
-        zyx = np.stack(np.unravel_index(idx, c.shape), axis=1)
-        zyx[:, 0] += z0
-        out = np.zeros(c.shape, bool)
-        if idx.size:
-            _, near = tree.query(zyx, k=1)
-            out.ravel()[idx] = is_li[near]
+    def _voxels(lo: int, hi: int, z0: int, z1: int) -> np.ndarray:
+        return np.flatnonzero(np.asarray(crack[z0:z1])) + z0 * plane
+
+    flat = np.concatenate(slabs.run(_voxels, 0)).astype(np.int64, copy=False)
+    comp, n = label_voxels(flat, shape)
+    z, y, x = np.unravel_index(flat, shape)
+    depth = box.geometry.depth_vox(z + box.z0, y + box.sl[1].start, x + box.sl[2].start)
+    at = np.searchsorted(flat, res_flat)
+    # the deepest resolved lithium voxel of each crack (-inf: none); a crack that reaches the
+    # counter electrode has no tapering tip there, its deep end is not cut
+    deepest = np.full(n + 1, -np.inf)
+    np.maximum.at(deepest, comp[at][is_li], depth[at][is_li])
+    reach = np.full(n + 1, -np.inf)
+    np.maximum.at(reach, comp, depth)
+    geo = box.geometry
+    thickness = abs(geo.z_cathode_vox - geo.z_anode_vox) * float(geo.cos_tilt)
+    deepest[(reach >= thickness - 1.5) & np.isfinite(deepest)] = np.inf
+    # nearest resolved voxel by Euclidean distance in voxels, as the distance transform
+    # would choose (up to ties between equally near voxels)
+    res_zyx = np.stack(np.unravel_index(res_flat, shape), axis=1)
+    _, near = cKDTree(res_zyx).query(np.stack((z, y, x), axis=1), k=1)
+    # half a voxel: depths are voxel centres'
+    li = is_li[near] & (depth <= deepest[comp] + 0.5)
+
+    def _write(lo: int, hi: int, z0: int, z1: int) -> None:
+        a, b = np.searchsorted(flat, (z0 * plane, z1 * plane))
+        out = np.zeros((z1 - z0, shape[1], shape[2]), bool)
+        out.ravel()[flat[a:b] - z0 * plane] = li[a:b]
         lithium_out(z0, z1, out)
 
-    slabs.run(_spread, 0)
+    slabs.run(_write, 0)
     return True
 
 
