@@ -25,7 +25,15 @@ FILE_NAMES = {name: getattr(R, name) for name in R.__all__
 #: The modules that write or read a results folder; none spells a layout file name itself.
 USERS = ("export.py", "pipeline.py", "watch.py", "physics/fit.py", "report/html.py",
          "report/movie.py", "report/results.py", "napari/_reader.py", "napari/_widget.py",
-         "napari/_live.py", "napari/_sample_data.py")
+         "napari/_live.py", "napari/_sample_data.py", "reading.py", "report/fit_panel.py",
+         "report/figures.py", "cli/report.py", "cli/demo.py")
+
+#: Every array name of the stores, by its constant.
+ARRAY_NAMES = {*R.CRACK_ARRAYS, *R.PREVIEW_ARRAYS}
+
+#: Modules that name the stores' arrays too, and only by the constants (elsewhere the same
+#: words are also keys of the summary or of a layer, so they are not checked there).
+ARRAY_USERS = ("reading.py", "report/figures.py")
 
 
 @pytest.fixture(scope="module")
@@ -71,16 +79,22 @@ def test_array_names_and_their_axes() -> None:
     assert VOLUMES == {k: R.DIMENSIONS[k] for k in R.CRACK_ARRAYS}
 
 
-def test_the_tables_written_hold_the_columns_readers_rely_on() -> None:
-    assert set(R.METRICS_REQUIRED) <= set(pipeline.METRIC_COLUMNS)
+def test_the_tables_written_hold_the_columns_readers_rely_on(analysed: Path) -> None:
+    assert pipeline.METRIC_COLUMNS is R.METRIC_COLUMNS   # the pipeline writes the layout's
+    assert set(R.METRICS_REQUIRED) <= set(R.METRIC_COLUMNS)
+    columns = list(pd.read_csv(analysed / R.METRICS_CSV).columns)
+    assert columns[:len(R.METRIC_COLUMNS)] == R.METRIC_COLUMNS
     assert set(R.ECHEM_REQUIRED) <= set(R.ECHEM_COLUMNS)
     df = pd.DataFrame({"time_s": [0.0, 1.0], "voltage_V": [3.0, 2.9], "other": [1, 2]})
     assert list(R.decimate_echem(df).columns) == ["time_s", "voltage_V"]
 
 
 def test_the_marker_lists_what_was_written_by_its_names(analysed: Path) -> None:
+    from dendritect import __version__
+
     marker = R.read_marker(analysed)
     assert marker is not None and marker["state"] == "finished"
+    assert marker["dendritect_version"] == __version__
     listed = set(marker["files"])
     assert listed <= set(R.OWN_NAMES)
     written = {p.relative_to(analysed).as_posix() for p in analysed.iterdir()
@@ -145,3 +159,16 @@ def test_users_name_the_files_by_the_constants(module: str) -> None:
     names = set(FILE_NAMES.values())
     found = [(line, text) for line, text in _literals(SRC / module) if text in names]
     assert found == []
+
+
+@pytest.mark.parametrize("module", ARRAY_USERS)
+def test_users_name_the_arrays_by_the_constants(module: str) -> None:
+    found = [(line, text) for line, text in _literals(SRC / module) if text in ARRAY_NAMES]
+    assert found == []
+
+
+def test_the_fit_figure_is_a_report_figure() -> None:
+    # The report draws it when fit.json is there: the marker lists it so --overwrite removes it.
+    fit = {f"{R.FIGURES_DIR}/{R.REPORT_FIGURE_PREFIX}fit.{ext}" for ext in ("png", "svg")}
+    assert "fit" in R.REPORT_FIGURE_NAMES
+    assert fit <= set(R.REPORT_FIGURES) <= set(R.REPORT_NAMES) <= set(R.OWN_NAMES)

@@ -151,6 +151,46 @@ def test_folder_of_an_earlier_version_is_recognised(cli, fake_stages, segment_pa
     assert (out / "notes.txt").read_text() == "mine" and R.is_finished(out)
 
 
+def test_overwrite_removes_the_fit_and_its_figure(cli, fake_stages, segment_params, src,
+                                                  tmp_path, monkeypatch) -> None:
+    from dendritect.report import write_report
+
+    # The analysis writes its report (without the movie, to stay fast): a fit.json left behind
+    # would be drawn into the new report.
+    monkeypatch.setattr(pipeline, "_write_report", lambda out: write_report(out, movie=False))
+    out = tmp_path / "res"
+    assert cli("analyze", src, "--out", out, "--quiet").code == 0
+    r = cli("fit", out, "--electrolyte", "Li6PS5Cl", "--current-density", "1mA/cm2",
+            "--stack-pressure", "5MPa")
+    assert r.code == 0, r.err
+    assert R.FIT_JSON in R.read_marker(out)["files"]
+    assert cli("report", out, "--no-movie").code == 0
+    fit_figures = {f"{R.FIGURES_DIR}/{R.REPORT_FIGURE_PREFIX}fit.{ext}" for ext in ("png", "svg")}
+    assert all((out / f).is_file() for f in fit_figures)
+    marker = R.read_marker(out)
+    assert marker["state"] == "finished" and fit_figures <= set(marker["files"])
+    assert R.is_finished(out)
+    r = cli("analyze", src, "--out", out, "--quiet", "--overwrite")
+    assert r.code == 0, r.err
+    assert not (out / R.FIT_JSON).exists()
+    assert not list((out / R.FIGURES_DIR).glob(f"{R.REPORT_FIGURE_PREFIX}fit.*"))
+    assert (out / R.REPORT_HTML).is_file() and R.is_finished(out)
+    assert not fit_figures & set(R.read_marker(out)["files"])
+    # While a run is in progress, the marker lists the fit figure among what it may write.
+    assert fit_figures <= set(R.OWN_NAMES)
+
+
+def test_a_finished_run_stays_finished_without_its_fit(cli, fake_stages, segment_params, src,
+                                                       tmp_path) -> None:
+    out = tmp_path / "res"
+    assert cli("analyze", src, "--out", out, "--quiet").code == 0
+    assert cli("fit", out, "--electrolyte", "Li6PS5Cl", "--current-density", "1mA/cm2",
+               "--stack-pressure", "5MPa").code == 0
+    (out / R.FIT_JSON).unlink()   # the user drops a fit: the analysis itself is still whole
+    assert R.is_finished(out)
+    assert_input_error(cli("analyze", src, "--out", out, "--quiet"), "--overwrite")
+
+
 # -- interrupts and finishing ---------------------------------------------------------------
 
 def test_keyboard_interrupt_exits_130_and_resumes(cli, fake_stages, segment_params, src,

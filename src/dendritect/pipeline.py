@@ -57,6 +57,7 @@ from dendritect.measure.cracks import (
     root_tracks,
 )
 from dendritect.predict.forecast import forecast_span
+from dendritect.results import METRIC_COLUMNS  # the schema of metrics.csv; kept importable here
 
 __all__ = [
     "METRIC_COLUMNS",
@@ -74,12 +75,6 @@ __all__ = [
     "segment_steps",
     "track_and_measure",
     "write_tables",
-]
-
-METRIC_COLUMNS = [
-    "t_index", "time_s", "front_depth_um", "front_depth_any_um", "li_front_depth_um",
-    "crack_volume_um3", "crack_area_um2", "projected_area_um2", "n_cracks", "spanning",
-    "shift_dz_vox", "shift_dy_vox", "shift_dx_vox",
 ]
 
 

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dendritect import results as R
 from dendritect.errors import InputError
 
 if TYPE_CHECKING:  # the heavy imports wait for a call: `import dendritect` stays light
@@ -23,22 +24,20 @@ if TYPE_CHECKING:  # the heavy imports wait for a call: `import dendritect` stay
 __all__ = ["open_results", "read_results", "register_lazily", "registered_scans",
            "voxel_centres_um"]
 
-#: Axes of the arrays a results folder's ``cracks.zarr`` may hold.
-#: (The same as :data:`dendritect.results.DIMENSIONS` for these names.)
+#: Axes of the arrays a results folder's ``cracks.zarr`` may hold: those of
+#: :data:`dendritect.results.DIMENSIONS` for :data:`dendritect.results.CRACK_ARRAYS`, in the
+#: order the Dataset lists them.
 VOLUMES: dict[str, tuple[str, ...]] = {
-    "crack": ("t", "z", "y", "x"),
-    "labels": ("t", "z", "y", "x"),
-    "lithium": ("t", "z", "y", "x"),
-    "fraction": ("t", "z", "y", "x"),
-    "time_of_arrival": ("z", "y", "x"),
+    name: R.DIMENSIONS[name]
+    for name in (R.CRACK, R.LABELS, R.LITHIUM, R.FRACTION, R.TIME_OF_ARRIVAL)
 }
 
 _DESCRIPTIONS = {
-    "crack": "1 = crack (empty or lithium-filled), 0 = not",
-    "labels": "tracked crack id (the same id across steps), 0 = none",
-    "lithium": "1 = lithium inside a crack, 0 = not",
-    "fraction": "crack fraction of the voxel from the grey-level deficit",
-    "time_of_arrival": "first step (t_index) a voxel is crack, -1 never",
+    R.CRACK: "1 = crack (empty or lithium-filled), 0 = not",
+    R.LABELS: "tracked crack id (the same id across steps), 0 = none",
+    R.LITHIUM: "1 = lithium inside a crack, 0 = not",
+    R.FRACTION: "crack fraction of the voxel from the grey-level deficit",
+    R.TIME_OF_ARRIVAL: "first step (t_index) a voxel is crack, -1 never",
 }
 
 
@@ -70,23 +69,24 @@ def open_results(results_dir: str | Path) -> tuple[Path, dict[str, Any], Any]:
     if not root.is_dir():
         raise InputError(f"{root} is not a folder (give a results folder written by "
                          "`dendritect analyze`)")
-    path = root / "summary.json"
+    path = root / R.SUMMARY_JSON
     try:
         summary = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise InputError(f"{root} is not a dendritect results folder (no summary.json)") from None
+        raise InputError(f"{root} is not a dendritect results folder "
+                         f"(no {R.SUMMARY_JSON})") from None
     except (OSError, ValueError) as exc:
         raise InputError(f"{path} cannot be read: {exc}") from None
     voxel = summary.get("voxel_size_um") if isinstance(summary, dict) else None
     if (not isinstance(voxel, list) or len(voxel) != 3
             or not all(isinstance(v, (int, float)) and v > 0 for v in voxel)):
         raise InputError(f"{path} has no voxel_size_um [dz, dy, dx]")
-    if not (root / "cracks.zarr").is_dir():
-        raise InputError(f"{root} is not a dendritect results folder (no cracks.zarr)")
+    if not (root / R.CRACKS_ZARR).is_dir():
+        raise InputError(f"{root} is not a dendritect results folder (no {R.CRACKS_ZARR})")
     try:
-        group = zarr.open_group(str(root / "cracks.zarr"), mode="r")
+        group = zarr.open_group(str(root / R.CRACKS_ZARR), mode="r")
     except Exception as exc:  # zarr raises several types for a damaged store
-        raise InputError(f"{root / 'cracks.zarr'} cannot be read: {exc}") from None
+        raise InputError(f"{root / R.CRACKS_ZARR} cannot be read: {exc}") from None
     return root, summary, group
 
 
@@ -200,7 +200,7 @@ def _open_input(summary: dict[str, Any]) -> Any:
     params = summary.get("parameters") or {}
     src = summary.get("input") or params.get("input")
     if not src:
-        raise InputError("summary.json does not name the input series")
+        raise InputError(f"{R.SUMMARY_JSON} does not name the input series")
     opts = {k: params.get(k) for k in ("dataset", "voxel_size", "times_s", "interval")
             if params.get(k) is not None}
     return open_series(src, **opts)
@@ -221,7 +221,7 @@ def registered_scans(results_dir: str | Path) -> da.Array:
     root, summary, group = open_results(results_dir)
     series = _open_input(summary)
     shifts = summary.get("registration_shifts_vox") or [[0.0, 0.0, 0.0]] * series.n_steps
-    shape = tuple(summary.get("shape_zyx") or group["crack"].shape[1:])
+    shape = tuple(summary.get("shape_zyx") or group[R.CRACK].shape[1:])
     if tuple(series.data.shape[1:]) != shape or len(shifts) != series.n_steps:
         raise InputError(f"{series.source} does not match the results in {root} "
                          f"(shape {tuple(series.data.shape)}, results {shape} x {len(shifts)})")
@@ -269,8 +269,8 @@ def read_results(results_dir: str | Path) -> Any:
 
     root, summary, group = open_results(results_dir)
     dz, dy, dx = (float(v) for v in summary["voxel_size_um"])
-    metrics = _read_table(root / "metrics.csv")
-    cracks = _read_table(root / "cracks.csv")
+    metrics = _read_table(root / R.METRICS_CSV)
+    cracks = _read_table(root / R.CRACKS_CSV)
     data_vars: dict[str, Any] = {}
     for name, dims in VOLUMES.items():
         if name not in group:
@@ -280,9 +280,9 @@ def read_results(results_dir: str | Path) -> Any:
             continue
         data_vars[name] = xr.Variable(dims, da.from_array(arr, chunks=arr.chunks),
                                       attrs={"description": _DESCRIPTIONS[name]})
-    if "crack" not in data_vars:
-        raise InputError(f"{root / 'cracks.zarr'} has no crack array")
-    nt, nz, ny, nx = (int(n) for n in group["crack"].shape)
+    if R.CRACK not in data_vars:
+        raise InputError(f"{root / R.CRACKS_ZARR} has no {R.CRACK} array")
+    nt, nz, ny, nx = (int(n) for n in group[R.CRACK].shape)
     times = summary.get("times_s")
     if times is None and "time_s" in metrics and len(metrics) == nt:
         times = metrics["time_s"].tolist()

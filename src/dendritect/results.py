@@ -35,14 +35,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from dendritect.atomic import atomic_write_bytes, remove_temporaries
 from dendritect.errors import InputError
 from dendritect.faults import checkpoint
 from dendritect.lock import LOCK_NAME
 
-if TYPE_CHECKING:  # imported where used: the names above stay cheap to import (napari)
+if TYPE_CHECKING:  # imported where used: the names stay cheap to import (napari, and
+    # `import dendritect`, whose reader takes its array names from here)
+    import numpy as np
     import pandas as pd
     import zarr
 
@@ -64,6 +64,7 @@ __all__ = [
     "MARKER",
     "METRICS_CSV",
     "METRICS_REQUIRED",
+    "METRIC_COLUMNS",
     "MOVIE_GIF",
     "MOVIE_MP4",
     "OWN_NAMES",
@@ -98,6 +99,7 @@ __all__ = [
     "load_results",
     "mark_finished",
     "note_report",
+    "note_written",
     "prepare",
     "read_marker",
     "read_state",
@@ -129,10 +131,11 @@ PREVIEWS_ZARR = "previews.zarr"
 REPORT_HTML = "report.html"
 MOVIE_GIF = "movie.gif"
 MOVIE_MP4 = "movie.mp4"
-#: The report's figures: ``figures/report_<name>.png`` and ``.svg``.
+#: The report's figures: ``figures/report_<name>.png`` and ``.svg`` (``fit``: the model vs
+#: measurement panel, drawn when :data:`FIT_JSON` is there).
 FIGURES_DIR = "figures"
 REPORT_FIGURE_PREFIX = "report_"
-REPORT_FIGURE_NAMES = ("arrival", "front", "growth", "slices")
+REPORT_FIGURE_NAMES = ("arrival", "front", "growth", "slices", "fit")
 #: ``dendritect fit``'s result.
 FIT_JSON = "fit.json"
 #: ``dendritect watch``'s progress, rewritten after every step.
@@ -157,6 +160,13 @@ PREVIEW_ARRAYS = (PREVIEW_YX, PREVIEW_ZX, PREVIEW_ZY)
 
 # -- the layout: columns the readers rely on ----------------------------------------------------
 
+#: The columns of :data:`METRICS_CSV`, in order, as the analysis writes it (cycler columns
+#: follow them when there is a cycler record).
+METRIC_COLUMNS = [
+    "t_index", "time_s", "front_depth_um", "front_depth_any_um", "li_front_depth_um",
+    "crack_volume_um3", "crack_area_um2", "projected_area_um2", "n_cracks", "spanning",
+    "shift_dz_vox", "shift_dy_vox", "shift_dx_vox",
+]
 #: Columns every :data:`METRICS_CSV` has (the report refuses one without them).
 METRICS_REQUIRED = ("t_index", "time_s", "front_depth_um", "crack_volume_um3", "n_cracks")
 #: Columns :data:`ECHEM_CSV` keeps of the cycler table (those it has).
@@ -168,25 +178,35 @@ ECHEM_REQUIRED = ("time_s", "voltage_V")
 
 #: What the analysis moves from ``.partial`` into the folder, in this order (summary last).
 RESULT_NAMES = (CRACKS_ZARR, PREVIEWS_ZARR, METRICS_CSV, CRACKS_CSV, ECHEM_CSV, SUMMARY_JSON)
+
+
+def _figure_files(names: tuple[str, ...]) -> tuple[str, ...]:
+    """The PNG and SVG file of each report figure named, as paths in a results folder."""
+    return tuple(f"{FIGURES_DIR}/{REPORT_FIGURE_PREFIX}{name}.{ext}"
+                 for name in names for ext in ("png", "svg"))
+
+
 #: The figures the report saves (PNG and SVG of each).
-REPORT_FIGURES = tuple(f"{FIGURES_DIR}/{REPORT_FIGURE_PREFIX}{name}.{ext}"
-                       for name in REPORT_FIGURE_NAMES
-                       for ext in ("png", "svg"))
+REPORT_FIGURES = _figure_files(REPORT_FIGURE_NAMES)
 #: What the report writes.
 REPORT_NAMES = (REPORT_HTML, MOVIE_GIF, MOVIE_MP4, *REPORT_FIGURES)
 #: What later commands add to a results folder (`dendritect fit`, `dendritect watch`).
 LATER_NAMES = (FIT_JSON, STATUS_JSON)
 #: Everything dendritect may write into a results folder (the marker lists these).
 OWN_NAMES = (PARTIAL, *RESULT_NAMES, *REPORT_NAMES, *LATER_NAMES)
-#: What versions before the marker wrote (folders with summary.json and no marker).
+#: What versions before the marker wrote (folders with summary.json and no marker; the fit
+#: figure came later).
 _LEGACY_NAMES = (PARTIAL, CRACKS_ZARR, PREVIEWS_ZARR, METRICS_CSV, CRACKS_CSV, SUMMARY_JSON,
-                 REPORT_HTML, MOVIE_GIF, MOVIE_MP4, *REPORT_FIGURES)
+                 REPORT_HTML, MOVIE_GIF, MOVIE_MP4,
+                 *_figure_files(("arrival", "front", "growth", "slices")))
 #: Names that do not make a folder "not empty" (the lock of this very run).
 _IGNORED = (LOCK_NAME, LOCK_NAME + ".takeover")
 
 
 def _clean(obj: Any) -> Any:
     """JSON-safe: numpy scalars to Python, NaN/inf to null, tuples to lists."""
+    import numpy as np
+
     if isinstance(obj, dict):
         return {str(k): _clean(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
@@ -277,11 +297,23 @@ def read_marker(out_dir: str | Path) -> dict[str, Any] | None:
     return info if isinstance(info, dict) and info.get("dendritect") == "results" else None
 
 
-def _write_marker(out_dir: Path, state: str, files: list[str]) -> None:
-    from dendritect import __version__
+def _version() -> str:
+    """The installed package's version, read as ``dendritect.__version__`` is.
 
+    Not imported from the package: the package imports the reader (:mod:`dendritect.reading`),
+    which names its files from here, and the import would close a cycle.
+    """
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("dendritect")
+    except PackageNotFoundError:  # pragma: no cover - a source tree without install
+        return "0.0.0+unknown"
+
+
+def _write_marker(out_dir: Path, state: str, files: list[str]) -> None:
     atomic_write_json(out_dir / MARKER, {"dendritect": "results", "marker_version": 1,
-                                         "dendritect_version": __version__, "state": state,
+                                         "dendritect_version": _version(), "state": state,
                                          "files": sorted(set(files))})
 
 
@@ -302,14 +334,15 @@ def _legacy(out_dir: Path) -> bool:
 
 def is_finished(out_dir: str | Path) -> bool:
     """Whether ``out_dir`` holds a finished run: its marker says so and every file it lists is
-    there (or, for a folder written before the marker, summary.json is there)."""
+    there (or, for a folder written before the marker, summary.json is there). The files of
+    later commands (:data:`LATER_NAMES`) are not part of the run: one removed leaves it whole."""
     out_dir = Path(out_dir)
     marker = read_marker(out_dir)
     if marker is None:
         return (out_dir / SUMMARY_JSON).is_file() and _legacy(out_dir)
     if marker.get("state") != "finished":
         return False
-    return all((out_dir / n).exists() for n in marker.get("files", ()))
+    return all((out_dir / n).exists() for n in marker.get("files", ()) if n not in LATER_NAMES)
 
 
 def _entries(out_dir: Path) -> list[str]:
@@ -443,17 +476,31 @@ def finish(out_dir: Path, partial: Path, summary: dict[str, Any]) -> None:
     shutil.rmtree(partial, ignore_errors=True)
 
 
-def note_report(out_dir: str | Path) -> None:
-    """Record the report's files in the marker (its state unchanged); remove stray temporaries."""
+def note_written(out_dir: str | Path, names: tuple[str, ...] | list[str]) -> None:
+    """Record in the marker those of ``names`` that are in ``out_dir`` (its state unchanged),
+    so that ``--overwrite`` removes them: what a command run after the analysis wrote.
+
+    A folder without a marker is left as it is.
+    """
     out_dir = Path(out_dir)
-    for folder in (out_dir, out_dir / FIGURES_DIR):
-        remove_temporaries(folder)
     marker = read_marker(out_dir)
     if marker is None:
         return
     files = [str(n) for n in marker.get("files", ())]
-    files += _present(out_dir, REPORT_NAMES)
+    files += _present(out_dir, names)
     _write_marker(out_dir, str(marker.get("state", "running")), files)
+
+
+def note_report(out_dir: str | Path) -> None:
+    """Record the report's files in the marker (its state unchanged); remove stray temporaries.
+
+    The later commands' files are recorded too: the report draws :data:`FIT_JSON`, which a
+    version that did not record it may have left unlisted.
+    """
+    out_dir = Path(out_dir)
+    for folder in (out_dir, out_dir / FIGURES_DIR):
+        remove_temporaries(folder)
+    note_written(out_dir, (*REPORT_NAMES, *LATER_NAMES))
 
 
 def mark_finished(out_dir: str | Path) -> None:
@@ -485,6 +532,8 @@ def decimate_echem(df: pd.DataFrame, max_rows: int = ECHEM_MAX_ROWS) -> pd.DataF
     ``max_rows // 6`` equal runs of rows, the first and last rows, those of lowest and highest
     voltage, and the two rows either side of the largest voltage jump, so that a sharp drop
     (a short) stays as sharp as it was recorded."""
+    import numpy as np
+
     cols = [c for c in ECHEM_COLUMNS if c in df]
     table = df[cols].reset_index(drop=True)
     n = len(table)
@@ -527,6 +576,8 @@ def iter_slabs(shape_zyx: tuple[int, ...], *, multiple: int = 1,
     """``(z0, z1)`` ranges of z-slabs of about ``voxels`` voxels (:data:`SLAB_VOXELS` by
     default; a multiple of ``multiple`` planes), so a volume larger than memory is read piece
     by piece."""
+    import numpy as np
+
     voxels = SLAB_VOXELS if voxels is None else int(voxels)
     nz = int(shape_zyx[0])
     plane = max(1, int(np.prod(shape_zyx[1:])))
@@ -559,6 +610,8 @@ class Results:
 
     @property
     def times_s(self) -> np.ndarray:
+        import numpy as np
+
         return self.metrics["time_s"].to_numpy(dtype=np.float64)
 
     @property
@@ -642,6 +695,8 @@ def _read_csv(path: Path, required: tuple[str, ...] = ()) -> pd.DataFrame:
 def _preview_index(arr: Any, view: str, shape_zyx: tuple[int, int, int] | None,
                    summary: dict[str, Any]) -> int:
     """Where a preview slice was cut: from the array's attributes, else the documented default."""
+    import numpy as np
+
     axis = {PREVIEW_YX: "z", PREVIEW_ZX: "y", PREVIEW_ZY: "x"}[view]
     attrs = dict(getattr(arr, "attrs", {}) or {})
     for key in (f"{axis}_index", "index", "slice_index", f"{axis}_vox"):
@@ -679,6 +734,7 @@ def load_results(results_dir: str | Path) -> Results:
     InputError
         When the folder or one of its required files is missing or unreadable.
     """
+    import numpy as np
     import pandas as pd
     import zarr
 
@@ -751,6 +807,8 @@ def _read_echem(root: Path, summary: dict[str, Any]) -> tuple[pd.DataFrame | Non
 
 def _arrival_from_masks(crack: Any) -> np.ndarray:
     """First step each voxel is crack (-1 never), read slab by slab."""
+    import numpy as np
+
     toa = np.full(crack.shape[1:], -1, dtype=np.int16)
     for z0, z1 in iter_slabs(crack.shape[1:]):
         sub = toa[z0:z1]

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import typer
 
+from dendritect import results as R
 from dendritect.cli.main import app
 from dendritect.errors import InputError
 
@@ -27,6 +28,17 @@ def _check_out(out: Path, overwrite: bool) -> None:
         return
     raise InputError(f"--out {out} exists and is not a dendritect demo folder; choose another "
                      "folder or pass --overwrite")
+
+
+def _dataset_echem(data: Path) -> Path | None:
+    """The cycler record of a simulated dataset, where its ``dataset.json`` says it is (None
+    when there is none)."""
+    try:
+        name = json.loads((data / "dataset.json").read_text(encoding="utf-8")).get("echem")
+    except (OSError, ValueError, AttributeError):
+        return None
+    path = data / name if isinstance(name, str) and name else None
+    return path if path is not None and path.is_file() else None
 
 
 def run_demo(out: str | Path, *, overwrite: bool = False, seed: int = 0,
@@ -67,10 +79,8 @@ def run_demo(out: str | Path, *, overwrite: bool = False, seed: int = 0,
     echo(f"simulated the demo cell into {data} ({time.perf_counter() - t0:.0f} s)")
     t1 = time.perf_counter()
     results = out / "results"
-    echem = Path(data) / "echem.csv"
-    analyze(data, results, echem=echem if echem.is_file() else None, overwrite=True,
-            progress=progress)
-    report = results / "report.html"
+    analyze(data, results, echem=_dataset_echem(Path(data)), overwrite=True, progress=progress)
+    report = results / R.REPORT_HTML
     if not report.is_file():  # the analysis writes it when it can; make sure
         report = write_report(results)
     echo(f"analysed it into {results} ({time.perf_counter() - t1:.0f} s)")

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from dendritect import results as R
 from dendritect.cli.main import app
 
 
@@ -14,7 +15,8 @@ def report(
     results: Path = typer.Argument(..., metavar="DIR",
                                    help="Results folder written by `dendritect analyze`."),
     movie: bool = typer.Option(True, "--movie/--no-movie",
-                               help="Also write movie.gif and movie.mp4 (one frame per step)."),
+                               help=f"Also write {R.MOVIE_GIF} and {R.MOVIE_MP4} (one frame "
+                                    "per step)."),
     max_triangles: int = typer.Option(40_000, "--max-triangles", min=100,
                                       help="Triangle budget of the interactive 3D view."),
 ) -> None:

@@ -471,5 +471,8 @@ def _what_if(model: str, data: FitData, x: np.ndarray, horizon: float,
 
 
 def write_fit_json(results: str | Path, result: FitResult) -> Path:
-    """Write ``DIR/fit.json`` atomically."""
-    return R.atomic_write_json(Path(results) / R.FIT_JSON, result.to_dict())
+    """Write ``DIR/fit.json`` atomically and list it in the folder's marker (so that
+    ``analyze --overwrite`` removes it with the run it was fitted to)."""
+    path = R.atomic_write_json(Path(results) / R.FIT_JSON, result.to_dict())
+    R.note_written(results, (R.FIT_JSON,))
+    return path

@@ -18,6 +18,7 @@ from matplotlib import colors as mcolors
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from dendritect import results as R
 from dendritect.atomic import atomic_write
 from dendritect.report.results import Results, iter_slabs
 
@@ -247,11 +248,11 @@ def crack_slice(res: Results, view: str, t: int) -> np.ndarray | None:
         return None
     i = res.preview_index.get(view, -1)
     shape = res.crack.shape
-    if view == "yx" and 0 <= i < shape[1]:
+    if view == R.PREVIEW_YX and 0 <= i < shape[1]:
         return np.asarray(res.crack[t, i, :, :]) > 0
-    if view == "zx" and 0 <= i < shape[2]:
+    if view == R.PREVIEW_ZX and 0 <= i < shape[2]:
         return np.asarray(res.crack[t, :, i, :]) > 0
-    if view == "zy" and 0 <= i < shape[3]:
+    if view == R.PREVIEW_ZY and 0 <= i < shape[3]:
         return np.asarray(res.crack[t, :, :, i]) > 0
     return None
 
@@ -268,7 +269,7 @@ def grey_limits(previews: dict[str, np.ndarray]) -> tuple[float, float]:
 
 def slices_figure(res: Results, steps: Sequence[int]) -> Figure | None:
     """Orthogonal slices (top view through mid-electrolyte, side view) with the crack overlaid."""
-    views = [v for v in ("yx", "zx") if v in res.previews]
+    views = [v for v in (R.PREVIEW_YX, R.PREVIEW_ZX) if v in res.previews]
     if not views or not steps:
         return None
     dz, dy, dx = res.voxel_size_um
@@ -281,18 +282,18 @@ def slices_figure(res: Results, steps: Sequence[int]) -> Figure | None:
             ax = axes[r, c]
             img = res.previews[view][t]
             h, w = img.shape
-            ext = ((0, w * dx, h * dy, 0) if view == "yx" else (0, w * dx, h * dz, 0))
+            ext = ((0, w * dx, h * dy, 0) if view == R.PREVIEW_YX else (0, w * dx, h * dz, 0))
             ax.imshow(img, cmap="gray", vmin=lo, vmax=hi, interpolation="nearest", extent=ext)
             _overlay(ax, crack_slice(res, view, t), ext)
-            where = {"yx": "z", "zx": "y"}[view]
+            where = {R.PREVIEW_YX: "z", R.PREVIEW_ZX: "y"}[view]
             idx = res.preview_index.get(view, -1)
             ttl = f"step {t} ({res.times_s[t] / scale:.3g} {t_unit}) - "
-            ttl += ("top view" if view == "yx" else "side view")
+            ttl += ("top view" if view == R.PREVIEW_YX else "side view")
             if idx >= 0:
                 ttl += f", {where} = {idx}"
             ax.set_title(ttl, fontsize=9)
             ax.set_xlabel("x (µm)", fontsize=8)
-            ax.set_ylabel("y (µm)" if view == "yx" else "z (µm)", fontsize=8)
+            ax.set_ylabel("y (µm)" if view == R.PREVIEW_YX else "z (µm)", fontsize=8)
             ax.tick_params(labelsize=7)
     return fig
 

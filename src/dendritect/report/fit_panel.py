@@ -9,12 +9,14 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
+from dendritect import results as R
+
 __all__ = ["fit_figure", "load_fit"]
 
 
 def load_fit(root: str | Path) -> dict[str, Any] | None:
     """``fit.json`` of a results folder, or None when there is none (or it is unreadable)."""
-    path = Path(root) / "fit.json"
+    path = Path(root) / R.FIT_JSON
     if not path.is_file():
         return None
     try:
