@@ -187,3 +187,23 @@ def test_pellet_footprint_leaves_out_a_die_half_as_dense(die_level):
     pellet = r <= 33
     assert (fp & pellet).sum() / pellet.sum() > 0.97
     assert not fp[r > 35].any()
+
+
+def test_anode_free_cell_on_a_bright_collector():
+    """An anode-free cell: the electrolyte lies on a bare steel collector (far brighter than
+    the ceramic, nothing darker between them) and under a lithium foil. The layer is found,
+    the collector side flagged, the interfaces within half a voxel, and the lithium level is
+    the foil's, not the collector's."""
+    mu, _ = make_cell(noise=0.0, psf=0.0)
+    _, ny, nx = mu.shape
+    y, x = np.ogrid[:ny, :nx]
+    bore = np.hypot(y - (ny - 1) / 2, x - (nx - 1) / 2) <= 0.42 * nx
+    mu[36:][:, bore] = LEVELS["steel"]
+    rng = np.random.default_rng(5)
+    vol = (ndimage.gaussian_filter(mu, 0.6) + rng.normal(0, 0.03, mu.shape)).astype(np.float32)
+    geo = find_cell(vol, (1.0, 1.0, 1.0))
+    assert "collector-bottom" in geo.flags
+    z_top, z_bot = sorted((geo.z_anode_vox, geo.z_cathode_vox))
+    assert abs(z_top - 14.5) < 0.5 and abs(z_bot - 35.5) < 0.5
+    assert abs(geo.levels["lithium"] - LEVELS["lithium"]) < 0.05
+    assert abs(geo.levels["electrolyte"] - 1.0) < 0.05

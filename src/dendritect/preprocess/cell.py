@@ -283,9 +283,13 @@ def find_cell(volume: np.ndarray, voxel_size_um=None, *, anode: str = "auto",
     prof_c = np.median(centre.reshape(nz, -1), axis=1)
     prof_c = ndimage.median_filter(prof_c, size=3, mode="nearest")
     layer = _pick_layer(prof_c)
+    on_collector = _pick_layer_on_collector(prof_c)
+    if on_collector is not None and (layer is None or on_collector[1] - on_collector[0]
+                                     > 1.2 * (layer[1] - layer[0])):
+        layer = on_collector
     if layer is None:
-        raise _no_layer(where, "no thick uniform band bounded by darker layers on both sides "
-                        "along z")
+        raise _no_layer(where, "no thick uniform band bounded by darker layers (or a bright "
+                        "collector on one side) along z")
     z0, z1, level_e = layer
 
     # 2. Pellet footprint: bright in the middle of the layer.
@@ -305,17 +309,23 @@ def find_cell(volume: np.ndarray, voxel_size_um=None, *, anode: str = "auto",
     core = prof[z0 + q:z1 - q] if z1 - z0 > 2 * q else prof[z0:z1]
     level_in = float(np.median(core))
     zs = []
-    dark_levels = []
-    for start, step, lim in ((z0 + q, -1, -1), (z1 - 1 - q, 1, nz)):
-        # dark plateau beyond the edge: the minimum within a few voxels outside the rough edge
+    beyond = []
+    for step in (-1, 1):
+        # the plateau beyond the edge: within a few voxels outside the rough edge
         edge = z0 if step < 0 else z1 - 1
         lo_i, hi_i = sorted((edge, edge + step * 8))
         seg = prof[max(lo_i, 0):min(hi_i + 1, nz)]
-        dark = float(seg.min())
-        dark_levels.append(dark)
-        zs.append(_crossing(prof, 0.5 * (level_in + dark), start, step, lim))
+        beyond.append((float(seg.min()), float(seg.max())))
+    bright = bright_sides(level_in, beyond)
+    # a darker neighbour's level, or a bright collector's: the interface is the half-level
+    # crossing either way
+    dark_levels = [hi if b else lo for (lo, hi), b in zip(beyond, bright, strict=True)]
+    for (start, step, lim), b, d in zip(((z0 + q, -1, -1), (z1 - 1 - q, 1, nz)), bright,
+                                        dark_levels, strict=True):
+        sign = -1.0 if b else 1.0
+        zs.append(_crossing(sign * prof, sign * 0.5 * (level_in + d), start, step, lim))
     z_top, z_bot = zs
-    contrast = level_in - max(dark_levels)
+    contrast = level_in - max(d for d, b in zip(dark_levels, bright, strict=True) if not b)
 
     # 3b. A tilted cell: interface planes fitted to the interfaces of column blocks. The
     # checks and levels below then look at the cell with each column shifted along z by the
@@ -326,13 +336,34 @@ def find_cell(volume: np.ndarray, voxel_size_um=None, *, anode: str = "auto",
     cos_tilt = 1.0
     axis_shift = (0.0, 0.0)
     if tilt is not None:
-        sy, sx, axis, z_top, z_bot = tilt
+        v_in = v
+        for refit in (False, True):
+            sy, sx, axis, z_top, z_bot = tilt
+            off = _plane_offset(np.arange(ny)[:, None], np.arange(nx)[None, :], (sy, sx), axis)
+            v = shear_columns(v_in, np.rint(off).astype(np.int64))
+            # the neighbours' levels again on the flattened layers: the footprint average of
+            # a tilted cell smears a thin foil's darkness over the planes around it, and the
+            # half levels of the planes' fit move with them (then fitted once more)
+            prof_f = v[:, inner].mean(axis=1)
+            old = list(dark_levels)
+            for i, (edge, step) in enumerate(((z_top, -1), (z_bot, 1))):
+                lo_i, hi_i = sorted((round(edge), round(edge) + step * 8))
+                seg = prof_f[max(lo_i, 0):min(hi_i + 1, nz)]
+                if seg.size:
+                    dark_levels[i] = (max(dark_levels[i], float(seg.max())) if bright[i]
+                                      else min(dark_levels[i], float(seg.min())))
+            moved = max(abs(x - y) for x, y in zip(dark_levels, old, strict=True))
+            again = None if refit or moved <= 0.1 * contrast else _fit_tilt(
+                v_in, inner, z_top, z_bot, level_in, dark_levels, voxel_size_um)
+            contrast = level_in - max(d for d, b in zip(dark_levels, bright, strict=True)
+                                      if not b)
+            if again is None:
+                break
+            tilt = again
         dz_, dy_, dx_ = _spacing3(voxel_size_um)
         cos_tilt = float(1.0 / np.sqrt(1.0 + (dz_ * sy / dy_) ** 2 + (dz_ * sx / dx_) ** 2))
         # the pellet's axis is the planes' normal: one z plane moves it by -s (dz/d)² voxels
         axis_shift = (-sy * (dz_ / dy_) ** 2, -sx * (dz_ / dx_) ** 2)
-        off = _plane_offset(np.arange(ny)[:, None], np.arange(nx)[None, :], (sy, sx), axis)
-        v = shear_columns(v, np.rint(off).astype(np.int64))
 
     # 4. The layer must be uniform, flat and clearly brighter than both neighbours.
     el = v[int(np.ceil(z_top)) + 1:int(np.floor(z_bot))][:, inner]
@@ -349,16 +380,21 @@ def find_cell(volume: np.ndarray, voxel_size_um=None, *, anode: str = "auto",
         raise _no_layer(where, "the candidate band is not uniform (not a ceramic pellet)")
     if contrast < 5 * max(noise, 1e-12) / np.sqrt(max(inner.sum(), 1)) or contrast < 3 * spread:
         raise _no_layer(where, "the candidate band is not clearly brighter than its neighbours")
-    flat = _flatness(v, footprint, z_top, z_bot, 0.5 * (level_in + max(dark_levels)))
+    flat = _flatness(v, footprint, z_top, z_bot,
+                     [0.5 * (level_in + d) for d in dark_levels], bright)
     if flat < 0.6:
         raise _no_layer(where, "the candidate band is not a flat layer across its footprint")
 
     # 5. Electrode footprints and grey levels.
     prof_e = v[:, inner].mean(axis=1) if tilt is not None else prof
-    fp_top, li_top, void_top = electrode_levels(v, footprint, z_top, -1, level_in, noise,
-                                          electrode_planes(prof_e, z_top, -1))
-    fp_bot, li_bot, void_bot = electrode_levels(v, footprint, z_bot, +1, level_in, noise,
-                                          electrode_planes(prof_e, z_bot, +1))
+    # a bright collector (an anode-free cell's bare current collector) covers the pellet and
+    # holds no lithium level
+    fp_top, li_top, void_top = ((footprint.copy(), np.nan, np.nan) if bright[0] else
+                                electrode_levels(v, footprint, z_top, -1, level_in, noise,
+                                                 electrode_planes(prof_e, z_top, -1)))
+    fp_bot, li_bot, void_bot = ((footprint.copy(), np.nan, np.nan) if bright[1] else
+                                electrode_levels(v, footprint, z_bot, +1, level_in, noise,
+                                                 electrode_planes(prof_e, z_bot, +1)))
     voids = [x for x in (void_top, void_bot) if np.isfinite(x)]
     void = float(min(voids)) if voids else float(np.percentile(
         ndimage.uniform_filter(v[:: max(1, nz // 64)], 3), 0.5))
@@ -369,7 +405,9 @@ def find_cell(volume: np.ndarray, voxel_size_um=None, *, anode: str = "auto",
     geo = CellGeometry(anode="top", z_anode_vox=float(z_top), z_cathode_vox=float(z_bot),
                        footprint=footprint, electrode_footprint=fp_top, levels=levels,
                        noise=float(noise), counter_electrode_footprint=fp_bot,
-                       flags=("anode-undecided",) if anode == "auto" else (),
+                       flags=(("anode-undecided",) if anode == "auto" else ())
+                       + tuple(f"collector-{side}" for side, b in zip(("top", "bottom"), bright,
+                                                                      strict=True) if b),
                        tilt_vox=(float(sy), float(sx)), axis_yx=axis, cos_tilt=cos_tilt,
                        axis_shift_yx=(float(axis_shift[0]), float(axis_shift[1])),
                        voxel_size_um=None if voxel_size_um is None else _spacing3(voxel_size_um))
@@ -483,6 +521,8 @@ def _fit_tilt(v: np.ndarray, inner: np.ndarray, z_top: float, z_bot: float, leve
     reach = int(np.ceil(np.tan(np.radians(_MAX_TILT_DEG)) * radius * min(dy, dx) / dz)) + 2
     reach = min(reach, max(1, int((z_bot - z_top) / 2) - 1))
     half = (0.5 * (level_in + dark_levels[0]), 0.5 * (level_in + dark_levels[1]))
+    # a side brighter than the layer (a collector) crosses its half level rising
+    sgn = [-1.0 if d > level_in else 1.0 for d in dark_levels]
     t0 = max(int(np.floor(z_top)) - reach, 0)
     b0 = min(int(np.ceil(z_bot)) + reach, nz - 1)
     rows = []
@@ -492,10 +532,11 @@ def _fit_tilt(v: np.ndarray, inner: np.ndarray, z_top: float, z_bot: float, leve
             if blk.mean() < 0.75:
                 continue
             ys, xs = np.nonzero(blk)
-            neg = -np.median(v[:, y0 + ys, x0 + xs], axis=1)
-            # inward from the electrode: where the profile first rises through the half level
-            zt = _crossing(neg, -half[0], t0, 1, int(np.ceil(z_top)) + reach)
-            zb = _crossing(neg, -half[1], b0, -1, int(np.floor(z_bot)) - reach)
+            med = np.median(v[:, y0 + ys, x0 + xs], axis=1)
+            # inward from the electrode: where the profile first passes the half level
+            zt = _crossing(-sgn[0] * med, -sgn[0] * half[0], t0, 1, int(np.ceil(z_top)) + reach)
+            zb = _crossing(-sgn[1] * med, -sgn[1] * half[1], b0, -1,
+                           int(np.floor(z_bot)) - reach)
             if zt == t0 or zb == b0:
                 continue
             rows.append((y0 + (b - 1) / 2, x0 + (b - 1) / 2, zt, zb))
@@ -525,6 +566,36 @@ def _fit_tilt(v: np.ndarray, inner: np.ndarray, z_top: float, z_bot: float, leve
     return sy, sx, (ay, ax), float(coef[0]), float(coef[1])
 
 
+def bright_sides(level: float, beyond: list[tuple[float, float]]) -> tuple[bool, bool]:
+    """Which side of the layer (top, bottom) is a bright collector rather than a darker layer.
+
+    An anode-free cell presses the electrolyte on a bare steel current collector, which
+    attenuates far more than the ceramic: nothing beyond that interface is darker than the
+    layer. A side is taken as such a collector when, within a few voxels beyond it, nothing is
+    darker than the layer by a quarter of the other side's contrast and something is brighter
+    than the layer by half of it. The other side must be darker.
+
+    Parameters
+    ----------
+    level : float
+        The layer's grey level.
+    beyond : list of (float, float)
+        Darkest and brightest value of the footprint-averaged profile beyond each interface
+        (top, bottom).
+
+    Returns
+    -------
+    (bool, bool)
+        Top and bottom: a bright collector. Both False when neither or both would be.
+    """
+    out = []
+    for i in (0, 1):
+        lo, hi = beyond[i]
+        other = level - beyond[1 - i][0]
+        out.append(bool(other > 0 and level - lo < 0.25 * other and hi - level > 0.5 * other))
+    return (False, False) if all(out) else (out[0], out[1])
+
+
 def _pick_layer(prof: np.ndarray) -> tuple[int, int, float] | None:
     """The thickest band that is brighter than the bands on both of its sides."""
     nz = prof.size
@@ -551,6 +622,43 @@ def _pick_layer(prof: np.ndarray) -> tuple[int, int, float] | None:
     return best[1], best[2], best[3]
 
 
+def _pick_layer_on_collector(prof: np.ndarray) -> tuple[int, int, float] | None:
+    """The thickest band darker than a bright collector on one side and brighter than a
+    darker layer on the other (an anode-free cell), or ``None``.
+
+    The profile is folded about a cap (values above it mirrored below it), so that a
+    collector far brighter than the band reads as a dark neighbour to :func:`_pick_layer`; of
+    the bands found, those next to a folded collector and with a darker layer on their other
+    side count.
+    """
+    nz = prof.size
+    lo, hi = float(prof.min()), float(prof.max())
+    if hi <= lo:
+        return None
+    best = None
+    for cap in np.linspace(lo, hi, 42)[1:-1]:
+        folded = np.where(prof > cap, 2 * cap - prof, prof)
+        band = _pick_layer(folded)
+        if band is None:
+            continue
+        a, b, level = band
+        if float(prof[a:b].max()) > cap:
+            continue
+        sides = []
+        for part in (prof[max(0, a - 4):a], prof[b:b + 4]):
+            sides.append(part.size > 0 and float(part.max()) > cap
+                         and float(part.max()) - level > 2 * (cap - level))
+        dark_beyond = [float(prof[max(0, a - 12):a].min()) if a > 0 else level,
+                       float(prof[b:b + 12].min()) if b < nz else level]
+        for i in (0, 1):
+            d = dark_beyond[1 - i]
+            if sides[i] and not sides[1 - i] and level - d > 0:
+                score = (b - a) * (level - d)
+                if best is None or score > best[0]:
+                    best = (score, a, b, level)
+    return None if best is None else (best[1], best[2], best[3])
+
+
 def voxel_noise(v: np.ndarray, z0: int, z1: int, inner: np.ndarray) -> float:
     """Voxel noise from differences of neighbouring voxels (texture varies slowly)."""
     if z1 - z0 < 2:
@@ -562,8 +670,9 @@ def voxel_noise(v: np.ndarray, z0: int, z1: int, inner: np.ndarray) -> float:
     return 1.4826 * mad / np.sqrt(2.0)
 
 
-def _flatness(v, footprint, z_top, z_bot, level) -> float:
-    """Share of footprint columns whose own profile crosses ``level`` near both interfaces."""
+def _flatness(v, footprint, z_top, z_bot, levels, bright=(False, False)) -> float:
+    """Share of footprint columns whose own profile crosses its side's half level (``levels``,
+    top and bottom) near both interfaces; rising into a ``bright`` side (a collector)."""
     ys, xs = np.nonzero(ndimage.binary_erosion(footprint, iterations=2))
     if ys.size == 0:
         return 0.0
@@ -575,7 +684,13 @@ def _flatness(v, footprint, z_top, z_bot, level) -> float:
     zt = np.clip(np.floor(z_top) - np.arange(3), 0, nz - 1).astype(int)
     zb = np.clip(np.ceil(z_bot) + np.arange(3), 0, nz - 1).astype(int)
     sm = ndimage.uniform_filter(v[[*zt, zm, *zb]], size=(1, 3, 3))[:, ys[sel], xs[sel]]
-    ok = (sm[3] > level) & (sm[:3].min(axis=0) < level) & (sm[4:].min(axis=0) < level)
+    lt, lb = levels
+
+    def _beyond(planes: np.ndarray, level: float, is_bright: bool) -> np.ndarray:
+        return planes.max(axis=0) > level if is_bright else planes.min(axis=0) < level
+
+    ok = ((sm[3] > max(lt, lb) if not any(bright) else sm[3] > min(lt, lb))
+          & _beyond(sm[:3], lt, bright[0]) & _beyond(sm[4:], lb, bright[1]))
     return float(ok.mean())
 
 

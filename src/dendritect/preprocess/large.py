@@ -357,8 +357,11 @@ def find_cell_bounded(volume: Any, voxel_size_um: Any = None, *, anode: str = "a
     fp_top = fp_bot = None
     li, voids = [], []
     for z_edge, step in ((z_top, -1), (z_bot, 1)):
-        got = _full_electrode(volume, footprint, z_edge, step, geo.levels["electrolyte"], noise,
-                              limit, max(ky, kx))
+        # find_cell's rule: a bright collector covers the pellet and holds no lithium level
+        got = ((footprint.copy(), np.nan, np.nan)
+               if f"collector-{'top' if step < 0 else 'bottom'}" in geo.flags else
+               _full_electrode(volume, footprint, z_edge, step, geo.levels["electrolyte"],
+                               noise, limit, max(ky, kx)))
         if got is None:
             break
         fp, li_e, void_e = got
