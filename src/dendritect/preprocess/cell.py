@@ -353,7 +353,7 @@ def find_cell(volume: np.ndarray, voxel_size_um=None, *, anode: str = "auto",
                     dark_levels[i] = (max(dark_levels[i], float(seg.max())) if bright[i]
                                       else min(dark_levels[i], float(seg.min())))
             moved = max(abs(x - y) for x, y in zip(dark_levels, old, strict=True))
-            again = None if refit or moved <= 0.1 * contrast else _fit_tilt(
+            again = None if refit or moved <= 0.5 * contrast else _fit_tilt(
                 v_in, inner, z_top, z_bot, level_in, dark_levels, voxel_size_um)
             contrast = level_in - max(d for d, b in zip(dark_levels, bright, strict=True)
                                       if not b)
@@ -652,7 +652,10 @@ def _pick_layer_on_collector(prof: np.ndarray) -> tuple[int, int, float] | None:
                        float(prof[b:b + 12].min()) if b < nz else level]
         for i in (0, 1):
             d = dark_beyond[1 - i]
-            if sides[i] and not sides[1 - i] and level - d > 0:
+            # a band holding a darker layer (a foil folded in with the plunger beyond it) is
+            # not one layer
+            uniform = float(np.percentile(prof[a:b], 5)) >= level - 0.3 * (level - d)
+            if sides[i] and not sides[1 - i] and level - d > 0 and uniform:
                 score = (b - a) * (level - d)
                 if best is None or score > best[0]:
                     best = (score, a, b, level)
