@@ -271,3 +271,22 @@ def test_find_cell_bounded_footprint_stays_inside_the_pellet(cell):
     got = find_cell_bounded(_zarr(s0), cell.voxel_size_um, max_voxels=2**16)
     assert _iou(got.footprint, want.footprint) >= 0.99
     assert not (got.footprint & ~ndimage.binary_dilation(want.footprint)).any()
+
+
+def test_find_cell_bounded_anode_free_cell_matches_whole():
+    """A cell on a bright collector through the binned path: the same collector side, no
+    lithium level taken from the collector, the levels of the whole-step answer."""
+    from tests.test_preprocess_cell import LEVELS, make_cell
+
+    mu, _ = make_cell(noise=0.0, psf=0.0)
+    _, ny, nx = mu.shape
+    y, x = np.ogrid[:ny, :nx]
+    mu[36:][:, np.hypot(y - (ny - 1) / 2, x - (nx - 1) / 2) <= 0.42 * nx] = LEVELS["steel"]
+    rng = np.random.default_rng(5)
+    vol = (ndimage.gaussian_filter(mu, 0.6) + rng.normal(0, 0.03, mu.shape)).astype(np.float32)
+    want = find_cell(vol, 1.0)
+    got = find_cell_bounded(_zarr(vol), 1.0, max_voxels=2**15)
+    assert "collector-bottom" in want.flags and got.flags == want.flags
+    assert abs(got.z_cathode_vox - want.z_cathode_vox) < 0.5
+    assert abs(got.levels["lithium"] - LEVELS["lithium"]) < 0.05
+    assert _iou(got.counter_electrode_footprint, want.counter_electrode_footprint) >= 0.9
