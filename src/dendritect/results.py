@@ -29,6 +29,7 @@ import itertools
 import json
 import math
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -456,6 +457,22 @@ def _describe_stores(partial: Path, summary: dict[str, Any]) -> None:
             zarr.open_group(str(partial / name), mode="r+").attrs.update(_clean(attrs))
 
 
+#: A chunk zarr's local store was writing when the run was killed: ``<key>.<uuid hex>.partial``.
+_STORE_TEMPORARY = re.compile(r"\.[0-9a-f]{32}\.partial$")
+
+
+def remove_store_temporaries(store: str | Path) -> list[Path]:
+    """Remove the half-written chunk files a kill left inside a zarr store (zarr writes a
+    chunk to a temporary file and renames it; a resume rewrites the chunk, not the file)."""
+    store = Path(store)
+    if not store.is_dir():
+        return []
+    stray = [q for q in store.rglob("*.partial") if q.is_file() and _STORE_TEMPORARY.search(q.name)]
+    for q in stray:
+        q.unlink(missing_ok=True)
+    return stray
+
+
 def finish(out_dir: Path, partial: Path, summary: dict[str, Any]) -> None:
     """Move the finished files into ``out_dir`` (``summary.json`` last) and drop ``.partial``.
 
@@ -469,6 +486,7 @@ def finish(out_dir: Path, partial: Path, summary: dict[str, Any]) -> None:
         dst = out_dir / name
         if not src.exists():
             continue  # moved already (or not written by this run)
+        remove_store_temporaries(src)
         _remove(dst)
         checkpoint(f"finish:{name}")
         os.replace(src, dst)
@@ -510,6 +528,8 @@ def mark_finished(out_dir: str | Path) -> None:
     checkpoint("mark_finished")
     for folder in (out_dir, out_dir / FIGURES_DIR):
         remove_temporaries(folder)
+    for name in (CRACKS_ZARR, PREVIEWS_ZARR):
+        remove_store_temporaries(out_dir / name)
     _write_marker(out_dir, "finished", _present(out_dir, OWN_NAMES))
 
 
