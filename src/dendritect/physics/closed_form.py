@@ -2,6 +2,9 @@
 flaws, and the plating and stripping current limits.
 
 Units are in the names. Sources are given per function and in ``docs/model.md``.
+:func:`check_finite` and :func:`critical_pressure_MPa` are defined in
+:mod:`dendritect.physics.limits` (below this module and :mod:`dendritect.physics.ecm`) and
+re-exported here; :func:`critical_current_density` wraps the cell model's CCD from there.
 """
 
 from __future__ import annotations
@@ -10,11 +13,13 @@ import math
 from typing import Any
 
 from dendritect.errors import InputError
+from dendritect.physics import limits
 from dendritect.physics.constants import (
     FARADAY_C_MOL,
     LI_MOLAR_VOLUME_M3_MOL,
     geometry_factor,
 )
+from dendritect.physics.limits import check_finite, critical_pressure_MPa
 from dendritect.physics.materials import Material, get_lithium
 
 __all__ = [
@@ -28,22 +33,6 @@ __all__ = [
     "pressure_overpotential_mV",
     "stripping_limit_mA_cm2",
 ]
-
-
-def check_finite(name: str, value: Any, *, positive: bool = False,
-                 nonnegative: bool = False) -> float:
-    """``value`` as a finite float, or an InputError naming ``name``."""
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"{name}: expected a number, got {value!r}") from None
-    if not math.isfinite(out):
-        raise InputError(f"{name}: must be finite, got {value!r}")
-    if positive and out <= 0:
-        raise InputError(f"{name}: must be positive, got {value!r}")
-    if nonnegative and out < 0:
-        raise InputError(f"{name}: must not be negative, got {value!r}")
-    return out
 
 
 def plating_pressure_MPa(overpotential_mV: float,
@@ -88,16 +77,6 @@ def critical_flaw_um(pressure_MPa: float, k_ic_MPa_sqrt_m: float, geometry: str 
         return math.inf
     y = geometry_factor(geometry)
     return (k / (y * net)) ** 2 / math.pi * 1e6
-
-
-def critical_pressure_MPa(flaw_um: float, k_ic_MPa_sqrt_m: float, geometry: str = "edge",
-                          applied_stress_MPa: float = 0.0) -> float:
-    """Lithium pressure that cracks a flaw: p_c = K_IC/(Y·√(πa)) − σ_applied."""
-    a = check_finite("flaw_um", flaw_um, positive=True)
-    k = check_finite("k_ic_MPa_sqrt_m", k_ic_MPa_sqrt_m, positive=True)
-    y = geometry_factor(geometry)
-    return k / (y * math.sqrt(math.pi * a * 1e-6)) - check_finite("applied_stress_MPa",
-                                                            applied_stress_MPa)
 
 
 def critical_overpotential_mV(flaw_um: float, k_ic_MPa_sqrt_m: float, geometry: str = "edge",
@@ -154,12 +133,10 @@ def critical_current_density(electrolyte: str | Material = "Li6PS5Cl", *,
         ``critical_pressure_MPa`` and ``limited_by`` (``"plating"`` or ``"stripping"``),
         with the terms of each limit.
     """
-    from dendritect.physics import ecm
-
     rho = check_finite("relative_density", relative_density, positive=True)
     if rho > 1.0:
         raise InputError(f"relative_density: must be in (0, 1], got {relative_density!r}")
-    return ecm.critical_current_density(
+    return limits.critical_current_density(
         electrolyte, stack_pressure_MPa=stack_pressure_MPa, pore_um=pore_um,
         relative_density=rho, thickness_um=thickness_um, temperature_C=temperature_C,
         void_um=void_um, overrides=overrides)
