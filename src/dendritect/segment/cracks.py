@@ -855,6 +855,15 @@ def _lithium(box: _Box, slabs: Slabs, flags, crack, n_crack: int, p: SegmentPara
     # counter electrode has no tapering tip there, its deep end is not cut
     deepest = np.full(n + 1, -np.inf)
     np.maximum.at(deepest, comp[at][is_li], depth[at][is_li])
+    # where resolved empty voxels lie deeper, the lithium ends between the two: half way to the
+    # shallowest of them
+    d_res, c_res = depth[at], comp[at]
+    beyond = ~is_li & (d_res > deepest[c_res])
+    first_dry = np.full(n + 1, np.inf)
+    np.minimum.at(first_dry, c_res[beyond], d_res[beyond])
+    ends = np.isfinite(first_dry) & np.isfinite(deepest)
+    margin = np.full(n + 1, 0.5)
+    margin[ends] = np.maximum(0.5, 0.5 * (first_dry[ends] - deepest[ends]))
     reach = np.full(n + 1, -np.inf)
     np.maximum.at(reach, comp, depth)
     geo = box.geometry
@@ -864,8 +873,8 @@ def _lithium(box: _Box, slabs: Slabs, flags, crack, n_crack: int, p: SegmentPara
     # would choose (up to ties between equally near voxels)
     res_zyx = np.stack(np.unravel_index(res_flat, shape), axis=1)
     _, near = cKDTree(res_zyx).query(np.stack((z, y, x), axis=1), k=1)
-    # half a voxel: depths are voxel centres'
-    li = is_li[near] & (depth <= deepest[comp] + 0.5)
+    # at least half a voxel: depths are voxel centres'
+    li = is_li[near] & (depth <= deepest[comp] + margin[comp])
 
     def _write(lo: int, hi: int, z0: int, z1: int) -> None:
         a, b = np.searchsorted(flat, (z0 * plane, z1 * plane))
