@@ -528,8 +528,6 @@ def mark_finished(out_dir: str | Path) -> None:
     checkpoint("mark_finished")
     for folder in (out_dir, out_dir / FIGURES_DIR):
         remove_temporaries(folder)
-    for name in (CRACKS_ZARR, PREVIEWS_ZARR):
-        remove_store_temporaries(out_dir / name)
     _write_marker(out_dir, "finished", _present(out_dir, OWN_NAMES))
 
 

@@ -21,6 +21,7 @@ from dendritect.errors import InputError
 from dendritect.physics import kinetics as kin
 from dendritect.physics.closed_form import check_finite
 from dendritect.physics.constants import geometry_factor
+from dendritect.physics.limits import merge_overrides
 from dendritect.physics.materials import Material, get_lithium, get_material
 
 __all__ = ["MODEL_DEFAULTS", "GrowthResult", "grow"]
@@ -84,42 +85,6 @@ class GrowthResult:
             else:
                 out[k] = v
         return out
-
-
-def merge_overrides(defaults: dict[str, Any], overrides: dict | None, *,
-                    string_keys: frozenset[str] | set[str] = frozenset(),
-                    bool_keys: frozenset[str] | set[str] = frozenset(),
-                    none_keys: frozenset[str] | set[str] = frozenset()) -> dict[str, Any]:
-    """Merge ``overrides`` into a model's ``defaults``, checking names and values.
-
-    Material keys (``k_ic_MPa_sqrt_m``...) and lithium keys (``li_creep_exponent``...) are
-    accepted and left for the materials; any other unknown key raises InputError.
-    ``string_keys`` hold a flaw geometry name, ``bool_keys`` a flag, ``none_keys`` may be None;
-    every other value must be a positive finite number.
-    """
-    from dendritect.physics.materials import ELECTROLYTE_KEYS, LITHIUM_KEYS
-
-    params = dict(defaults)
-    known = set(defaults) | set(ELECTROLYTE_KEYS) | {f"li_{k}" for k in LITHIUM_KEYS}
-    for key, value in (overrides or {}).items():
-        if key not in known:
-            raise InputError(
-                f"override: unknown parameter {key!r}; known: {', '.join(sorted(known))}")
-        if key not in defaults:
-            continue
-        if key in string_keys:
-            geometry_factor(str(value))
-            params[key] = str(value)
-        elif key in bool_keys:
-            params[key] = (str(value).lower() in ("1", "true", "yes", "on")
-                           if isinstance(value, str) else bool(value))
-        elif key in none_keys and value is None:
-            params[key] = None
-        else:
-            params[key] = check_finite(f"override {key}", value, positive=True)
-    if params["relative_density"] > 1.0:
-        raise InputError("override relative_density: must be in (0, 1]")
-    return params
 
 
 def model_parameters(overrides: dict | None) -> dict[str, Any]:

@@ -68,9 +68,6 @@ def merge_overrides(defaults: dict[str, Any], overrides: dict | None, *,
     accepted and left for the materials; any other unknown key raises InputError.
     ``string_keys`` hold a flaw geometry name, ``bool_keys`` a flag, ``none_keys`` may be None;
     every other value must be a positive finite number.
-
-    The first closure keeps the same rules in :mod:`dendritect.physics.growth` (pinned for
-    the synthetic twin).
     """
     params = dict(defaults)
     known = set(defaults) | set(ELECTROLYTE_KEYS) | {f"li_{k}" for k in LITHIUM_KEYS}

@@ -866,9 +866,7 @@ def _lithium(box: _Box, slabs: Slabs, flags, crack, n_crack: int, p: SegmentPara
     margin[ends] = np.maximum(0.5, 0.5 * (first_dry[ends] - deepest[ends]))
     reach = np.full(n + 1, -np.inf)
     np.maximum.at(reach, comp, depth)
-    geo = box.geometry
-    thickness = abs(geo.z_cathode_vox - geo.z_anode_vox) * float(geo.cos_tilt)
-    deepest[(reach >= thickness - 1.5) & np.isfinite(deepest)] = np.inf
+    deepest[(reach >= box.geometry.thickness_vox - 1.5) & np.isfinite(deepest)] = np.inf
     # nearest resolved voxel by Euclidean distance in voxels, as the distance transform
     # would choose (up to ties between equally near voxels)
     res_zyx = np.stack(np.unravel_index(res_flat, shape), axis=1)
