@@ -119,6 +119,10 @@ def test_ccd_ramp_and_temperature(cli) -> None:
     hot = _json(cli("model", "ccd", "-e", "LLZO", "--stack-pressure", "0MPa",
                     "--temperature", "60C", "--json"))
     assert hot["ccd_mA_cm2"] > steady["ccd_mA_cm2"]
+    coarse = _json(cli("model", "ccd", "-e", "LLZO", "--stack-pressure", "0MPa",
+                       "--grain-size", "100um", "--json"))
+    assert coarse["flaw_kind"] == "grain boundary" and coarse["flaw_um"] == 100.0
+    assert coarse["ccd_mA_cm2"] < steady["ccd_mA_cm2"]
 
 
 def test_montecarlo(cli) -> None:

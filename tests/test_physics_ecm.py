@@ -113,6 +113,28 @@ def test_porosity_enters_once_through_the_solid_area_fraction() -> None:
         0.8 * dense.edge_factor(r) / porous.edge_factor(r), rel=1e-9)
 
 
+def test_a_grain_boundary_is_a_flaw_one_grain_deep() -> None:
+    # Intergranular lithium: the largest grain is a flaw of depth grain_flaw_ratio·d; the
+    # plating limit is that of the larger of it and the pore, the stripping limit is unchanged.
+    kw = {"stack_pressure_MPa": 0.0, "pore_um": 5.0}
+    none = ecm.critical_current_density("LLZO", **kw)
+    fine = ecm.critical_current_density("LLZO", **kw, grain_um=2.0)
+    coarse = ecm.critical_current_density("LLZO", **kw, grain_um=100.0)
+    as_pore = ecm.critical_current_density("LLZO", stack_pressure_MPa=0.0, pore_um=100.0)
+    assert none["flaw_um"] == 5.0 and none["flaw_kind"] == "pore" and none["grain_um"] is None
+    assert fine["ccd_mA_cm2"] == none["ccd_mA_cm2"] and fine["flaw_kind"] == "pore"
+    assert coarse["flaw_um"] == 100.0 and coarse["flaw_kind"] == "grain boundary"
+    assert coarse["pore_um"] == 5.0
+    assert coarse["plating_limit_mA_cm2"] == pytest.approx(as_pore["plating_limit_mA_cm2"])
+    assert coarse["plating_limit_mA_cm2"] < none["plating_limit_mA_cm2"]
+    assert coarse["stripping_limit_mA_cm2"] == none["stripping_limit_mA_cm2"]
+    half = ecm.critical_current_density("LLZO", **kw, grain_um=100.0,
+                                        overrides={"grain_flaw_ratio": 0.5})
+    assert half["flaw_um"] == 50.0
+    with pytest.raises(InputError, match="grain_um"):
+        ecm.critical_current_density("LLZO", **kw, grain_um=-1.0)
+
+
 def test_stripping_limit_is_not_zero_without_pressure_and_rises_with_it() -> None:
     s0 = ecm.critical_current_density("LLZO", stack_pressure_MPa=0.0, pore_um=1.0)
     assert s0["creep_term_mA_cm2"] == 0.0 and s0["vacancy_term_mA_cm2"] > 0.0

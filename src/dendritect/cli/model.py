@@ -281,6 +281,10 @@ def ccd(electrolyte: str = _ELECTROLYTE,
         stack_pressure: str = typer.Option("5MPa", "--stack-pressure"),
         pore_size: str = typer.Option("3um", "--pore-size",
                                       help="Size of the largest pore/flaw at the anode."),
+        grain_size: str | None = typer.Option(
+            None, "--grain-size",
+            help="Largest grain size of a polycrystalline electrolyte: a grain boundary open "
+                 "at the anode is a flaw of that depth (intergranular lithium)."),
         relative_density: float = typer.Option(1.0, "--relative-density",
                                                help="Density / theoretical density, (0, 1]."),
         thickness_: str = typer.Option("500um", "--thickness"),
@@ -312,6 +316,7 @@ def ccd(electrolyte: str = _ELECTROLYTE,
         thickness_um=parse_length_um(thickness_, name="--thickness"),
         temperature_C=parse_temperature_C(temperature),
         void_um=parse_length_um(void_size, name="--void-size"),
+        grain_um=None if grain_size is None else parse_length_um(grain_size, name="--grain-size"),
         overrides=_overrides(settings))
     if protocol == "ramp":
         out = ramp_ccd(electrolyte, start_mA_cm2=parse_current_density(ramp_start, "--ramp-start"),

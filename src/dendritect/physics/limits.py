@@ -123,6 +123,8 @@ ECM_DEFAULTS: dict[str, Any] = {
                                    # contact loss; 0: all ASR above the full-contact ASR is
                                    # contact loss (Flatscher et al. 2020)
     "li_size_effect": True,        # lithium is stronger in narrow gaps (Xu et al. 2017)
+    "grain_flaw_ratio": 1.0,       # depth of a grain-boundary flaw open at the interface per
+                                   # grain size (intergranular lithium; used with grain_um)
 }
 _STRING_KEYS = {"geometry"}
 _BOOL_KEYS = {"li_size_effect"}
@@ -368,6 +370,7 @@ def critical_current_density(electrolyte: str | Material = "Li6PS5Cl", *,
                              relative_density: float | None = None,
                              thickness_um: float = 500.0, temperature_C: float = 25.0,
                              void_um: float | None = None, applied_stress_MPa: float = 0.0,
+                             grain_um: float | None = None,
                              overrides: dict | None = None) -> dict[str, Any]:
     """Critical current density: the lower of the plating and stripping limits.
 
@@ -385,15 +388,23 @@ def critical_current_density(electrolyte: str | Material = "Li6PS5Cl", *,
         Cell temperature.
     void_um : float, optional
         Overrides ``void_um`` (void radius at full contact for the stripping limit).
+    grain_um : float, optional
+        Largest grain size of a polycrystalline electrolyte. Lithium runs along grain
+        boundaries, so a boundary open at the interface is a flaw of depth
+        ``grain_flaw_ratio``·d; the plating limit is that of the larger of it and ``pore_um``
+        (weakest link). None (default): no grain-boundary flaw (a single crystal, or a grain
+        size below the pore size).
 
     Returns
     -------
     dict
         ``ccd_mA_cm2``, ``plating_limit_mA_cm2``, ``stripping_limit_mA_cm2``,
-        ``critical_pressure_MPa``, ``limited_by`` and the terms of each limit.
+        ``critical_pressure_MPa``, ``limited_by``, ``flaw_um`` (the flaw of the plating limit),
+        ``flaw_kind`` (``"pore"`` or ``"grain boundary"``) and the terms of each limit.
     """
     p_stack = check_finite("stack_pressure_MPa", stack_pressure_MPa, nonnegative=True)
-    a = check_finite("pore_um", pore_um, positive=True)
+    pore = check_finite("pore_um", pore_um, positive=True)
+    grain = None if grain_um is None else check_finite("grain_um", grain_um, positive=True)
     thick = check_finite("thickness_um", thickness_um, positive=True)
     ov = dict(overrides or {})
     if relative_density is not None:
@@ -406,6 +417,8 @@ def critical_current_density(electrolyte: str | Material = "Li6PS5Cl", *,
     params = ecm_parameters(ov)
     props = cell_properties(electrolyte, temperature_C=temperature_C, overrides=ov,
                             params=params)
+    a_gb = 0.0 if grain is None else params["grain_flaw_ratio"] * grain
+    a = max(pore, a_gb)
     plating, terms = plating_limit_mA_cm2(props, flaw_um=a, stack_pressure_MPa=p_stack,
                                           thickness_um=thick, params=params,
                                           applied_stress_MPa=applied_stress_MPa)
@@ -418,7 +431,10 @@ def critical_current_density(electrolyte: str | Material = "Li6PS5Cl", *,
         "stripping_limit_mA_cm2": s,
         "limited_by": "plating" if plating <= s else "stripping",
         "stack_pressure_MPa": p_stack,
-        "pore_um": a,
+        "pore_um": pore,
+        "grain_um": grain,
+        "flaw_um": a,
+        "flaw_kind": "grain boundary" if a_gb > pore else "pore",
         "relative_density": params["relative_density"],
         "temperature_C": props.temperature_C,
         "contact_factor": props.contact_factor,
