@@ -136,7 +136,8 @@ def test_sensitivity_is_stated_and_bounded() -> None:
     assert {r["parameter"] for r in rows} == set(val.SENSITIVITY_PARAMETERS)
     for r in rows:
         assert f"`{r['parameter']}`" in text
-        for key in ("ccd_Li6PS5Cl_factor", "ccd_LLZO_factor", "t_short_factor"):
+        for key in ("ccd_Li6PS5Cl_factor", "ccd_LLZO_factor", "ccd_coarse_LLZO_factor",
+                    "t_short_factor"):
             # A 2x change of an unmeasurable parameter moves these by less than 10x.
             assert 0.1 < r[key] < 10.0, (r["parameter"], key)
         # In the wide-pore cell only the pore's aspect (the yield threshold of extrusion,
