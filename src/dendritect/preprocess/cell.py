@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,9 +22,9 @@ from skimage.filters import threshold_otsu
 
 from dendritect.errors import InputError
 
-__all__ = ["CellGeometry", "anode_evidence", "anode_from_evidence", "decide_anode",
-           "electrode_levels", "electrode_planes", "find_cell", "pellet_footprint",
-           "shear_columns", "voxel_noise"]
+__all__ = ["LITHIUM_MAX_SHARE", "CellGeometry", "anode_evidence", "anode_from_evidence",
+           "cell_levels", "decide_anode", "electrode_levels", "electrode_planes", "find_cell",
+           "pellet_footprint", "shear_columns", "voxel_noise"]
 
 _MIN_LAYER_VOX = 4  # a thinner bright band is a foil or a sheet, not a pellet
 _MIN_FOOTPRINT_FRAC = 0.05  # of the slice area
@@ -32,6 +32,12 @@ _MAX_LAYER_SPREAD = 0.25  # robust spread inside the layer, as a fraction of its
 #: a tenth of the footprint this far below the electrolyte (as a fraction of the contrast to
 #: the darkest percent) is a die ring, not pellet
 _DIE_RING_FRAC = 0.3
+#: Lithium's grey level lies at most this share of the electrolyte-to-void contrast above the
+#: void level. Lithium (0.53 g/cm3) has 0.23 mol of electrons per cm3, a fully dense
+#: argyrodite Li6PS5Cl 0.80 and an 80 % dense one 0.64, garnet LLZO about 2.2: in the Compton
+#: (high-energy) and phase-retrieved limits lithium reads at most ~0.37 of the lightest
+#: pellet's level, and photoabsorption by S, Cl, P, La or Zr at lower energies lowers that.
+LITHIUM_MAX_SHARE = 0.4
 
 
 @dataclass(frozen=True)
@@ -51,7 +57,8 @@ class CellGeometry:
     electrode_footprint : numpy.ndarray of bool, (y, x)
         Cross-section of the anode electrode (smaller than the pellet).
     levels : dict of str to float
-        Typical grey level of ``"electrolyte"``, ``"lithium"`` and ``"void"``.
+        Typical grey level of ``"electrolyte"``, ``"lithium"`` and ``"void"``; ``"lithium"``
+        is NaN where no electrode level could be lithium's (:func:`cell_levels`).
     noise : float
         Standard deviation of the grey-level noise in the electrolyte.
     counter_electrode_footprint : numpy.ndarray of bool or None
@@ -395,12 +402,10 @@ def find_cell(volume: np.ndarray, voxel_size_um=None, *, anode: str = "auto",
     fp_bot, li_bot, void_bot = ((footprint.copy(), np.nan, np.nan) if bright[1] else
                                 electrode_levels(v, footprint, z_bot, +1, level_in, noise,
                                                  electrode_planes(prof_e, z_bot, +1)))
-    voids = [x for x in (void_top, void_bot) if np.isfinite(x)]
-    void = float(min(voids)) if voids else float(np.percentile(
-        ndimage.uniform_filter(v[:: max(1, nz // 64)], 3), 0.5))
-    lis = [x for x in (li_top, li_bot) if np.isfinite(x)]
-    lithium = float(np.median(lis)) if lis else float(min(dark_levels))
-    levels = {"electrolyte": med, "lithium": lithium, "void": min(void, lithium)}
+    levels = cell_levels(med, (li_top, li_bot), (void_top, void_bot),
+                         lambda: float(np.percentile(
+                             ndimage.uniform_filter(v[:: max(1, nz // 64)], 3), 0.5)),
+                         lithium_fallback=float(min(dark_levels)))
 
     geo = CellGeometry(anode="top", z_anode_vox=float(z_top), z_cathode_vox=float(z_bot),
                        footprint=footprint, electrode_footprint=fp_top, levels=levels,
@@ -714,6 +719,46 @@ def electrode_planes(profile: np.ndarray, z_edge: float, step: int) -> tuple[int
         return max(lo, 0), min(hi + 1, nz)
     zc = a + int(np.argmin(profile[a:b]))
     return max(zc - 1, 0), min(zc + 2, nz)
+
+
+def cell_levels(electrolyte: float, lithium_sides: Iterable[float],
+                void_sides: Iterable[float], void_fallback: Callable[[], float], *,
+                lithium_fallback: float = float("nan")) -> dict[str, float]:
+    """The cell's grey levels from what was read beyond each interface.
+
+    The void level is the darkest gap read beside an electrode, else ``void_fallback()``.
+    The lithium level is the median of the sides' electrode levels that can be lithium's:
+    no more than :data:`LITHIUM_MAX_SHARE` of the electrolyte-to-void contrast above the void
+    level (else ``lithium_fallback`` under the same test). A level above that is a bare
+    collector, a cathode, or a thin foil's planes averaged with its bright plunger: the
+    lithium level is then NaN (not measured), and lithium in cracks is not classified.
+
+    Parameters
+    ----------
+    electrolyte : float
+        The electrolyte's grey level.
+    lithium_sides, void_sides : iterable of float
+        Electrode and gap levels read beyond each interface (NaN where none).
+    void_fallback : callable
+        Gives the void level where no gap was read (called only then).
+    lithium_fallback : float
+        The lithium level to take where no side gave one.
+
+    Returns
+    -------
+    dict
+        ``"electrolyte"``, ``"lithium"`` (NaN when not measured) and ``"void"`` (at most the
+        lithium level).
+    """
+    voids = [float(x) for x in void_sides if np.isfinite(x)]
+    void = min(voids) if voids else float(void_fallback())
+    top = void + LITHIUM_MAX_SHARE * (float(electrolyte) - void)
+    lis = [float(x) for x in lithium_sides if np.isfinite(x) and x <= top]
+    if not lis and np.isfinite(lithium_fallback) and lithium_fallback <= top:
+        lis = [float(lithium_fallback)]
+    lithium = float(np.median(lis)) if lis else float("nan")
+    return {"electrolyte": float(electrolyte), "lithium": lithium,
+            "void": min(void, lithium) if lis else void}
 
 
 def electrode_levels(v: np.ndarray, footprint: np.ndarray, z_edge: float, step: int,

@@ -380,9 +380,10 @@ def find_cell_bounded(volume: Any, voxel_size_um: Any = None, *, anode: str = "a
         fp_bot = _upsampled(bot_b, ky, kx, ny, nx)
     else:
         # find_cell's rule, on the full-resolution levels
-        lithium = float(np.median(li)) if li else levels["lithium"]
-        void = float(min(voids)) if voids else levels["void"]
-        levels.update(lithium=lithium, void=min(void, lithium))
+        binned_levels = geo.levels
+        levels = _cell.cell_levels(binned_levels["electrolyte"], li, voids,
+                                   lambda: binned_levels["void"],
+                                   lithium_fallback=binned_levels["lithium"])
     full = CellGeometry(anode="top", z_anode_vox=z_top, z_cathode_vox=z_bot,
                         footprint=footprint, electrode_footprint=fp_top, levels=levels,
                         noise=float(noise), counter_electrode_footprint=fp_bot, flags=geo.flags,

@@ -448,6 +448,10 @@ def axial_lines(volume: np.ndarray, contrast: float, *, sigma_vox: float = 1.5,
 
 def lithium_contrast_reason(lv: dict, noise: float, p: SegmentParams) -> str | None:
     """Why a scan cannot tell lithium from void inside cracks by grey level, or ``None``."""
+    if not np.isfinite(lv["lithium"]):
+        return ("no electrode beside the pellet reads as lithium (a bare collector, a cathode, "
+                "or a foil too thin to read beside its plunger): lithium's grey level is not "
+                "known")
     li_gap = float(lv["lithium"] - lv["void"])
     noise = noise if np.isfinite(noise) else 0.0
     if li_gap <= 0 or li_gap < p.lithium_min_snr * noise:
