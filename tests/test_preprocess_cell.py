@@ -207,3 +207,32 @@ def test_anode_free_cell_on_a_bright_collector():
     assert abs(z_top - 14.5) < 0.5 and abs(z_bot - 35.5) < 0.5
     assert abs(geo.levels["lithium"] - LEVELS["lithium"]) < 0.05
     assert abs(geo.levels["electrolyte"] - 1.0) < 0.05
+
+
+def test_an_electrode_too_bright_for_lithium_gives_no_lithium_level(monkeypatch):
+    # Electrodes at 0.6 of the electrolyte's level (a composite cathode, a bare collector, a
+    # thin foil read together with its plunger) are not lithium: lithium reads at most ~0.37
+    # of the lightest solid electrolyte. The level must not be taken as lithium's.
+    monkeypatch.setitem(LEVELS, "lithium", 0.6)
+    vol, _ = make_cell()
+    geo = find_cell(vol, 1.0, anode="top")
+    assert np.isnan(geo.levels["lithium"])
+    assert geo.levels["void"] < 0.1
+    from dendritect.segment.cracks import SegmentParams, lithium_contrast_reason
+
+    reason = lithium_contrast_reason(geo.levels, geo.noise, SegmentParams())
+    assert reason is not None and "not known" in reason
+
+
+def test_cell_levels_keeps_the_side_that_can_be_lithium():
+    from dendritect.preprocess.cell import LITHIUM_MAX_SHARE, cell_levels
+
+    called = []
+    lv = cell_levels(1.0, (0.15, 0.8), (0.02, np.nan), lambda: called.append(1) or 0.0)
+    assert lv["lithium"] == pytest.approx(0.15) and lv["void"] == pytest.approx(0.02)
+    assert not called  # a gap was read: no fallback
+    lv = cell_levels(1.0, (np.nan, np.nan), (np.nan,), lambda: 0.0, lithium_fallback=0.3)
+    assert lv["lithium"] == pytest.approx(0.3) and lv["void"] == 0.0
+    top = LITHIUM_MAX_SHARE * 1.0
+    lv = cell_levels(1.0, (top + 0.01,), (), lambda: 0.0, lithium_fallback=top + 0.2)
+    assert np.isnan(lv["lithium"]) and lv["void"] == 0.0

@@ -729,9 +729,10 @@ def cell_levels(electrolyte: float, lithium_sides: Iterable[float],
     The void level is the darkest gap read beside an electrode, else ``void_fallback()``.
     The lithium level is the median of the sides' electrode levels that can be lithium's:
     no more than :data:`LITHIUM_MAX_SHARE` of the electrolyte-to-void contrast above the void
-    level (else ``lithium_fallback`` under the same test). A level above that is a bare
-    collector, a cathode, or a thin foil's planes averaged with its bright plunger: the
-    lithium level is then NaN (not measured), and lithium in cracks is not classified.
+    level (``lithium_fallback``, under the same test, where no side gave a level). A level
+    above that is a bare collector, a cathode, or a thin foil's planes averaged with its
+    bright plunger: the lithium level is then NaN (not measured), and lithium in cracks is
+    not classified.
 
     Parameters
     ----------
@@ -753,9 +754,10 @@ def cell_levels(electrolyte: float, lithium_sides: Iterable[float],
     voids = [float(x) for x in void_sides if np.isfinite(x)]
     void = min(voids) if voids else float(void_fallback())
     top = void + LITHIUM_MAX_SHARE * (float(electrolyte) - void)
-    lis = [float(x) for x in lithium_sides if np.isfinite(x) and x <= top]
-    if not lis and np.isfinite(lithium_fallback) and lithium_fallback <= top:
-        lis = [float(lithium_fallback)]
+    read = [float(x) for x in lithium_sides if np.isfinite(x)]
+    if not read and np.isfinite(lithium_fallback):
+        read = [float(lithium_fallback)]
+    lis = [x for x in read if x <= top]
     lithium = float(np.median(lis)) if lis else float("nan")
     return {"electrolyte": float(electrolyte), "lithium": lithium,
             "void": min(void, lithium) if lis else void}
