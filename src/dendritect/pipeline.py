@@ -204,12 +204,22 @@ def _align_slab_vox(plan: Any, shift: np.ndarray) -> int:
                                             n_parallel=1))
 
 
+def _registration_memo(plan: Any) -> dict[str, dict]:
+    """What registering onto step 0 keeps from one step to the next: the reference's
+    grey-level samples, the shift of every step registered (deciding the anode registers
+    some steps that are segmented later: each is registered once) and, when steps are held
+    whole, what registration computes from step 0 alone (its binned copy and spectra,
+    about 0.1 GB, :func:`~dendritect.preprocess.large.estimate_shift_bounded`)."""
+    return {"samples": {}, "shifts": {},
+            "reference": {} if plan.hold_steps else None}
+
+
 def _aligned(series: Any, t: int, reference: Any, geometry: Any, out: Any,
-             stages: _Stages, plan: Any, samples: dict | None = None
+             stages: _Stages, plan: Any, memo: dict[str, dict] | None = None
              ) -> tuple[Any, np.ndarray]:
     """Step ``t`` registered onto step 0 and intensity-matched to it (written into ``out``);
-    and the shift used. Step 0 is the reference itself. ``samples`` keeps the reference's
-    grey-level samples from one step to the next. Registration works on at most
+    and the shift used. Step 0 is the reference itself. ``memo`` (:func:`_registration_memo`)
+    keeps what is the same from one step to the next. Registration works on at most
     ``MAX_WHOLE_VOXELS`` voxels whatever the plan; alignment runs in the plan's slabs."""
     if t == 0:
         return reference, np.zeros(3)
@@ -218,9 +228,15 @@ def _aligned(series: Any, t: int, reference: Any, geometry: Any, out: Any,
     if isinstance(out, np.ndarray):
         # the step fits the budget: read it once
         moving = np.asarray(moving, dtype=np.float32)
-    if samples is not None:
-        kwargs["reference_samples"] = samples
-    shift = np.asarray(stages.estimate_shift(reference, moving), dtype=np.float64)
+    memo = memo if memo is not None else {"samples": None, "shifts": {}, "reference": None}
+    if memo["samples"] is not None:
+        kwargs["reference_samples"] = memo["samples"]
+    shift = memo["shifts"].get(t)
+    if shift is None:
+        shift = np.asarray(stages.estimate_shift(reference, moving,
+                                                 reference_cache=memo["reference"]),
+                           dtype=np.float64)
+        memo["shifts"][t] = shift
     stages.align_step(moving, reference, shift, out,
                       mask_fn=_mask_fn(geometry, tuple(reference.shape)),
                       slab_vox=_align_slab_vox(plan, shift), **kwargs)
@@ -232,7 +248,8 @@ def _aligned(series: Any, t: int, reference: Any, geometry: Any, out: Any,
 
 
 def _aligned_steps(series: Any, todo: list[int], reference: Any, geometry: Any, aligned: Any,
-                   stages: _Stages, plan: Any) -> Iterator[tuple[Any, np.ndarray]]:
+                   stages: _Stages, plan: Any, memo: dict[str, dict] | None = None
+                   ) -> Iterator[tuple[Any, np.ndarray]]:
     """The steps of ``todo`` registered and intensity-matched, in order.
 
     When a step fits the budget (``aligned`` in memory), the next step is registered in a
@@ -241,23 +258,23 @@ def _aligned_steps(series: Any, todo: list[int], reference: Any, geometry: Any, 
     Otherwise (larger steps, or a budget that would not hold both) steps are registered one
     after the other.
     """
-    samples: dict = {}
+    memo = _registration_memo(plan) if memo is None else memo
     # registering and aligning in a second buffer beside segmenting must fit the budget too
     if not isinstance(aligned, np.ndarray) or len(todo) < 2 or not plan.register_ahead:
         for t in todo:
-            yield _aligned(series, t, reference, geometry, aligned, stages, plan, samples)
+            yield _aligned(series, t, reference, geometry, aligned, stages, plan, memo)
         return
     from concurrent.futures import ThreadPoolExecutor
 
     buffers = (aligned, np.zeros_like(aligned))
     with ThreadPoolExecutor(max_workers=1) as pool:
         nxt = pool.submit(_aligned, series, todo[0], reference, geometry, buffers[0], stages,
-                          plan, samples)
+                          plan, memo)
         for i in range(len(todo)):
             cur = nxt.result()
             if i + 1 < len(todo):
                 nxt = pool.submit(_aligned, series, todo[i + 1], reference, geometry,
-                                  buffers[(i + 1) % 2], stages, plan, samples)
+                                  buffers[(i + 1) % 2], stages, plan, memo)
             yield cur
 
 
@@ -273,7 +290,7 @@ def _anode_steps(n: int) -> list[int]:
 
 
 def _decide_anode(stages: _Stages, series: Any, reference: Any, geometry: Any,
-                  aligned: Any, plan: Any) -> str:
+                  aligned: Any, plan: Any, memo: dict[str, dict] | None = None) -> str:
     """The anode side from the first step against later ones, registered one at a time and
     only as many as needed; a tilted cell held in memory is judged on its flattened view."""
     flat = None
@@ -285,7 +302,7 @@ def _decide_anode(stages: _Stages, series: Any, reference: Any, geometry: Any,
 
     def evidence() -> Iterator[dict]:
         for t in _anode_steps(series.n_steps):
-            later, _ = _aligned(series, t, reference, geometry, aligned, stages, plan)
+            later, _ = _aligned(series, t, reference, geometry, aligned, stages, plan, memo)
             if flat is not None:
                 yield stages.anode_evidence(first, np.asarray(flat.view(np.asarray(later))),
                                             flat.geometry)
@@ -538,6 +555,9 @@ class AnalysisRun:
         Warnings found while preparing (implausible thickness, one step only).
     stages : object
         The preprocessing and segmentation functions the run uses.
+    memo : dict
+        What registration keeps between steps (the shifts found, what depends on step 0
+        alone); the same results without it, only slower.
     """
 
     series: Any
@@ -552,6 +572,7 @@ class AnalysisRun:
     preview_index: tuple[int, int, int]
     notes: list[str]
     stages: Any
+    memo: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def n_steps(self) -> int:
@@ -666,6 +687,7 @@ def prepare_cell(series: Any, partial: str | Path, *, anode: str = "auto",
     # the one plan of memory and compute for the whole run, passed to every stage
     plan = Plan.from_context(shape, series.data.dtype, current_context())
     aligned = _aligned_store(partial / "work", plan)
+    memo = _registration_memo(plan)
     if isinstance(aligned, np.ndarray):
         # the step fits the budget: read step 0 once
         reference = np.asarray(reference, dtype=np.float32)
@@ -673,7 +695,8 @@ def prepare_cell(series: Any, partial: str | Path, *, anode: str = "auto",
         decided = anode
         if anode == "auto":
             if n > 1:
-                decided = _decide_anode(stages, series, reference, geometry, aligned, plan)
+                decided = _decide_anode(stages, series, reference, geometry, aligned, plan,
+                                        memo)
             else:
                 decided = str(geometry.anode)
         state = {"fingerprint": fingerprint, "anode": decided, "done": [], "shifts": {}}
@@ -701,7 +724,7 @@ def prepare_cell(series: Any, partial: str | Path, *, anode: str = "auto",
         pz[R.PREVIEW_ZY].attrs["x_index"] = xi
     return AnalysisRun(series=series, partial=partial, geometry=geometry, reference=reference,
                        plan=plan, aligned=aligned, state=state, cracks=cz, previews=pz,
-                       preview_index=(zi, yi, xi), notes=notes, stages=stages)
+                       preview_index=(zi, yi, xi), notes=notes, stages=stages, memo=memo)
 
 
 def grow_run(run: AnalysisRun, series: Any) -> AnalysisRun:
@@ -792,8 +815,9 @@ def segment_steps(run: AnalysisRun, params: Any = None, *, progress: bool = Fals
     todo = [t for t in range(run.n_steps) if t not in done]
     with _progress(progress) as bar:
         task = bar.add_task("segmenting", total=run.n_steps, completed=len(done)) if bar else None
-        for t, (vol, shift) in zip(todo, _aligned_steps(run.series, todo, reference, geometry,
-                                                        run.aligned, stages, plan), strict=True):
+        steps = _aligned_steps(run.series, todo, reference, geometry, run.aligned, stages, plan,
+                               run.memo or None)
+        for t, (vol, shift) in zip(todo, steps, strict=True):
             crack_t = _StepView(cz[R.CRACK], t)
             li_t = _StepView(cz[R.LITHIUM], t)
             seg = _segment(
