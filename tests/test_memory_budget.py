@@ -19,6 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
@@ -88,3 +89,46 @@ def test_same_results_sees_a_difference(tmp_path, budget):
     assert budget.same_results(tmp_path / "a", tmp_path / "b") == ["cracks.csv",
                                                                     "cracks.zarr/labels"]
     assert budget.same_results(tmp_path / "a", tmp_path / "a") == []
+
+
+#: A step above 2**25 voxels (35.7 M: 71 MB as uint16, 143 MB as float32), the size above
+#: which steps once took another code path; two steps, so that the anode side is decided,
+#: a later step registered onto the first and tracked.
+LARGE_SHAPE = (136, 512, 512)
+LARGE_STEPS = 2
+#: Holds no step whole (segmenting one at 80 B a voxel needs 2.9 GB): every stage in slabs.
+LARGE_LIMIT_BYTES = 1000 * 10**6
+
+
+@pytest.mark.slow
+def test_results_above_2_pow_25_voxels_do_not_depend_on_the_budget(tmp_path, budget):
+    import math
+
+    from dendritect.parallel.memory import STAGE_BYTES_PER_VOXEL
+
+    assert math.prod(LARGE_SHAPE) > 2**25
+    assert STAGE_BYTES_PER_VOXEL["segment"] * math.prod(LARGE_SHAPE) > LARGE_LIMIT_BYTES
+    series = budget.write_test_series(tmp_path / "series.zarr", LARGE_SHAPE, LARGE_STEPS)
+    # the run in slabs in its own process while the same series is analysed here whole
+    limited = subprocess.Popen(
+        budget.peak_command(budget.analyze_argv(series, tmp_path / "limited",
+                                                LARGE_LIMIT_BYTES)),
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        from dendritect.pipeline import analyze
+
+        analyze(series, tmp_path / "unlimited", progress=False, report=False)
+        _, err = limited.communicate(timeout=1800)
+    finally:
+        if limited.poll() is None:
+            limited.kill()
+            limited.wait()
+    budget.peak_of(limited.returncode, err)  # it succeeded
+    assert budget.same_results(tmp_path / "limited", tmp_path / "unlimited") == []
+    metrics = (tmp_path / "unlimited" / "metrics.csv").read_text()
+    assert metrics.count("\n") == LARGE_STEPS + 1
+    # the comparison had something to compare: cracks were found
+    import zarr
+
+    crack = zarr.open_group(str(tmp_path / "unlimited" / "cracks.zarr"), mode="r")["crack"]
+    assert int(np.count_nonzero(crack[LARGE_STEPS - 1])) > 0

@@ -191,6 +191,37 @@ def test_estimate_shift_bounded_twin_drift(cell):
         estimate_shift(np.asarray(s0, np.float32), np.asarray(last, np.float32)))
 
 
+@pytest.mark.parametrize("max_voxels", [SMALL, 2**22])
+def test_estimate_shift_bounded_reference_cache_same_shifts(cell, max_voxels):
+    # what is kept of step 0 between steps (binned copy, spectra) changes no shift, bit for
+    # bit, and is reused: later steps do not read the reference again, except the
+    # full-resolution crops of a larger step when the coarse shift moved them
+    s0 = np.asarray(cell.scans[0], np.float32)
+    cache: dict = {}
+    reads = []
+
+    class Counted:
+        shape, dtype, ndim = s0.shape, s0.dtype, 3
+
+        def __getitem__(self, key):
+            reads.append(key)
+            return s0[key]
+
+    for t in range(1, cell.scans.shape[0]):
+        plain = estimate_shift_bounded(s0, cell.scans[t], max_voxels=max_voxels)
+        n_before = len(reads)
+        kept = estimate_shift_bounded(Counted(), cell.scans[t], max_voxels=max_voxels,
+                                      reference_cache=cache)
+        np.testing.assert_array_equal(kept, plain)
+        again = reads[n_before:]
+        if t > 1 and max_voxels >= s0.size:
+            assert again == []
+        elif t > 1:
+            assert not any(isinstance(k, slice) for k in again)  # binned once, z-slab reads
+            assert len(again) <= 2  # at most the two crops
+    assert cache
+
+
 # --- shift and grey levels, slab by slab ----------------------------------------------------
 
 @pytest.mark.parametrize(("shift", "slab", "as_zarr"), [((0.37, -0.61, 1.23), 1, False),
@@ -228,6 +259,31 @@ def test_align_step_equals_whole_step(shift, slab, as_zarr):
                           ) == (gain, offset)
         np.testing.assert_array_equal(again, np.asarray(out[...]))
     assert len(kept) == 1
+
+
+@pytest.mark.parametrize("slab", [48, 7])
+def test_align_step_fits_on_the_whole_steps_samples_exactly(slab):
+    # smoothing only the box around the mask (and the shifted rows once) samples exactly the
+    # values that smoothing the whole shifted step and the whole reference gives
+    from dendritect.preprocess import normalise
+
+    cell = generate("demo", seed=4, shape_zyx=(48, 96, 96), n_steps=2)
+    s0, last = cell.scans[0], cell.scans[-1]
+    geo = find_cell(np.asarray(s0, np.float32), cell.voxel_size_um)
+    zm = geo.z_mask(s0.shape[0])
+    mask = zm[:, None, None] & geo.footprint[None]
+    assert 0 < mask.sum() < mask.size / 2  # a box well inside the step
+    shift = (0.37, -0.61, 1.23)
+    moved = apply_shift(last, shift)
+    step = max(1, int(mask.sum()) // normalise.MAX_SAMPLES)
+    x = ndimage.gaussian_filter(moved, normalise.SMOOTH_VOX)[mask][::step]
+    y = ndimage.gaussian_filter(np.asarray(s0, np.float32), normalise.SMOOTH_VOX)[mask][::step]
+    want = normalise.fit_samples(x.astype(np.float64), y.astype(np.float64))
+    out = np.zeros(s0.shape, np.float32)
+    got = align_step(last, s0, shift, out, slab_vox=slab,
+                     mask_fn=lambda z0, z1: zm[z0:z1, None, None] & geo.footprint[None])
+    assert got == want
+    np.testing.assert_array_equal(out, moved * np.float32(want[0]) + np.float32(want[1]))
 
 
 def test_align_step_subsampled_fit_and_no_mask():

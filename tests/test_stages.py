@@ -156,10 +156,15 @@ def test_segment_steps_resume_after_interruption(fake_stages, tmp_path):
     # continued from the record: the anode side and the stores are kept, steps 3 and 4 done
     again = prepare_cell(series, partial, state=state)
     fake_stages.calls = []
-    assert segment_steps(again) == [3, 4] and len(fake_stages.calls) == 2
+    tracker = pipeline.CrackTracker(again)
+    assert segment_steps(again, tracker=tracker) == [3, 4] and len(fake_stages.calls) == 2
+    assert tracker.n_steps == N  # the steps recorded before the interruption, then 3 and 4
     assert R.read_state(partial)["done"] == list(range(N))
     assert segment_steps(again) == []   # nothing left
     metrics, cracks = track_and_measure(again)
+    # tracked while segmenting: the same tables as tracking afterwards
+    fed = track_and_measure(again, tracker=tracker)
+    assert fed[0].equals(metrics) and fed[1].equals(cracks)
     R.write_csv(partial / "metrics.csv", metrics)
     R.write_csv(partial / "cracks.csv", cracks)
     prediction = predict_short(metrics, again.times_s, again.thickness_um)

@@ -204,12 +204,22 @@ def _align_slab_vox(plan: Any, shift: np.ndarray) -> int:
                                             n_parallel=1))
 
 
+def _registration_memo(plan: Any) -> dict[str, dict]:
+    """What registering onto step 0 keeps from one step to the next: the reference's
+    grey-level samples, the shift of every step registered (deciding the anode registers
+    some steps that are segmented later: each is registered once) and, when steps are held
+    whole, what registration computes from step 0 alone (its binned copy and spectra,
+    about 0.1 GB, :func:`~dendritect.preprocess.large.estimate_shift_bounded`)."""
+    return {"samples": {}, "shifts": {},
+            "reference": {} if plan.hold_steps else None}
+
+
 def _aligned(series: Any, t: int, reference: Any, geometry: Any, out: Any,
-             stages: _Stages, plan: Any, samples: dict | None = None
+             stages: _Stages, plan: Any, memo: dict[str, dict] | None = None
              ) -> tuple[Any, np.ndarray]:
     """Step ``t`` registered onto step 0 and intensity-matched to it (written into ``out``);
-    and the shift used. Step 0 is the reference itself. ``samples`` keeps the reference's
-    grey-level samples from one step to the next. Registration works on at most
+    and the shift used. Step 0 is the reference itself. ``memo`` (:func:`_registration_memo`)
+    keeps what is the same from one step to the next. Registration works on at most
     ``MAX_WHOLE_VOXELS`` voxels whatever the plan; alignment runs in the plan's slabs."""
     if t == 0:
         return reference, np.zeros(3)
@@ -218,9 +228,15 @@ def _aligned(series: Any, t: int, reference: Any, geometry: Any, out: Any,
     if isinstance(out, np.ndarray):
         # the step fits the budget: read it once
         moving = np.asarray(moving, dtype=np.float32)
-    if samples is not None:
-        kwargs["reference_samples"] = samples
-    shift = np.asarray(stages.estimate_shift(reference, moving), dtype=np.float64)
+    memo = memo if memo is not None else {"samples": None, "shifts": {}, "reference": None}
+    if memo["samples"] is not None:
+        kwargs["reference_samples"] = memo["samples"]
+    shift = memo["shifts"].get(t)
+    if shift is None:
+        shift = np.asarray(stages.estimate_shift(reference, moving,
+                                                 reference_cache=memo["reference"]),
+                           dtype=np.float64)
+        memo["shifts"][t] = shift
     stages.align_step(moving, reference, shift, out,
                       mask_fn=_mask_fn(geometry, tuple(reference.shape)),
                       slab_vox=_align_slab_vox(plan, shift), **kwargs)
@@ -231,33 +247,44 @@ def _aligned(series: Any, t: int, reference: Any, geometry: Any, out: Any,
     return out, shift
 
 
+def _registers_ahead(aligned: Any, todo: list[int], plan: Any) -> bool:
+    """Whether the next step is registered in a second buffer while one is segmented: steps
+    held in memory, two or more to do, and a budget that holds both buffers."""
+    return isinstance(aligned, np.ndarray) and len(todo) >= 2 and bool(plan.register_ahead)
+
+
 def _aligned_steps(series: Any, todo: list[int], reference: Any, geometry: Any, aligned: Any,
-                   stages: _Stages, plan: Any) -> Iterator[tuple[Any, np.ndarray]]:
+                   stages: _Stages, plan: Any, memo: dict[str, dict] | None = None,
+                   pool: Any = None) -> Iterator[tuple[Any, np.ndarray]]:
     """The steps of ``todo`` registered and intensity-matched, in order.
 
     When a step fits the budget (``aligned`` in memory), the next step is registered in a
     second buffer while the caller segments the current one: registration is mostly SciPy and
     FFT code that releases the GIL, segmentation mostly numba, so the two overlap on the cores.
     Otherwise (larger steps, or a budget that would not hold both) steps are registered one
-    after the other.
+    after the other. ``pool`` (one thread) runs the registration ahead when given: work the
+    caller submits to it before taking the next step runs before the step after next is
+    registered into the buffer of the step just taken.
     """
-    samples: dict = {}
+    memo = _registration_memo(plan) if memo is None else memo
     # registering and aligning in a second buffer beside segmenting must fit the budget too
-    if not isinstance(aligned, np.ndarray) or len(todo) < 2 or not plan.register_ahead:
+    if not _registers_ahead(aligned, todo, plan):
         for t in todo:
-            yield _aligned(series, t, reference, geometry, aligned, stages, plan, samples)
+            yield _aligned(series, t, reference, geometry, aligned, stages, plan, memo)
         return
-    from concurrent.futures import ThreadPoolExecutor
+    with contextlib.ExitStack() as stack:
+        if pool is None:
+            from concurrent.futures import ThreadPoolExecutor
 
-    buffers = (aligned, np.zeros_like(aligned))
-    with ThreadPoolExecutor(max_workers=1) as pool:
+            pool = stack.enter_context(ThreadPoolExecutor(max_workers=1))
+        buffers = (aligned, np.zeros_like(aligned))
         nxt = pool.submit(_aligned, series, todo[0], reference, geometry, buffers[0], stages,
-                          plan, samples)
+                          plan, memo)
         for i in range(len(todo)):
             cur = nxt.result()
             if i + 1 < len(todo):
                 nxt = pool.submit(_aligned, series, todo[i + 1], reference, geometry,
-                                  buffers[(i + 1) % 2], stages, plan, samples)
+                                  buffers[(i + 1) % 2], stages, plan, memo)
             yield cur
 
 
@@ -273,7 +300,7 @@ def _anode_steps(n: int) -> list[int]:
 
 
 def _decide_anode(stages: _Stages, series: Any, reference: Any, geometry: Any,
-                  aligned: Any, plan: Any) -> str:
+                  aligned: Any, plan: Any, memo: dict[str, dict] | None = None) -> str:
     """The anode side from the first step against later ones, registered one at a time and
     only as many as needed; a tilted cell held in memory is judged on its flattened view."""
     flat = None
@@ -285,7 +312,7 @@ def _decide_anode(stages: _Stages, series: Any, reference: Any, geometry: Any,
 
     def evidence() -> Iterator[dict]:
         for t in _anode_steps(series.n_steps):
-            later, _ = _aligned(series, t, reference, geometry, aligned, stages, plan)
+            later, _ = _aligned(series, t, reference, geometry, aligned, stages, plan, memo)
             if flat is not None:
                 yield stages.anode_evidence(first, np.asarray(flat.view(np.asarray(later))),
                                             flat.geometry)
@@ -538,6 +565,9 @@ class AnalysisRun:
         Warnings found while preparing (implausible thickness, one step only).
     stages : object
         The preprocessing and segmentation functions the run uses.
+    memo : dict
+        What registration keeps between steps (the shifts found, what depends on step 0
+        alone); the same results without it, only slower.
     """
 
     series: Any
@@ -552,6 +582,7 @@ class AnalysisRun:
     preview_index: tuple[int, int, int]
     notes: list[str]
     stages: Any
+    memo: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def n_steps(self) -> int:
@@ -666,6 +697,7 @@ def prepare_cell(series: Any, partial: str | Path, *, anode: str = "auto",
     # the one plan of memory and compute for the whole run, passed to every stage
     plan = Plan.from_context(shape, series.data.dtype, current_context())
     aligned = _aligned_store(partial / "work", plan)
+    memo = _registration_memo(plan)
     if isinstance(aligned, np.ndarray):
         # the step fits the budget: read step 0 once
         reference = np.asarray(reference, dtype=np.float32)
@@ -673,7 +705,8 @@ def prepare_cell(series: Any, partial: str | Path, *, anode: str = "auto",
         decided = anode
         if anode == "auto":
             if n > 1:
-                decided = _decide_anode(stages, series, reference, geometry, aligned, plan)
+                decided = _decide_anode(stages, series, reference, geometry, aligned, plan,
+                                        memo)
             else:
                 decided = str(geometry.anode)
         state = {"fingerprint": fingerprint, "anode": decided, "done": [], "shifts": {}}
@@ -701,7 +734,7 @@ def prepare_cell(series: Any, partial: str | Path, *, anode: str = "auto",
         pz[R.PREVIEW_ZY].attrs["x_index"] = xi
     return AnalysisRun(series=series, partial=partial, geometry=geometry, reference=reference,
                        plan=plan, aligned=aligned, state=state, cracks=cz, previews=pz,
-                       preview_index=(zi, yi, xi), notes=notes, stages=stages)
+                       preview_index=(zi, yi, xi), notes=notes, stages=stages, memo=memo)
 
 
 def grow_run(run: AnalysisRun, series: Any) -> AnalysisRun:
@@ -752,8 +785,8 @@ def grow_run(run: AnalysisRun, series: Any) -> AnalysisRun:
     return run
 
 
-def segment_steps(run: AnalysisRun, params: Any = None, *, progress: bool = False
-                  ) -> list[int]:
+def segment_steps(run: AnalysisRun, params: Any = None, *, progress: bool = False,
+                  tracker: CrackTracker | None = None) -> list[int]:
     """Register, intensity-match and segment every step not done yet, in order.
 
     Each step's crack and lithium masks, its crack fraction (where the grey-level deficit can
@@ -769,6 +802,10 @@ def segment_steps(run: AnalysisRun, params: Any = None, *, progress: bool = Fals
         Segmentation settings (defaults when None).
     progress : bool
         Show a progress bar on stderr.
+    tracker : CrackTracker, optional
+        Fed every step once it is recorded (and the steps recorded before, first), so that
+        tracking and measuring run while later steps are segmented (:func:`track_and_measure`
+        with the same tracker then only finishes); the same tables as tracking afterwards.
 
     Returns
     -------
@@ -790,10 +827,45 @@ def segment_steps(run: AnalysisRun, params: Any = None, *, progress: bool = Fals
 
     done = set(int(t) for t in state["done"])
     todo = [t for t in range(run.n_steps) if t not in done]
-    with _progress(progress) as bar:
+
+    def finish(t: int, vol: Any, shift: np.ndarray, lithium: Any, li_known: list[int],
+               reasons: dict[str, str]) -> None:
+        """What follows a step's segmentation: its crack fraction, previews and record."""
+        if can_measure(geometry):
+            _store_fraction(vol, _StepView(cz[R.CRACK], t), geometry, cz[R.FRACTION], t=t,
+                            lithium=lithium, plan=plan)
+            state["fraction"] = sorted(set(state.get("fraction", [])) | {t})
+        pz[R.PREVIEW_YX][t] = _plane(vol, zi)
+        pz[R.PREVIEW_ZX][t] = _plane(vol, (slice(None), yi))
+        pz[R.PREVIEW_ZY][t] = _plane(vol, (slice(None), slice(None), xi))
+        release_memory()
+        state["done"] = sorted(done | {t})
+        done.add(t)
+        state["shifts"][str(t)] = [round(float(s), 6) for s in shift]
+        state["lithium_steps"] = li_known
+        state["lithium_reasons"] = reasons
+        R.write_state(run.partial, state)
+        if bar:
+            bar.advance(task)
+        if tracker is not None:
+            _track_recorded(tracker, done)
+
+    with contextlib.ExitStack() as stack:
+        bar = stack.enter_context(_progress(progress))
         task = bar.add_task("segmenting", total=run.n_steps, completed=len(done)) if bar else None
-        for t, (vol, shift) in zip(todo, _aligned_steps(run.series, todo, reference, geometry,
-                                                        run.aligned, stages, plan), strict=True):
+        # With the next step registered ahead, the thread that registers it also finishes
+        # each step (crack fraction, previews, record) while the next one is segmented; one
+        # thread, in order, so a step's buffer is read before the step after next is
+        # registered into it, and the record is written step after step.
+        pool = None
+        if _registers_ahead(run.aligned, todo, plan):
+            from concurrent.futures import ThreadPoolExecutor
+
+            pool = stack.enter_context(ThreadPoolExecutor(max_workers=1))
+        steps = _aligned_steps(run.series, todo, reference, geometry, run.aligned, stages, plan,
+                               run.memo or None, pool=pool)
+        pending = None
+        for t, (vol, shift) in zip(todo, steps, strict=True):
             crack_t = _StepView(cz[R.CRACK], t)
             li_t = _StepView(cz[R.LITHIUM], t)
             seg = _segment(
@@ -807,28 +879,29 @@ def segment_steps(run: AnalysisRun, params: Any = None, *, progress: bool = Fals
                 li_reasons[str(t)] = getattr(seg, "lithium_reason", None) or (
                     "lithium not segmented")
             release_memory()
-            if can_measure(geometry):
-                _store_fraction(vol, crack_t, geometry, cz[R.FRACTION], t=t,
-                                lithium=None if seg.lithium is None else li_t, plan=plan)
-                state["fraction"] = sorted(set(state.get("fraction", [])) | {t})
-            pz[R.PREVIEW_YX][t] = _plane(vol, zi)
-            pz[R.PREVIEW_ZX][t] = _plane(vol, (slice(None), yi))
-            pz[R.PREVIEW_ZY][t] = _plane(vol, (slice(None), slice(None), xi))
-            release_memory()
-            state["done"] = sorted(done | {t})
-            done.add(t)
-            state["shifts"][str(t)] = [round(float(s), 6) for s in shift]
-            state["lithium_steps"] = sorted(li_steps)
-            state["lithium_reasons"] = li_reasons
-            R.write_state(run.partial, state)
-            if bar:
-                bar.advance(task)
+            args = (t, vol, shift, None if seg.lithium is None else li_t, sorted(li_steps),
+                    dict(li_reasons))
+            if pending is not None:
+                pending.result()  # the previous step's errors, here
+            if pool is None:
+                finish(*args)
+            else:
+                pending = pool.submit(finish, *args)
+        if pending is not None:
+            pending.result()
     shutil.rmtree(work, ignore_errors=True)
     return todo
 
 
+def _track_recorded(tracker: CrackTracker, done: set[int]) -> None:
+    """Feed ``tracker`` the steps recorded so far that it has not had, in order."""
+    while tracker.n_steps in done and tracker.n_steps < tracker.run.n_steps:
+        tracker.add(tracker.n_steps)
+
+
 def track_and_measure(run: AnalysisRun, *, min_overlap_vox: int = 1,
                       span_tolerance_vox: float = SPAN_TOLERANCE_VOX,
+                      tracker: CrackTracker | None = None,
                       ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Time of arrival, tracking and measurements, from the stored crack masks.
 
@@ -848,6 +921,9 @@ def track_and_measure(run: AnalysisRun, *, min_overlap_vox: int = 1,
         Overlap needed to link a crack to one seen before.
     span_tolerance_vox : float
         How close (voxels) a crack's faces must come to an interface to touch it.
+    tracker : CrackTracker, optional
+        One already fed some steps (given to :func:`segment_steps`, with these settings):
+        it is fed the rest. Default: a new one.
 
     Returns
     -------
@@ -856,9 +932,10 @@ def track_and_measure(run: AnalysisRun, *, min_overlap_vox: int = 1,
     cracks : DataFrame
         One row per crack and step (``cracks.csv``).
     """
-    tracker = CrackTracker(run, min_overlap_vox=min_overlap_vox,
-                           span_tolerance_vox=span_tolerance_vox)
-    for t in range(run.n_steps):
+    if tracker is None:
+        tracker = CrackTracker(run, min_overlap_vox=min_overlap_vox,
+                               span_tolerance_vox=span_tolerance_vox)
+    for t in range(tracker.n_steps, run.n_steps):
         tracker.add(t)
     metrics, cracks = tracker.results()
     finish_cracks_store(run.cracks, lithium=bool(run.lithium_steps))
@@ -1281,9 +1358,13 @@ def _analyze(input_path: Path, out: Path, *, voxel_size: Any, dataset: str | Non
                            ring_correction=ring_correction, force_units=force_units,
                            name=input_path)
         notes.extend(run.notes)
-        segment_steps(run, params, progress=progress)
+        # tracked step by step while later steps are segmented (the same tables)
+        tracker = CrackTracker(run, min_overlap_vox=min_overlap_vox,
+                               span_tolerance_vox=span_tolerance_vox)
+        segment_steps(run, params, progress=progress, tracker=tracker)
         metrics, cracks = track_and_measure(run, min_overlap_vox=min_overlap_vox,
-                                            span_tolerance_vox=span_tolerance_vox)
+                                            span_tolerance_vox=span_tolerance_vox,
+                                            tracker=tracker)
         summary = write_tables(run, metrics, cracks, partial, sampled=sampled, echem=echem,
                                short=short, input_path=input_path, settings=settings,
                                notes=notes)

@@ -578,7 +578,8 @@ def _refine_boxes(avail: np.ndarray, work: int) -> list[tuple[int, ...]]:
 
 
 def estimate_shift_bounded(reference: Any, moving: Any, *, max_voxels: int = MAX_WHOLE_VOXELS,
-                           upsample: int = 10, work_voxels: int | None = None) -> np.ndarray:
+                           upsample: int = 10, work_voxels: int | None = None,
+                           reference_cache: dict | None = None) -> np.ndarray:
     """:func:`~dendritect.preprocess.register.estimate_shift` on steps of any size.
 
     Parameters
@@ -594,6 +595,12 @@ def estimate_shift_bounded(reference: Any, moving: Any, *, max_voxels: int = MAX
         Larger steps: most voxels of the binned copies and of the full-resolution crop.
         Default ``max_voxels`` (about 0.27 GB at the peak with the default ``max_voxels``);
         at most ``max_voxels``.
+    reference_cache : dict, optional
+        A dict the caller keeps for one ``reference``: what is computed from the reference
+        alone (its binned copy, the spectra of its crops) is kept in it and reused at the
+        next call, so that registering every step onto step 0 reads and transforms step 0
+        once. At most one binned copy and three spectra of at most ``work_voxels`` voxels
+        each (8 B a voxel) are kept. The same result as without.
 
     Returns
     -------
@@ -614,14 +621,34 @@ def estimate_shift_bounded(reference: Any, moving: Any, *, max_voxels: int = MAX
     limit = _check_max_voxels(max_voxels)
     if int(upsample) < 1:
         raise InputError(f"registration: upsample must be >= 1, got {upsample}")
+    cache = reference_cache
+
+    def spectra(role: str, box: Any) -> dict | None:
+        # the spectrum of one crop of the reference, kept while the crop stays the same
+        if cache is None:
+            return None
+        if cache.get(role, (None,))[0] != box:
+            cache[role] = (box, {})
+        return cache[role][1]
+
     if math.prod(shape) <= limit:
-        return estimate_shift(read_float32(reference, max_voxels=limit),
-                              read_float32(moving, max_voxels=limit), upsample=upsample)
+        kept = spectra("whole", shape)
+        # with the spectrum kept, the reference is not read (an untouched placeholder)
+        ref_whole = (np.empty(shape, np.float32) if kept
+                     else read_float32(reference, max_voxels=limit))
+        return estimate_shift(ref_whole, read_float32(moving, max_voxels=limit),
+                              upsample=upsample, reference_cache=kept)
     work = limit if work_voxels is None else _check_max_voxels(work_voxels)
     limit = min(work, limit)
     f = bin_factor(shape, limit)
-    ref_small = binned(reference, f)
-    coarse = estimate_shift(ref_small, binned(moving, f), upsample=upsample)
+    if cache is not None and cache.get("binned", (None,))[0] == f:
+        ref_small = cache["binned"][1]
+    else:
+        ref_small = binned(reference, f)
+        if cache is not None:
+            cache["binned"] = (f, ref_small)
+    coarse = estimate_shift(ref_small, binned(moving, f), upsample=upsample,
+                            reference_cache=spectra("binned-spectrum", f))
     whole = np.round(coarse * np.asarray(f, np.float64)).astype(np.int64)
     n = np.asarray(shape, np.int64)
     # reference box [a, a + c), moving box [a - r, a - r + c): both inside the step
@@ -635,8 +662,11 @@ def estimate_shift_bounded(reference: Any, moving: Any, *, max_voxels: int = MAX
         ref_box = tuple(slice(int(a), int(a + c)) for a, c in zip(start, size, strict=True))
         mov_box = tuple(slice(int(a - r), int(a - r + c))
                         for a, r, c in zip(start, whole, size, strict=True))
-        est = estimate_shift(np.asarray(reference[ref_box], dtype=np.float32),
-                             np.asarray(moving[mov_box], dtype=np.float32), upsample=upsample)
+        kept = spectra(f"crop{axes}", ref_box)
+        ref_crop = (np.empty(size, np.float32) if kept
+                    else np.asarray(reference[ref_box], dtype=np.float32))
+        est = estimate_shift(ref_crop, np.asarray(moving[mov_box], dtype=np.float32),
+                             upsample=upsample, reference_cache=kept)
         fine[list(axes)] = est[list(axes)]
     return whole.astype(np.float64) + fine
 
@@ -672,16 +702,37 @@ class _Shifter:
         return out[z0 - a:z1 - a]
 
 
-def _smoothed(rows: Callable[[int, int], np.ndarray], z0: int, z1: int, nz: int) -> np.ndarray:
-    """Rows ``z0:z1`` of ``gaussian_filter(volume, 1.5)``, as fit_gain_offset smooths.
+def _smoothed(rows: Callable[[int, int], np.ndarray], z0: int, z1: int, nz: int,
+              yx: tuple[slice, slice] = (slice(None), slice(None))) -> np.ndarray:
+    """Rows ``z0:z1`` of ``gaussian_filter(volume, 1.5)``, as fit_gain_offset smooths, on the
+    (y, x) crop ``yx`` of the planes.
 
-    The Gaussian is applied along z first: with a halo of its radius the rows kept see exactly
-    the neighbours (and, at the step's own ends, the same reflection) they see in the whole
-    step, so the values are identical.
+    With a halo of the kernel's radius the voxels kept see exactly the neighbours (and, at the
+    step's own ends, the same reflection) they see in the whole step, so the values are
+    identical: along z here, and across (y, x) when ``yx`` reaches the radius beyond the voxels
+    kept (or the plane's edge), as :func:`_sample_box` makes it.
     """
     a, b = max(0, z0 - _SMOOTH_RADIUS), min(nz, z1 + _SMOOTH_RADIUS)
-    sm = ndimage.gaussian_filter(rows(a, b), _normalise.SMOOTH_VOX)
+    sm = ndimage.gaussian_filter(rows(a, b)[(slice(None), *yx)], _normalise.SMOOTH_VOX)
     return sm[z0 - a:z1 - a]
+
+
+def _sample_box(m: np.ndarray) -> tuple[slice, slice, slice, tuple[slice, slice]]:
+    """Where a slab's mask ``m`` is set: its z range (relative to the slab), and the (y, x)
+    crop that holds it plus the smoothing's radius (cut at the planes' edges).
+
+    Smoothing only that box and sampling ``m`` there gives the whole slab's samples in the
+    same order (C order within a box is C order of the slab, restricted), at the cost of the
+    box: the electrolyte and the electrodes' first planes inside the die, a fraction of a
+    step.
+    """
+    zs = np.flatnonzero(m.any(axis=(1, 2)))
+    ys = np.flatnonzero(m.any(axis=(0, 2)))
+    xs = np.flatnonzero(m.any(axis=(0, 1)))
+    r = _SMOOTH_RADIUS
+    crop = (slice(max(0, int(ys[0]) - r), min(m.shape[1], int(ys[-1]) + 1 + r)),
+            slice(max(0, int(xs[0]) - r), min(m.shape[2], int(xs[-1]) + 1 + r)))
+    return slice(int(zs[0]), int(zs[-1]) + 1), *crop, crop
 
 
 def _slabs(nz: int, slab: int) -> list[tuple[int, int]]:
@@ -761,9 +812,19 @@ def align_step(moving: Any, reference: Any, shift: Any, out: Any, *,
                              f"{(z1 - z0, ny, nx)}")
         return m.astype(bool, copy=False)
 
+    # a step in one slab: its mask is made once, not once to count and once to sample
+    one = {} if len(slabs) == 1 else None
+
+    def mask_once(z0: int, z1: int) -> np.ndarray | None:
+        if one is None:
+            return mask_of(z0, z1)
+        if "m" not in one:
+            one["m"] = mask_of(z0, z1)
+        return one["m"]
+
     # masked voxels before each slab, in C order, for the global sampling stride
-    counts = [ny * nx * (z1 - z0) if mask_fn is None else int(np.count_nonzero(mask_of(z0, z1)))
-              for z0, z1 in slabs]
+    counts = [ny * nx * (z1 - z0) if mask_fn is None
+              else int(np.count_nonzero(mask_once(z0, z1))) for z0, z1 in slabs]
     total = int(sum(counts))
     if mask_fn is not None and total < 100:
         raise InputError("match_intensity: mask selects fewer than 100 voxels")
@@ -776,18 +837,36 @@ def align_step(moving: Any, reference: Any, shift: Any, out: Any, *,
     ys: list[np.ndarray] = []
     before = 0
     for (z0, z1), n_in in zip(slabs, counts, strict=True):
-        out[z0:z1] = shifter.rows(z0, z1)
+        rows = shifter.rows(z0, z1)
+        out[z0:z1] = rows
         if n_in:
-            m = mask_of(z0, z1)
+            m = mask_once(z0, z1)
             first = (-before) % step  # first masked voxel of this slab with index % step == 0
-            sx = _smoothed(shifter.rows, z0, z1, nz)
+
+            # smoothed and sampled only where the mask is (plus the kernel's reach)
+            if m is not None:
+                kz, ky, kx, yx = _sample_box(m)
+                m = m[kz, ky, kx]
+                s0, s1 = z0 + kz.start, z0 + kz.stop
+            else:
+                yx, s0, s1 = (slice(None), slice(None)), z0, z1
+
+            def rows_of(a: int, b: int, z0: int = z0, z1: int = z1,
+                        rows: np.ndarray = rows) -> np.ndarray:
+                # planes of the slab just shifted are not shifted a second time (the shift
+                # of a voxel reads the same neighbours whatever the rows around it)
+                return rows[a - z0:b - z0] if z0 <= a and b <= z1 else shifter.rows(a, b)
+
+            sx = _smoothed(rows_of, s0, s1, nz, yx)
             vx = sx[m] if m is not None else sx.ravel()
             xs.append(vx[first::step].astype(np.float64))
             if cached is None:
-                sy = _smoothed(lambda a, b: _read_f32(reference, a, b), z0, z1, nz)
+                sy = _smoothed(lambda a, b: _read_f32(reference, a, b), s0, s1, nz, yx)
                 vy = sy[m] if m is not None else sy.ravel()
                 ys.append(vy[first::step].astype(np.float64))
+        del rows
         before += n_in
+    one = None
     if cached is None:
         cached = np.concatenate(ys)
         if reference_samples is not None:
@@ -795,7 +874,13 @@ def align_step(moving: Any, reference: Any, shift: Any, out: Any, *,
     gain, offset = _normalise.fit_samples(np.concatenate(xs), cached)
     g32, o32 = np.float32(gain), np.float32(offset)
     for z0, z1 in slabs:
-        # the same float32 operations as match_intensity
+        # the same float32 operations as match_intensity (in place when out is in memory:
+        # no temporary of the slab)
+        if isinstance(out, np.ndarray) and out.dtype == np.float32:
+            part = out[z0:z1]
+            part *= g32
+            part += o32
+            continue
         v = np.asarray(out[z0:z1], dtype=np.float32) * g32
         v += o32
         out[z0:z1] = v
