@@ -45,25 +45,33 @@ def budget():
     return budget
 
 
+def _limited_beside_unlimited(budget, series: Path, tmp_path: Path, limit_bytes: int,
+                              timeout_s: float) -> int:
+    """``dendritect analyze --memory-limit`` into ``tmp_path/limited`` in its own process,
+    while ``analyze`` without a limit writes ``tmp_path/unlimited`` here; the limited run's
+    peak RSS (bytes; raises if it failed)."""
+    limited = subprocess.Popen(
+        budget.peak_command(budget.analyze_argv(series, tmp_path / "limited", limit_bytes)),
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        from dendritect.pipeline import analyze
+
+        analyze(series, tmp_path / "unlimited", progress=False, report=False)
+        _, err = limited.communicate(timeout=timeout_s)
+    finally:
+        if limited.poll() is None:
+            limited.kill()
+            limited.wait()
+    return budget.peak_of(limited.returncode, err)
+
+
 @pytest.mark.slow
 def test_peak_rss_stays_within_the_memory_limit(tmp_path, budget):
     series = budget.write_test_series(tmp_path / "series.zarr", SHAPE, N_STEPS)
     imports = budget.run_with_peak(None)
     # the analysis under the limit runs in its own process (report included) while the same
     # series is analysed here without a limit (steps held whole)
-    limited = subprocess.Popen(
-        budget.peak_command(budget.analyze_argv(series, tmp_path / "limited", LIMIT_BYTES)),
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        from dendritect.pipeline import analyze
-
-        analyze(series, tmp_path / "unlimited", progress=False, report=False)
-        _, err = limited.communicate(timeout=900)
-    finally:
-        if limited.poll() is None:
-            limited.kill()
-            limited.wait()
-    peak = budget.peak_of(limited.returncode, err)
+    peak = _limited_beside_unlimited(budget, series, tmp_path, LIMIT_BYTES, 900)
     print(f"peak RSS {peak / 1e6:.0f} MB under a {LIMIT_BYTES / 1e6:.0f} MB limit; "
           f"interpreter with the package {imports / 1e6:.0f} MB")
     assert peak <= LIMIT_BYTES + ALLOWANCE_BYTES, f"peak {peak / 1e6:.0f} MB"
@@ -110,20 +118,7 @@ def test_results_above_2_pow_25_voxels_do_not_depend_on_the_budget(tmp_path, bud
     assert STAGE_BYTES_PER_VOXEL["segment"] * math.prod(LARGE_SHAPE) > LARGE_LIMIT_BYTES
     series = budget.write_test_series(tmp_path / "series.zarr", LARGE_SHAPE, LARGE_STEPS)
     # the run in slabs in its own process while the same series is analysed here whole
-    limited = subprocess.Popen(
-        budget.peak_command(budget.analyze_argv(series, tmp_path / "limited",
-                                                LARGE_LIMIT_BYTES)),
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        from dendritect.pipeline import analyze
-
-        analyze(series, tmp_path / "unlimited", progress=False, report=False)
-        _, err = limited.communicate(timeout=1800)
-    finally:
-        if limited.poll() is None:
-            limited.kill()
-            limited.wait()
-    budget.peak_of(limited.returncode, err)  # it succeeded
+    _limited_beside_unlimited(budget, series, tmp_path, LARGE_LIMIT_BYTES, 1800)
     assert budget.same_results(tmp_path / "limited", tmp_path / "unlimited") == []
     metrics = (tmp_path / "unlimited" / "metrics.csv").read_text()
     assert metrics.count("\n") == LARGE_STEPS + 1

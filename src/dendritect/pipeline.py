@@ -228,9 +228,8 @@ def _aligned(series: Any, t: int, reference: Any, geometry: Any, out: Any,
     if isinstance(out, np.ndarray):
         # the step fits the budget: read it once
         moving = np.asarray(moving, dtype=np.float32)
-    memo = memo if memo is not None else {"samples": None, "shifts": {}, "reference": None}
-    if memo["samples"] is not None:
-        kwargs["reference_samples"] = memo["samples"]
+    memo = _registration_memo(plan) if memo is None else memo
+    kwargs["reference_samples"] = memo["samples"]
     shift = memo["shifts"].get(t)
     if shift is None:
         shift = np.asarray(stages.estimate_shift(reference, moving,
