@@ -236,3 +236,53 @@ def test_cell_levels_keeps_the_side_that_can_be_lithium():
     top = LITHIUM_MAX_SHARE * 1.0
     lv = cell_levels(1.0, (top + 0.01,), (), lambda: 0.0, lithium_fallback=top + 0.2)
     assert np.isnan(lv["lithium"]) and lv["void"] == 0.0
+
+
+def test_cell_levels_takes_the_pores_void_where_darker():
+    from dendritect.preprocess.cell import cell_levels
+
+    # what was read beside a thin foil (0.3) is the foil: the pores' cores (0.02) are void
+    lv = cell_levels(1.0, (0.32,), (0.3,), lambda: 0.5, pore_void=0.02)
+    assert lv["void"] == pytest.approx(0.02) and lv["lithium"] == pytest.approx(0.32)
+    # a real gap darker than the pores (their cores mix in the ceramic) stays
+    lv = cell_levels(1.0, (0.12,), (0.02,), lambda: 0.5, pore_void=0.1)
+    assert lv["void"] == pytest.approx(0.02)
+    # no gap read: the darker of the fallback and the pores
+    assert cell_levels(1.0, (), (), lambda: 0.25, pore_void=0.05)["void"] == pytest.approx(0.05)
+    assert cell_levels(1.0, (), (), lambda: 0.25)["void"] == pytest.approx(0.25)
+
+
+def _pellet_with_pores(radius: float, n: int, *, fringe: float = 0.0, seed: int = 0):
+    """Electrolyte (1.0) z 4-36 of a 40x64x64 step, void (0.02) pores of ``radius`` with an
+    optional dark phase-contrast fringe ring (``fringe`` below the void) at their rim."""
+    rng = np.random.default_rng(seed)
+    v = np.full((40, 64, 64), 0.3, np.float32)
+    v[4:36] = 1.0
+    z, y, x = np.ogrid[:40, :64, :64]
+    for _ in range(n):
+        c = rng.uniform((12, 16, 16), (28, 48, 48))
+        d = np.sqrt((z - c[0]) ** 2 + (y - c[1]) ** 2 + (x - c[2]) ** 2)
+        v[d <= radius] = 0.02
+        if fringe:
+            v[(d > radius - 1) & (d <= radius)] = 0.02 - fringe
+    v = ndimage.gaussian_filter(v, 0.8) + rng.normal(0, 0.02, v.shape)
+    return v.astype(np.float32), np.ones((64, 64), bool)
+
+
+@pytest.mark.parametrize("fringe", [0.0, 0.3])
+def test_pore_void_level_reads_the_cores_of_large_pores(fringe):
+    from dendritect.preprocess.cell import pore_void_level
+
+    v, fp = _pellet_with_pores(4.5, 6, fringe=fringe)
+    level = pore_void_level(v, fp, 3.5, 36.5, 1.0, 0.02)
+    # the cores, not the blurred rims (0.1-0.5) nor the fringe below the void
+    assert level == pytest.approx(0.02, abs=0.04)
+
+
+def test_pore_void_level_none_without_void_cores():
+    from dendritect.preprocess.cell import pore_void_level
+
+    dense, fp = _pellet_with_pores(4.5, 0)
+    assert pore_void_level(dense, fp, 3.5, 36.5, 1.0, 0.02) == np.inf
+    tiny, fp = _pellet_with_pores(1.0, 6)
+    assert pore_void_level(tiny, fp, 3.5, 36.5, 1.0, 0.02) == np.inf

@@ -24,7 +24,7 @@ from dendritect.errors import InputError
 
 __all__ = ["LITHIUM_MAX_SHARE", "CellGeometry", "anode_evidence", "anode_from_evidence",
            "cell_levels", "decide_anode", "electrode_levels", "electrode_planes", "find_cell",
-           "pellet_footprint", "shear_columns", "voxel_noise"]
+           "pellet_footprint", "pore_void_level", "shear_columns", "voxel_noise"]
 
 _MIN_LAYER_VOX = 4  # a thinner bright band is a foil or a sheet, not a pellet
 _MIN_FOOTPRINT_FRAC = 0.05  # of the slice area
@@ -402,10 +402,13 @@ def find_cell(volume: np.ndarray, voxel_size_um=None, *, anode: str = "auto",
     fp_bot, li_bot, void_bot = ((footprint.copy(), np.nan, np.nan) if bright[1] else
                                 electrode_levels(v, footprint, z_bot, +1, level_in, noise,
                                                  electrode_planes(prof_e, z_bot, +1)))
+    # the cores of large pores are void too: where what was read beside a thin foil is the
+    # foil, or nothing beside the cell is empty, they are the darkest void
     levels = cell_levels(med, (li_top, li_bot), (void_top, void_bot),
                          lambda: float(np.percentile(
                              ndimage.uniform_filter(v[:: max(1, nz // 64)], 3), 0.5)),
-                         lithium_fallback=float(min(dark_levels)))
+                         lithium_fallback=float(min(dark_levels)),
+                         pore_void=pore_void_level(v, inner, z_top, z_bot, med, noise))
 
     geo = CellGeometry(anode="top", z_anode_vox=float(z_top), z_cathode_vox=float(z_bot),
                        footprint=footprint, electrode_footprint=fp_top, levels=levels,
@@ -721,12 +724,69 @@ def electrode_planes(profile: np.ndarray, z_edge: float, step: int) -> tuple[int
     return max(zc - 1, 0), min(zc + 2, nz)
 
 
+def pore_void_level(v: np.ndarray, footprint: np.ndarray, z_top: float, z_bot: float,
+                    electrolyte: float, noise: float, *, n_pores: int = 3) -> float:
+    """The void level read in the cores of the pellet's largest pores.
+
+    Pores are empty (gas), and the core of a pore several voxels wide is void: neither the
+    blur nor a phase-contrast fringe (both at its rim) reaches it. Where a view has no gap or
+    air (the field of view inside the pellet, a die without a gap), or where what is read as a
+    gap beside a thin foil is the foil itself, this is the one void in the scan.
+
+    Dark blobs are the voxels of the step smoothed by a Gaussian of one voxel that lie below
+    half way between the electrolyte and the darkest such voxel, at least 4 voxels from the
+    wall; each blob's core is what survives an erosion by 2 voxels. The level is the median,
+    over the ``n_pores`` blobs with the largest cores, of the median grey level of the core.
+
+    Parameters
+    ----------
+    v : ndarray
+        The (flattened) step, z first.
+    footprint : ndarray of bool
+        The pellet's cross-section inside its wall.
+    z_top, z_bot : float
+        The electrolyte's interfaces (voxels).
+    electrolyte, noise : float
+        The electrolyte's grey level and the voxel noise (standard deviation).
+    n_pores : int
+        How many of the largest cores to take the median of.
+
+    Returns
+    -------
+    float
+        The level, or ``+inf`` when fewer than ``n_pores`` blobs have a core (a dense pellet,
+        or pores too small to hold a void voxel).
+    """
+    a, b = int(np.ceil(z_top)) + 2, int(np.floor(z_bot)) - 1
+    fp = ndimage.binary_erosion(footprint, iterations=4)
+    if b - a < 5 or not fp.any():
+        return float("inf")
+    ys, xs = np.nonzero(fp)
+    box = (slice(a, b), slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1))
+    sm = ndimage.gaussian_filter(np.asarray(v[box], np.float32), 1.0)
+    inside = np.broadcast_to(fp[box[1:]], sm.shape)
+    darkest = float(sm[inside].min())
+    # a blob must be clearly darker than the electrolyte's noise (6.7: the smoothing's gain)
+    if electrolyte - darkest < 20.0 * max(float(noise), 1e-12) / 6.7:
+        return float("inf")
+    core = ndimage.binary_erosion((sm < 0.5 * (electrolyte + darkest)) & inside, iterations=2)
+    lab, n = ndimage.label(core)
+    if n < n_pores:
+        return float("inf")
+    size = np.bincount(lab.ravel())[1:]
+    largest = np.argsort(size)[::-1][:n_pores] + 1
+    vals = np.asarray(v[box], np.float32)
+    return float(np.median([np.median(vals[lab == k]) for k in largest]))
+
+
 def cell_levels(electrolyte: float, lithium_sides: Iterable[float],
                 void_sides: Iterable[float], void_fallback: Callable[[], float], *,
-                lithium_fallback: float = float("nan")) -> dict[str, float]:
+                lithium_fallback: float = float("nan"),
+                pore_void: float = float("inf")) -> dict[str, float]:
     """The cell's grey levels from what was read beyond each interface.
 
-    The void level is the darkest gap read beside an electrode, else ``void_fallback()``.
+    The void level is the darkest gap read beside an electrode, else ``void_fallback()``;
+    ``pore_void`` (the cores of large pores, :func:`pore_void_level`) where it is darker.
     The lithium level is the median of the sides' electrode levels that can be lithium's:
     no more than :data:`LITHIUM_MAX_SHARE` of the electrolyte-to-void contrast above the void
     level (``lithium_fallback``, under the same test, where no side gave a level). A level
@@ -744,6 +804,8 @@ def cell_levels(electrolyte: float, lithium_sides: Iterable[float],
         Gives the void level where no gap was read (called only then).
     lithium_fallback : float
         The lithium level to take where no side gave one.
+    pore_void : float
+        The void level read in the pores (``inf``: none).
 
     Returns
     -------
@@ -752,7 +814,7 @@ def cell_levels(electrolyte: float, lithium_sides: Iterable[float],
         lithium level).
     """
     voids = [float(x) for x in void_sides if np.isfinite(x)]
-    void = min(voids) if voids else float(void_fallback())
+    void = min(min(voids) if voids else float(void_fallback()), float(pore_void))
     top = void + LITHIUM_MAX_SHARE * (float(electrolyte) - void)
     read = [float(x) for x in lithium_sides if np.isfinite(x)]
     if not read and np.isfinite(lithium_fallback):
