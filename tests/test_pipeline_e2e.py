@@ -79,6 +79,12 @@ def test_results_layout_on_simulated_series(analysed):
     true_crack = np.isin(labels[last], CRACK_CODES)
     found = g["crack"][last] > 0
     assert (found & true_crack).sum() > 0.5 * found.sum()
+    # The first step's pores are kept: mostly the twin's pores, and no crack voxel of step 0.
+    pores = g["pores"][...] > 0
+    assert g["pores"].shape == shape and g["pores"].dtype == np.uint8
+    true_pores = labels[0] == 2
+    assert pores.sum() > 0 and (pores & true_pores).sum() > 0.7 * pores.sum()
+    assert not (pores & (g["crack"][0] > 0)).any()
     assert not (out / ".partial").exists()
 
 

@@ -158,7 +158,7 @@ class _StepView:
 
 
 class _Discard:
-    """Accepts writes and keeps nothing (the pore masks are not part of the results)."""
+    """Accepts writes and keeps nothing (the pores of later steps: the first step's are kept)."""
 
     def __setitem__(self, key: Any, value: Any) -> None:
         pass
@@ -400,7 +400,7 @@ def _segment(stages: _Stages, vol: Any, geometry: Any, *, reference: Any, previo
 
 
 def _store_fraction(volume: Any, crack: Any, geometry: Any, out: Any, *, t: int,
-                    lithium: Any, plan: Any) -> None:
+                    lithium: Any, plan: Any, pores: Any = None) -> None:
     """:func:`~dendritect.measure.deficit.store_crack_fraction`, in blocks of the plan's size
     (the fraction does not depend on the block size)."""
     from dendritect.measure.deficit import crack_fraction_voxels, store_crack_fraction
@@ -409,9 +409,9 @@ def _store_fraction(volume: Any, crack: Any, geometry: Any, out: Any, *, t: int,
 
     block = plan.block_voxels(STAGE_BYTES_PER_VOXEL["deficit"])
     if block is None:
-        store_crack_fraction(volume, crack, geometry, out, t=t, lithium=lithium)
+        store_crack_fraction(volume, crack, geometry, out, t=t, lithium=lithium, pores=pores)
         return
-    flat, frac = crack_fraction_voxels(volume, crack, geometry, lithium=lithium,
+    flat, frac = crack_fraction_voxels(volume, crack, geometry, lithium=lithium, pores=pores,
                                        block_vox=block)
     write_voxels(out, flat, frac, t=t, fill=0.0)
 
@@ -628,6 +628,7 @@ def _create_stores(partial: Path, n: int, shape: tuple[int, int, int]) -> None:
     R.create_array(cz, R.LITHIUM, (n, *shape), "uint8", chunks=chunks)
     R.create_array(cz, R.LABELS, (n, *shape), "int32", chunks=chunks)
     R.create_array(cz, R.TIME_OF_ARRIVAL, shape, "int16", chunks=chunks[1:], fill_value=-1)
+    R.create_array(cz, R.PORES, shape, "uint8", chunks=chunks[1:])
     pz = zarr.open_group(str(partial / R.PREVIEWS_ZARR), mode="w")
     R.create_array(pz, R.PREVIEW_YX, (n, shape[1], shape[2]), "float32",
                    chunks=(1, shape[1], shape[2]), fill_value=0.0)
@@ -826,13 +827,16 @@ def segment_steps(run: AnalysisRun, params: Any = None, *, progress: bool = Fals
 
     done = set(int(t) for t in state["done"])
     todo = [t for t in range(run.n_steps) if t not in done]
+    # the pores of the first step stay out of every step's crack volume (results written
+    # before they were kept have none: their volumes are measured as then)
+    pores = cz[R.PORES] if R.PORES in cz else None
 
     def finish(t: int, vol: Any, shift: np.ndarray, lithium: Any, li_known: list[int],
                reasons: dict[str, str]) -> None:
         """What follows a step's segmentation: its crack fraction, previews and record."""
         if can_measure(geometry):
             _store_fraction(vol, _StepView(cz[R.CRACK], t), geometry, cz[R.FRACTION], t=t,
-                            lithium=lithium, plan=plan)
+                            lithium=lithium, plan=plan, pores=pores)
             state["fraction"] = sorted(set(state.get("fraction", [])) | {t})
         pz[R.PREVIEW_YX][t] = _plane(vol, zi)
         pz[R.PREVIEW_ZX][t] = _plane(vol, (slice(None), yi))
@@ -870,7 +874,8 @@ def segment_steps(run: AnalysisRun, params: Any = None, *, progress: bool = Fals
             seg = _segment(
                 stages, vol, geometry, reference=None if t == 0 else reference,
                 previous=None if t == 0 else _StepView(cz[R.CRACK], t - 1), params=params,
-                out={"crack": crack_t, "lithium": li_t, "pores": _Discard()},
+                out={"crack": crack_t, "lithium": li_t,
+                     "pores": pores if t == 0 and pores is not None else _Discard()},
                 scratch=work / "segment", plan=plan)
             if seg.lithium is not None:
                 li_steps.add(t)

@@ -29,7 +29,7 @@ __all__ = ["open_results", "read_results", "register_lazily", "registered_scans"
 #: order the Dataset lists them.
 VOLUMES: dict[str, tuple[str, ...]] = {
     name: R.DIMENSIONS[name]
-    for name in (R.CRACK, R.LABELS, R.LITHIUM, R.FRACTION, R.TIME_OF_ARRIVAL)
+    for name in (R.CRACK, R.LABELS, R.LITHIUM, R.FRACTION, R.TIME_OF_ARRIVAL, R.PORES)
 }
 
 _DESCRIPTIONS = {
@@ -38,6 +38,7 @@ _DESCRIPTIONS = {
     R.LITHIUM: "1 = lithium inside a crack, 0 = not",
     R.FRACTION: "crack fraction of the voxel from the grey-level deficit",
     R.TIME_OF_ARRIVAL: "first step (t_index) a voxel is crack, -1 never",
+    R.PORES: "1 = pore of the first step (left out of the crack volume), 0 = not",
 }
 
 

@@ -70,6 +70,7 @@ __all__ = [
     "MOVIE_MP4",
     "OWN_NAMES",
     "PARTIAL",
+    "PORES",
     "PREVIEWS_ZARR",
     "PREVIEW_ARRAYS",
     "PREVIEW_YX",
@@ -146,13 +147,15 @@ STATUS_JSON = "status.json"
 
 #: Arrays of :data:`CRACKS_ZARR`: the crack mask (t, z, y, x; 1 crack), the lithium inside
 #: cracks (1 lithium), the tracked crack ids, the crack fraction from the grey-level deficit,
-#: and the first step each voxel is crack (z, y, x; -1 never).
+#: the first step each voxel is crack (z, y, x; -1 never), and the pores of the first step
+#: (z, y, x; 1 pore), which the crack-volume measurement leaves out.
 CRACK = "crack"
 LITHIUM = "lithium"
 LABELS = "labels"
 FRACTION = "fraction"
 TIME_OF_ARRIVAL = "time_of_arrival"
-CRACK_ARRAYS = (CRACK, LITHIUM, LABELS, FRACTION, TIME_OF_ARRIVAL)
+PORES = "pores"
+CRACK_ARRAYS = (CRACK, LITHIUM, LABELS, FRACTION, TIME_OF_ARRIVAL, PORES)
 #: Arrays of :data:`PREVIEWS_ZARR`: the plane through the cell cut across z, y and x.
 PREVIEW_YX = "yx"
 PREVIEW_ZX = "zx"
@@ -249,7 +252,7 @@ def write_csv(path: str | Path, table: pd.DataFrame) -> Path:
 DIMENSIONS: dict[str, tuple[str, ...]] = {
     CRACK: ("t", "z", "y", "x"), LITHIUM: ("t", "z", "y", "x"),
     LABELS: ("t", "z", "y", "x"), FRACTION: ("t", "z", "y", "x"),
-    TIME_OF_ARRIVAL: ("z", "y", "x"),
+    TIME_OF_ARRIVAL: ("z", "y", "x"), PORES: ("z", "y", "x"),
     PREVIEW_YX: ("t", "y", "x"), PREVIEW_ZX: ("t", "z", "x"), PREVIEW_ZY: ("t", "z", "y"),
 }
 

@@ -244,8 +244,18 @@ def crack_fraction_voxels(volume: Any, crack: Any, geometry: Any, *, lithium: An
         dist, inds = ndi.distance_transform_edt(~cmask, return_indices=True)
         elec = elec_box[e0 - zb0:e1 - zb0]
         ok = elec.copy()
+        nearer = None
         if pores is not None:
-            ok &= ~(_read(pores, box) != 0)
+            pm = _read(pores, box) != 0
+            if pm.any():
+                ok &= ~pm
+                # a pore's blurred rim (and fringe) is the pore's deficit, not the crack's:
+                # a voxel gives to the crack only when nearer to it than to any pore, and the
+                # rim is no background either
+                dpore = ndi.distance_transform_edt(~pm)
+                nearer = dist < dpore
+                ok &= (dpore > guard) | nearer
+                del dpore
         v = _read(volume, box).astype(np.float32, copy=False)
         allowed = ok & (dist > guard)
         # background: within the plane where it has enough allowed voxels, else in 3D
@@ -255,6 +265,8 @@ def crack_fraction_voxels(volume: Any, crack: Any, geometry: Any, *, lithium: An
         del b2, w2, b3, w3
         # sources: electrolyte voxels within reach, in this block's core planes
         src = ok & (dist <= reach + 1e-9)
+        if nearer is not None:
+            src &= nearer
         src[: za - e0] = False
         src[zb - e0:] = False
         sz, sy, sx = np.nonzero(src)
