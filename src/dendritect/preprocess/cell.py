@@ -81,6 +81,11 @@ class CellGeometry:
         Voxel size (z, y, x) when known: shapes (how flat, how long a piece is) are judged in
         micrometres, so a round pore in voxels twice as tall as wide is not taken for a flat
         crack.
+    column_offset_vox : numpy.ndarray of float, (y, x), or None
+        In the flattened view of a tilted cell (:func:`dendritect.preprocess.tilt.flat_geometry`),
+        where whole-voxel shifts of the columns level the interfaces: what is left of each
+        column's interface offset (within half a voxel). The interfaces' partial volume in
+        the first planes follows it.
     """
 
     anode: str
@@ -97,6 +102,7 @@ class CellGeometry:
     cos_tilt: float = 1.0
     axis_shift_yx: tuple[float, float] = (0.0, 0.0)
     voxel_size_um: tuple[float, float, float] | None = None
+    column_offset_vox: np.ndarray | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.anode not in ("top", "bottom"):

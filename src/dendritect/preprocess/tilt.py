@@ -38,9 +38,12 @@ def flat_geometry(geometry: CellGeometry, pad: int, shift: np.ndarray) -> CellGe
     ay, ax = geometry.axis_yx
     ny, nx = shift.shape
     k0 = float(shift[int(np.clip(round(ay), 0, ny - 1)), int(np.clip(round(ax), 0, nx - 1))])
+    # a column's interface lands at its offset less its whole-voxel shift (plus k0)
+    residual = (geometry.offset_map() - shift + k0).astype(np.float32)
     return dataclasses.replace(
         geometry, z_anode_vox=geometry.z_anode_vox + pad - k0,
-        z_cathode_vox=geometry.z_cathode_vox + pad - k0, tilt_vox=(0.0, 0.0), cos_tilt=1.0)
+        z_cathode_vox=geometry.z_cathode_vox + pad - k0, tilt_vox=(0.0, 0.0), cos_tilt=1.0,
+        column_offset_vox=residual)
 
 
 def _key3(key: Any, shape: tuple[int, int, int]) -> tuple[slice, slice, slice]:

@@ -251,6 +251,19 @@ class _Box:
         self.footprint = geometry.footprint[self.sl[1:]]
         self.inclined = any(geometry.axis_shift_yx)
         self.aspect = _aspect(geometry.voxel_size_um)
+        # columns grouped by the sub-voxel offset of their interfaces (a flattened tilted
+        # cell): each group has its own z profile of the background
+        res = geometry.column_offset_vox
+        self.n_offset_bins = OFFSET_BINS if res is not None else 1
+        self.offset_bin = (None if res is None else np.clip(
+            np.floor((np.asarray(res)[self.sl[1:]] + 0.5) * OFFSET_BINS), 0,
+            OFFSET_BINS - 1).astype(np.intp))
+
+    def profile(self, prof: np.ndarray, lo: int, hi: int) -> np.ndarray:
+        """The background z profile of planes ``lo..hi`` at every column (broadcastable)."""
+        if self.offset_bin is None:
+            return prof[lo:hi, 0][:, None, None]
+        return prof[lo:hi][:, self.offset_bin]
 
     def read(self, arr, lo: int, hi: int, dtype=np.float32) -> np.ndarray:
         """Planes ``lo..hi`` of the box from a full-step array."""
@@ -305,6 +318,10 @@ class _Box:
 
 #: The wall term of the background: bins of in-plane distance to the pellet wall (voxels).
 WALL_BIN_VOX = 0.5
+#: Groups of columns, by the sub-voxel offset of their interfaces, with a z profile each.
+OFFSET_BINS = 5
+#: A group needs this many footprint columns for its own profile (else the plane's median).
+OFFSET_BIN_MIN_COLUMNS = 16
 WALL_REACH_VOX = 6.0
 #: Change seeds keep this much farther from the wall than other seeds (voxels).
 WALL_CHANGE_VOX = 2
@@ -333,7 +350,9 @@ def _background_profile(box: _Box, slabs: Slabs, volume, level: float, contrast:
     """Expected grey level of crack-free electrolyte: a z profile and a lateral map.
 
     The profile is the median over the footprint of each smoothed slice (it follows the blur
-    of the interfaces, where partial volume with the electrodes darkens the first slices);
+    of the interfaces, where partial volume with the electrodes darkens the first slices); in
+    a flattened tilted cell, whose columns' interfaces lie up to half a voxel off the plane's,
+    one per group of columns of about the same offset (``OFFSET_BINS``: (z, group));
     the lateral map (beam-hardening cupping, slow texture) the Gaussian-smoothed mean over z
     of what remains, without the dark voxels; the wall term a function of the in-plane
     distance to the pellet wall (bins of ``WALL_BIN_VOX`` up to ``WALL_REACH_VOX``): the median,
@@ -348,15 +367,22 @@ def _background_profile(box: _Box, slabs: Slabs, volume, level: float, contrast:
     reach = _smooth_reach(p.smooth_sigma_vox)
     nb = int(WALL_REACH_VOX / WALL_BIN_VOX)
 
+    nbin = box.n_offset_bins
+    groups = ([fp] if box.offset_bin is None or fp is None else
+              [fp & (box.offset_bin == j) for j in range(nbin)])
+
     def _pass(lo: int, hi: int, z0: int, z1: int):
         vs = _smooth(box.read(volume, lo, hi), p.smooth_sigma_vox)[z0 - lo:z1 - lo]
         inside = box.inside(z0, z1)
-        prof = np.full(z1 - z0, level, np.float32)
+        prof = np.full((z1 - z0, nbin), level, np.float32)
         if fp is not None:
             for k in range(z1 - z0):
                 if inside[k].any():
                     prof[k] = np.median(vs[k][fp])
-        rel = vs - prof[:, None, None]
+                    for j, g in enumerate(groups if nbin > 1 else ()):
+                        if g.sum() >= OFFSET_BIN_MIN_COLUMNS:
+                            prof[k, j] = np.median(vs[k][g])
+        rel = vs - box.profile(prof, 0, z1 - z0)
         w = inside & (rel > -0.3 * contrast)
         bins = box.wall_bins(z0, z1)
         rim = inside & (bins < nb)
@@ -512,7 +538,7 @@ def _flags_pass(box: _Box, slabs: Slabs, flags, volume, reference, previous,
                                 min_ratio=p.axial_line_ratio,
                                 min_length_vox=p.axial_line_length_vox)
         vs = _smooth(v, p.smooth_sigma_vox)
-        bg = prof[lo:hi, None, None] + lat[None] + wall[box.wall_bins(lo, hi)]
+        bg = box.profile(prof, lo, hi) + lat[None] + wall[box.wall_bins(lo, hi)]
         dark = (bg - vs) / c32
         inside = box.inside(lo, hi)
         if reference is not None:
