@@ -24,6 +24,7 @@ tips attached to their crack without admitting isolated noise.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -883,8 +884,9 @@ def _lithium(box: _Box, slabs: Slabs, flags, crack, n_crack: int, p: SegmentPara
     Under blur the cores of an empty crack that narrows read above half the lithium-void gap
     (partial volume with the ceramic): where the profile of a crack's thick cores along the
     normal steps down (:func:`lithium_front_split`), per tile of ``lithium_tile_vox`` in the
-    plane (cracks joined near the anode fill to different depths) or else over the whole
-    crack, the crack's voxels down to the step are lithium and those beyond are empty,
+    plane (cracks joined near the anode fill to different depths; each tile's front the median
+    of its own and its crack's neighbouring tiles') or else over the whole crack, the crack's
+    voxels down to the step are lithium and those beyond are empty,
     whatever their own grey level. A crack reaching the counter electrode is not cut. The
     share (or number) of voxels needed counts the thick voxels: where every thick core reads
     brighter than lithium, only such a step tells the content. The crack mask is not changed.
@@ -1011,8 +1013,19 @@ def _lithium(box: _Box, slabs: Slabs, flags, crack, n_crack: int, p: SegmentPara
 
         t_comp = t_comp.astype(np.int64)
         cut_comp = _cuts(t_comp, n + 1, t_comp)[comp]
-        cut_tile = _cuts(t_comp * n_tiles + _tile(ty, tx), (n + 1) * n_tiles, t_comp)[
-            comp.astype(np.int64) * n_tiles + _tile(y, x)]
+        per_tile = _cuts(t_comp * n_tiles + _tile(ty, tx), (n + 1) * n_tiles, t_comp)
+        # a tile's front is the median of its own and its crack's neighbouring tiles' (the
+        # piece's front is its deepest tile's, and one noisy tile would set it)
+        grid = per_tile.reshape(n + 1, ny_t, nx_t)
+        smooth = np.full_like(per_tile, np.nan).reshape(n + 1, ny_t, nx_t)
+        for k in np.flatnonzero(np.isfinite(grid).any(axis=(1, 2))):
+            pad = np.pad(grid[k], 1, constant_values=np.nan)
+            stack = np.stack([pad[1 + dy:1 + dy + ny_t, 1 + dx:1 + dx + nx_t]
+                              for dy in (-1, 0, 1) for dx in (-1, 0, 1)])
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN neighbourhoods
+                smooth[k] = np.where(np.isfinite(grid[k]), np.nanmedian(stack, axis=0), np.nan)
+        cut_tile = smooth.reshape(-1)[comp.astype(np.int64) * n_tiles + _tile(y, x)]
         cut = np.where(np.isfinite(cut_tile), cut_tile, cut_comp)
         has = np.isfinite(cut)
         li[has] = depth[has] <= cut[has]
