@@ -448,3 +448,36 @@ def test_lithium_front_split_finds_the_step_down_only():
     assert lithium_front_split(d, np.where(d <= 7, 1.6, 1.0) + rng.normal(0, 1.0, d.size),
                                0.3) is None
     assert lithium_front_split(d[:6], u[:6], 0.3) is None
+
+
+def test_joined_cracks_keep_their_own_lithium_fronts():
+    """Two tapering cracks joined at the anode by a shallow sheet (one connected piece),
+    filled to depths 6 and 12 under blur: each crack's lithium front is its own (the tiles of
+    the plane), within 2 voxels."""
+    mu, _ = make_cell(noise=0.0, psf=0.0)
+    nz, ny, nx = mu.shape
+    z, y, x = np.ogrid[:nz, :ny, :nx]
+    depth = z - 15 + 0.5
+    half = 3.5 - 2.0 * np.clip(depth / 17.0, 0, 1)
+    rows = np.abs(y - (ny - 1) / 2) < 20
+    cracks, filled = np.zeros(mu.shape, bool), np.zeros(mu.shape, bool)
+    for x0, fill in ((26, 6), (54, 12)):
+        c = (z >= 15) & (depth < 17) & rows & (np.abs(x - x0) < half)
+        cracks |= c
+        filled |= c & (depth < fill)
+    joint = (z >= 15) & (depth < 2) & rows & (x >= 26) & (x <= 54)
+    cracks |= joint
+    filled |= joint
+    mu[cracks] = LEVELS["void"]
+    mu[filled] = LEVELS["lithium"]
+    rng = np.random.default_rng(7)
+    vol = (ndimage.gaussian_filter(mu, 1.2)
+           + rng.normal(0, 0.005, mu.shape)).astype(np.float32)
+    geo = find_cell(vol, 1.0, anode="top")
+    seg = segment_step(vol, geo)
+    assert seg.lithium is not None
+    lab, n = ndimage.label(seg.crack != 0, np.ones((3, 3, 3), bool))
+    assert n == 1  # one piece
+    li = seg.lithium != 0
+    for side, fill in ((x < 40, 6), (x >= 40, 12)):
+        assert abs(front_depth_vox(li & side, geo) - fill) <= 2
