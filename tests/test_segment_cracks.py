@@ -476,7 +476,7 @@ def test_joined_cracks_keep_their_own_lithium_fronts():
     geo = find_cell(vol, 1.0, anode="top")
     seg = segment_step(vol, geo)
     assert seg.lithium is not None
-    lab, n = ndimage.label(seg.crack != 0, np.ones((3, 3, 3), bool))
+    _, n = ndimage.label(seg.crack != 0, np.ones((3, 3, 3), bool))
     assert n == 1  # one piece
     li = seg.lithium != 0
     for side, fill in ((x < 40, 6), (x >= 40, 12)):
