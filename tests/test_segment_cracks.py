@@ -405,3 +405,79 @@ def test_dry_tip_ahead_of_lithium_stays_dry():
     assert li[found_tip].mean() < 0.1  # ... and stays dry
     assert abs(front_depth_vox(li, geo) - 8) <= 1.5
     assert abs(front_depth_vox(seg.crack, geo) - 14) <= 2
+
+
+def test_lithium_front_of_a_tapering_crack_under_blur():
+    """A crack tapering from 7 to 3 voxels, lithium-filled from the anode to depth 8 and empty
+    on to depth 17, under a blur that lifts the empty part's cores past half the lithium-void
+    gap (partial volume with the ceramic): a threshold on the grey level calls the whole crack
+    lithium; the step down of the cores along the normal puts the front within 2 voxels."""
+    mu, _ = make_cell(noise=0.0, psf=0.0)
+    nz, ny, nx = mu.shape
+    z, y, x = np.ogrid[:nz, :ny, :nx]
+    depth = z - 15 + 0.5  # the anode interface at z = 14.5
+    half = 3.5 - 2.0 * np.clip(depth / 17.0, 0, 1)
+    crack = (z >= 15) & (depth < 17) & (np.abs(y - (ny - 1) / 2) < 20) & (np.abs(x - 40) < half)
+    filled = crack & (depth < 8)
+    mu[crack] = LEVELS["void"]
+    mu[filled] = LEVELS["lithium"]
+    rng = np.random.default_rng(5)
+    vol = (ndimage.gaussian_filter(mu, 1.2)
+           + rng.normal(0, 0.005, mu.shape)).astype(np.float32)
+    geo = find_cell(vol, 1.0, anode="top")
+    seg = segment_step(vol, geo)
+    assert seg.lithium is not None
+    assert f1_tolerant(seg.crack, crack) > 0.85
+    li = seg.lithium != 0
+    assert abs(front_depth_vox(li, geo) - 8) <= 2
+    assert f1_tolerant(li, filled) > 0.85
+
+
+def test_lithium_front_split_finds_the_step_down_only():
+    from dendritect.segment.cracks import lithium_front_split
+
+    rng = np.random.default_rng(0)
+    d = np.repeat(np.arange(20.0), 6)
+    # lithium (brighter, with partial volume) to depth 7, empty beyond, narrowing throughout
+    u = np.where(d <= 7, 1.6, 1.0) + 0.03 * d + rng.normal(0, 0.05, d.size)
+    assert abs(lithium_front_split(d, u, 0.3) - 7.5) < 0.25
+    # all lithium (or all empty) and narrowing: the profile rises, there is no front
+    assert lithium_front_split(d, 1.0 + 0.03 * d + rng.normal(0, 0.05, d.size), 0.3) is None
+    # a step smaller than the least drop, or one lost in the scatter, is no front either
+    assert lithium_front_split(d, np.where(d <= 7, 1.2, 1.0), 0.3) is None
+    assert lithium_front_split(d, np.where(d <= 7, 1.6, 1.0) + rng.normal(0, 1.0, d.size),
+                               0.3) is None
+    assert lithium_front_split(d[:6], u[:6], 0.3) is None
+
+
+def test_joined_cracks_keep_their_own_lithium_fronts():
+    """Two tapering cracks joined at the anode by a shallow sheet (one connected piece),
+    filled to depths 6 and 12 under blur: each crack's lithium front is its own (the tiles of
+    the plane), within 2 voxels."""
+    mu, _ = make_cell(noise=0.0, psf=0.0)
+    nz, ny, nx = mu.shape
+    z, y, x = np.ogrid[:nz, :ny, :nx]
+    depth = z - 15 + 0.5
+    half = 3.5 - 2.0 * np.clip(depth / 17.0, 0, 1)
+    rows = np.abs(y - (ny - 1) / 2) < 20
+    cracks, filled = np.zeros(mu.shape, bool), np.zeros(mu.shape, bool)
+    for x0, fill in ((26, 6), (54, 12)):
+        c = (z >= 15) & (depth < 17) & rows & (np.abs(x - x0) < half)
+        cracks |= c
+        filled |= c & (depth < fill)
+    joint = (z >= 15) & (depth < 2) & rows & (x >= 26) & (x <= 54)
+    cracks |= joint
+    filled |= joint
+    mu[cracks] = LEVELS["void"]
+    mu[filled] = LEVELS["lithium"]
+    rng = np.random.default_rng(7)
+    vol = (ndimage.gaussian_filter(mu, 1.2)
+           + rng.normal(0, 0.005, mu.shape)).astype(np.float32)
+    geo = find_cell(vol, 1.0, anode="top")
+    seg = segment_step(vol, geo)
+    assert seg.lithium is not None
+    _, n = ndimage.label(seg.crack != 0, np.ones((3, 3, 3), bool))
+    assert n == 1  # one piece
+    li = seg.lithium != 0
+    for side, fill in ((x < 40, 6), (x >= 40, 12)):
+        assert abs(front_depth_vox(li & side, geo) - fill) <= 2

@@ -24,6 +24,7 @@ tips attached to their crack without admitting isolated noise.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,6 +81,13 @@ class SegmentParams:
     #: thin ones still tell their content)
     lithium_min_resolved_vox: int = 200
     lithium_min_depth_vox: float = 2.0
+    #: a crack's resolved cores step down by at least this (void 0, lithium 1) where its
+    #: lithium ends (lithium_front_split)
+    lithium_min_drop: float = 0.3
+    #: side (voxels) of the tiles of the plane over which those profiles are taken
+    lithium_tile_vox: int = 16
+    #: and the drop stands this many standard errors out of the bins' scatter
+    lithium_min_t: float = 5.0
     interface_zone_vox: float = 2.5
     interface_darkness: float = 0.12
     # dark lines along z (the reconstruction's rotation axis): see axial_lines; length 0: off
@@ -487,6 +495,65 @@ def lithium_contrast_reason(lv: dict, noise: float, p: SegmentParams) -> str | N
     return None
 
 
+def lithium_front_split(depth_vox: np.ndarray, u: np.ndarray, min_drop: float,
+                        min_t: float = 5.0, window: int = 4) -> float | None:
+    """Depth (voxels) where a crack's lithium ends, from its thick cores, or ``None``.
+
+    ``depth_vox`` and ``u`` are the depth along the cell's normal and the core's grey level
+    (void 0, lithium 1) of a crack's thick voxels. Partial volume with the ceramic lifts both
+    contents by an amount that grows as the crack narrows, so a fixed threshold calls the
+    empty part of a tapering crack lithium. Along the normal, though, lithium fills a crack
+    from its mouth and the dry tip runs ahead of it: the profile of the cores (the median of
+    each voxel-deep bin) steps down where the lithium ends, by about the lithium-void gap
+    times the share of the core the crack fills. The split is the largest drop between the
+    medians of the ``window`` bins before and after it that is at least ``min_drop`` and
+    ``min_t`` standard errors of the bins' scatter about the two levels (with at least two
+    bins on each side); the lithium ends where the profile crosses half way between the two
+    levels there (interpolated between bins). A profile that rises or stays level (all
+    lithium, all empty, or narrowing throughout) has no split: ``None``.
+    """
+    depth_vox = np.asarray(depth_vox, np.float64)
+    u = np.asarray(u, np.float64)
+    if depth_vox.size < 2:
+        return None
+    b = np.round(depth_vox).astype(np.int64)
+    keys, inv, cnt = np.unique(b, return_inverse=True, return_counts=True)
+    if keys.size < 2:
+        return None
+    order = np.argsort(inv, kind="stable")
+    starts = np.concatenate(([0], np.cumsum(cnt)[:-1]))
+    med = np.array([np.median(u[order[s:s + c]]) for s, c in zip(starts, cnt, strict=True)])
+    # the bins just before and just after each candidate split: the crack narrows toward its
+    # tip, so levels far from the split say little about the step there
+    best, j, levels = -np.inf, -1, (0.0, 0.0)
+    for i in range(keys.size - 1):
+        ba, bb = med[max(0, i + 1 - window):i + 1], med[i + 1:i + 1 + window]
+        if ba.size < 2 or bb.size < 2:
+            continue
+        la, lb = float(np.median(ba)), float(np.median(bb))
+        drop = la - lb
+        # the drop must stand out of the scatter of the bins about the two levels (a
+        # t-statistic on the bins): a few thick voxels of a thin crack, where the aperture
+        # varies from voxel to voxel, do not make a front
+        res = np.concatenate((ba - la, bb - lb))
+        sd = float(np.sqrt(np.mean(res * res))) + 1e-3 * max(min_drop, 1e-9)
+        t = drop / (sd * np.sqrt(1.0 / ba.size + 1.0 / bb.size))
+        if drop >= min_drop and t >= min_t and drop > best:
+            best, j, levels = drop, i, (la, lb)
+    if j < 0:
+        return None
+    # the blur of the scan spreads the step over a few bins: the lithium ends where the
+    # profile crosses half way between the two levels (nearest the split, interpolated)
+    mid = 0.5 * (levels[0] + levels[1])
+    cut, near = 0.5 * float(keys[j] + keys[j + 1]), np.inf
+    for i in range(max(0, j + 1 - window), min(keys.size - 1, j + window)):
+        if med[i] >= mid > med[i + 1]:
+            at = keys[i] + (med[i] - mid) / (med[i] - med[i + 1]) * (keys[i + 1] - keys[i])
+            if abs(at - 0.5 * (keys[j] + keys[j + 1])) < near:
+                cut, near = float(at), abs(at - 0.5 * (keys[j] + keys[j + 1]))
+    return cut
+
+
 def _lithium_levels(lv: dict, noise: float, p: SegmentParams) -> tuple[float, float] | None:
     """Grey levels that mark resolved and lithium-filled crack voxels, or ``None`` when the
     scan cannot tell lithium from void (levels closer than ``lithium_min_snr`` noise sd)."""
@@ -825,7 +892,7 @@ class _Planes:
 
 
 def _lithium(box: _Box, slabs: Slabs, flags, crack, n_crack: int, p: SegmentParams,
-             lithium_out) -> bool:
+             lithium_out, volume=None, levels: tuple[float, float] | None = None) -> bool:
     """Crack voxels holding lithium; False (nothing written) when the scan cannot tell.
 
     Lithium attenuates about a tenth as much as the ceramic, so a lithium-filled crack is only
@@ -839,6 +906,16 @@ def _lithium(box: _Box, slabs: Slabs, flags, crack, n_crack: int, p: SegmentPara
     crack at its mouth and the dry tip runs ahead of it (Ning et al., Nat. Mater. 2021), and
     a tapering tip is too thin to be resolved, so the nearest resolved voxel (lithium behind
     it) would fill it. A crack without resolved voxels is not called lithium-filled.
+
+    Under blur the cores of an empty crack that narrows read above half the lithium-void gap
+    (partial volume with the ceramic): where the profile of a crack's thick cores along the
+    normal steps down (:func:`lithium_front_split`), per tile of ``lithium_tile_vox`` in the
+    plane (cracks joined near the anode fill to different depths; each tile's front the median
+    of its own and its crack's neighbouring tiles') or else over the whole crack, the crack's
+    voxels down to the step are lithium and those beyond are empty,
+    whatever their own grey level. A crack reaching the counter electrode is not cut. The
+    share (or number) of voxels needed counts the thick voxels: where every thick core reads
+    brighter than lithium, only such a step tells the content. The crack mask is not changed.
     """
     from scipy.spatial import cKDTree
 
@@ -847,7 +924,8 @@ def _lithium(box: _Box, slabs: Slabs, flags, crack, n_crack: int, p: SegmentPara
     if n_crack == 0:
         return True  # known: a step without cracks holds no lithium in them
 
-    def _resolved(lo: int, hi: int, z0: int, z1: int) -> tuple[np.ndarray, np.ndarray]:
+    def _resolved(lo: int, hi: int, z0: int, z1: int
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         f = np.asarray(flags[z0:z1])
         ch = np.asarray(crack[lo:hi]) != 0
         c = ch[z0 - lo:z1 - lo]
@@ -858,16 +936,33 @@ def _lithium(box: _Box, slabs: Slabs, flags, crack, n_crack: int, p: SegmentPara
         k = max(int(np.ceil(p.lithium_min_depth_vox)) - 1, 0)
         thick = (ndimage.minimum_filter(ch.view(np.uint8), size=2 * k + 1)[z0 - lo:z1 - lo] > 0
                  if k else ch[z0 - lo:z1 - lo])
-        res = c & thick & ((f & _LI_RES) != 0)
+        thick = c & thick
+        res = thick & ((f & _LI_RES) != 0)
         idx = np.flatnonzero(res)
         plane = res.shape[1] * res.shape[2]
-        return idx + z0 * plane, ((f.ravel()[idx] & _LI_IS) != 0)
+        if volume is None:
+            return (idx + z0 * plane, (f.ravel()[idx] & _LI_IS) != 0, np.zeros(0, np.int64),
+                    np.zeros(0))
+        # every thick voxel's core as the flags pass read it (smoothed, darkest of the
+        # 3-cube), for the profile along the normal (lithium_front_split)
+        core = ndimage.minimum_filter(_smooth(box.read(volume, lo, hi), p.smooth_sigma_vox),
+                                      size=3)[z0 - lo:z1 - lo]
+        it = np.flatnonzero(thick)
+        return (idx + z0 * plane, (f.ravel()[idx] & _LI_IS) != 0, it + z0 * plane,
+                core.ravel()[it])
 
-    parts = slabs.run(_resolved, int(np.ceil(p.lithium_min_depth_vox)) + 1)
+    parts = slabs.run(_resolved, max(int(np.ceil(p.lithium_min_depth_vox)) + 1,
+                                     _smooth_reach(p.smooth_sigma_vox) + 2))
     res_flat = np.concatenate([q[0] for q in parts])
     is_li = np.concatenate([q[1] for q in parts])
+    thick_flat = np.concatenate([q[2] for q in parts]).astype(np.int64, copy=False)
+    # 0 at the void level, 1 at lithium's
+    u_thick = np.concatenate([q[3] for q in parts]).astype(np.float64)
+    if levels is not None:
+        u_thick = (u_thick - levels[1]) / (levels[0] - levels[1])
     need = min(p.lithium_min_resolved * n_crack, p.lithium_min_resolved_vox)
-    if res_flat.shape[0] < need or res_flat.shape[0] == 0:
+    n_thick = thick_flat.shape[0] if volume is not None else res_flat.shape[0]
+    if n_thick < need or n_thick == 0:
         return False
 
     shape = box.shape
@@ -899,10 +994,67 @@ def _lithium(box: _Box, slabs: Slabs, flags, crack, n_crack: int, p: SegmentPara
     deepest[(reach >= box.geometry.thickness_vox - 1.5) & np.isfinite(deepest)] = np.inf
     # nearest resolved voxel by Euclidean distance in voxels, as the distance transform
     # would choose (up to ties between equally near voxels)
-    res_zyx = np.stack(np.unravel_index(res_flat, shape), axis=1)
-    _, near = cKDTree(res_zyx).query(np.stack((z, y, x), axis=1), k=1)
-    # at least half a voxel: depths are voxel centres'
-    li = is_li[near] & (depth <= deepest[comp] + margin[comp])
+    if res_flat.size:
+        res_zyx = np.stack(np.unravel_index(res_flat, shape), axis=1)
+        _, near = cKDTree(res_zyx).query(np.stack((z, y, x), axis=1), k=1)
+        # at least half a voxel: depths are voxel centres'
+        li = is_li[near] & (depth <= deepest[comp] + margin[comp])
+    else:  # every thick core reads brighter than lithium: only a drop along a crack tells
+        li = np.zeros(flat.shape, bool)
+    # partial volume lifts every core above its content's level, empty ones past the
+    # threshold where the crack narrows toward its tip: where the profile of a crack's thick
+    # cores along the normal drops from a lithium-filled mouth to an empty part, the lithium
+    # ends at the drop (lithium_front_split). Cracks joined near the anode hold lithium to
+    # different depths: the profile is taken per tile of the plane (one sheet in each, as a
+    # rule), and a tile without a drop takes its crack's
+    if levels is not None and thick_flat.size:
+        ta = np.searchsorted(flat, thick_flat)
+        t_comp, t_depth = comp[ta], depth[ta]
+        tile = p.lithium_tile_vox
+        ny_t = -(-shape[1] // tile)
+        nx_t = -(-shape[2] // tile)
+        n_tiles = ny_t * nx_t
+
+        def _tile(yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
+            return (yy // tile) * nx_t + xx // tile
+
+        _, ty, tx = np.unravel_index(thick_flat, shape)
+        # a crack that reaches the counter electrode has no dry tip there (as above): it is
+        # not cut
+        spans = reach >= box.geometry.thickness_vox - 1.5
+
+        def _cuts(key: np.ndarray, n_keys: int, of_comp: np.ndarray) -> np.ndarray:
+            o = np.argsort(key, kind="stable")
+            ks, starts = np.unique(key[o], return_index=True)
+            ends = np.append(starts[1:], o.size)
+            got = np.full(n_keys, np.nan)
+            for kk, a, b in zip(ks, starts, ends, strict=True):
+                if spans[of_comp[o[a]]]:
+                    continue
+                c = lithium_front_split(t_depth[o[a:b]], u_thick[o[a:b]],
+                                        p.lithium_min_drop, p.lithium_min_t)
+                if c is not None:
+                    got[kk] = c
+            return got
+
+        t_comp = t_comp.astype(np.int64)
+        cut_comp = _cuts(t_comp, n + 1, t_comp)[comp]
+        per_tile = _cuts(t_comp * n_tiles + _tile(ty, tx), (n + 1) * n_tiles, t_comp)
+        # a tile's front is the median of its own and its crack's neighbouring tiles' (the
+        # piece's front is its deepest tile's, and one noisy tile would set it)
+        grid = per_tile.reshape(n + 1, ny_t, nx_t)
+        smooth = np.full_like(per_tile, np.nan).reshape(n + 1, ny_t, nx_t)
+        for k in np.flatnonzero(np.isfinite(grid).any(axis=(1, 2))):
+            pad = np.pad(grid[k], 1, constant_values=np.nan)
+            stack = np.stack([pad[1 + dy:1 + dy + ny_t, 1 + dx:1 + dx + nx_t]
+                              for dy in (-1, 0, 1) for dx in (-1, 0, 1)])
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN neighbourhoods
+                smooth[k] = np.where(np.isfinite(grid[k]), np.nanmedian(stack, axis=0), np.nan)
+        cut_tile = smooth.reshape(-1)[comp.astype(np.int64) * n_tiles + _tile(y, x)]
+        cut = np.where(np.isfinite(cut_tile), cut_tile, cut_comp)
+        has = np.isfinite(cut)
+        li[has] = depth[has] <= cut[has]
 
     def _write(lo: int, hi: int, z0: int, z1: int) -> None:
         a, b = np.searchsorted(flat, (z0 * plane, z1 * plane))
@@ -1004,7 +1156,8 @@ def segment_step(volume, geometry: CellGeometry, *, reference=None, previous=Non
         n_crack = _cracks(box, slabs, flags, previous, reference is not None, p,
                           _writer("crack"), _writer("pores"))
         has_li = li is not None and _lithium(box, slabs, flags, masks["crack"], n_crack, p,
-                                             _writer("lithium"))
+                                             _writer("lithium"), vol,
+                                             (float(lv["lithium"]), float(lv["void"])))
         reason = None
         if li is None:
             reason = lithium_contrast_reason(lv, geometry.noise, p)
