@@ -202,23 +202,70 @@ def _shapes(size: np.ndarray, cov: np.ndarray,
 _INSCRIBED_HALO = 8
 
 
-def _inscribed_radius(slabs: Slabs, labels, n: int, aspect: np.ndarray | None) -> np.ndarray:
-    """Radius (x voxels) of the largest ball inside each component, indexed by label − 1."""
+def _inscribed_radius(slabs: Slabs, labels, n: int, aspect: np.ndarray | None,
+                      need: np.ndarray | None = None) -> np.ndarray:
+    """Radius (x voxels) of the largest ball inside each component, indexed by label − 1.
+
+    The maximum, over the component's voxels of each slab, of the Euclidean distance
+    transform of the slab's foreground (``labels > 0``, halo of ``_INSCRIBED_HALO`` planes
+    included). Only the components flagged in ``need`` (bool, indexed by label − 1; default:
+    all) are measured, the others are 0.
+
+    The transform is computed on the component's bounding box in the slab grown by one voxel
+    (:func:`_edt_boxes`), and the distances there are those of the whole slab: the voxels nearer
+    to a voxel ``v`` of the component than its nearest background voxel ``b`` (distance D) are
+    foreground and face-connected to ``v`` (from any of them a step of one coordinate towards
+    ``v`` comes nearer to ``v``), so they belong to the component (labelled 6-connected: other
+    components never touch it by a face) and lie in its box; one step from ``b`` towards ``v``
+    is such a voxel, so ``b`` lies within one voxel of the box. The transform is computed on
+    the whole slab where the boxes would hold as many voxels as it.
+    """
     sampling = None if aspect is None else tuple(float(a) for a in aspect)
+    want = np.ones(n, bool) if need is None else np.asarray(need, bool)
 
     def _part(lo: int, hi: int, z0: int, z1: int) -> np.ndarray:
         block = np.asarray(labels[lo:hi])
-        d = ndimage.distance_transform_edt(block > 0, sampling=sampling)
-        k = slice(z0 - lo, z1 - lo)
-        lab, dist = block[k].ravel(), d[k].ravel()
         out = np.zeros(n + 1)
-        np.maximum.at(out, lab, dist)
+        if not want.any():
+            return out
+        ids, boxes = _edt_boxes(block, n, want, z0 - lo, z1 - lo)
+        k = slice(z0 - lo, z1 - lo)
+        if sum(int(np.prod([s.stop - s.start for s in b])) for b in boxes) >= block.size:
+            d = ndimage.distance_transform_edt(block > 0, sampling=sampling)
+            np.maximum.at(out, block[k].ravel(), d[k].ravel())
+            out[1:][~want] = 0.0
+            return out
+        # each box holds background (a face of the component's bounding box not on the
+        # slab's face has a background voxel beside it; a box on every face is the slab's)
+        for lab, box in zip(ids, boxes, strict=True):
+            crop = block[box]
+            # only the voxels of the slab's own planes count
+            a = max(k.start - box[0].start, 0)
+            b = min(k.stop - box[0].start, crop.shape[0])
+            sel = crop[a:b] == lab
+            if sel.any():
+                d = ndimage.distance_transform_edt(crop > 0, sampling=sampling)
+                out[lab] = max(0.0, float(d[a:b][sel].max()))
         return out
 
     best = np.zeros(n + 1)
     for part in slabs.run(_part, _INSCRIBED_HALO):
         np.maximum(best, part, out=best)
     return best[1:]
+
+
+def _edt_boxes(block: np.ndarray, n: int, want: np.ndarray, k0: int,
+               k1: int) -> tuple[list[int], list[tuple[slice, slice, slice]]]:
+    """Labels of ``want`` (indexed by label − 1) with voxels in planes ``k0..k1`` of
+    ``block``, and their bounding boxes in the block grown by one voxel (clipped)."""
+    ids, boxes = [], []
+    for i, sl in enumerate(ndimage.find_objects(block, max_label=n)):
+        if sl is None or not want[i] or sl[0].stop <= k0 or sl[0].start >= k1:
+            continue
+        ids.append(i + 1)
+        boxes.append(tuple(slice(max(s.start - 1, 0), min(s.stop + 1, m))
+                           for s, m in zip(sl, block.shape, strict=True)))
+    return ids, boxes
 
 
 # Bits of the per-voxel flags of the first pass (uint16 scratch volume).
@@ -601,7 +648,7 @@ def _pores(slabs: Slabs, flags, p: SegmentParams, aspect: np.ndarray | None = No
         if compact.any() and p.pore_min_roundness > 0:
             # the inertia of a curved, kinked or branched crack is not flat, but the crack is
             # thin everywhere: a pore holds a ball as wide as itself
-            r_in = _inscribed_radius(slabs, lab1, n1, aspect)
+            r_in = _inscribed_radius(slabs, lab1, n1, aspect, need=compact[1:])
             compact[1:] &= r_in >= p.pore_min_roundness * shp["extent"]
     use_core = r > 0 and bool(compact.any())
     has_core = np.zeros(n1 + 1, bool)
@@ -645,7 +692,7 @@ def _pores(slabs: Slabs, flags, p: SegmentParams, aspect: np.ndarray | None = No
         shp2 = _shapes(*slabs.shape_moments(lab2, n2), aspect=aspect)
         keep[1:] = shp2["planarity"] < p.pore_max_planarity
         if keep.any() and p.pore_min_roundness > 0:
-            keep[1:] &= (_inscribed_radius(slabs, lab2, n2, aspect)
+            keep[1:] &= (_inscribed_radius(slabs, lab2, n2, aspect, need=keep[1:])
                          >= p.pore_min_roundness * shp2["extent"])
 
     def _final(lo: int, hi: int) -> np.ndarray:

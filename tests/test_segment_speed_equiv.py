@@ -1,0 +1,123 @@
+"""The segmentation's faster steps give the same output as the plain computation.
+
+Each optimised helper of :mod:`dendritect.segment.cracks` is compared with the straightforward
+computation written out here (exactly, not to a tolerance), on data that exercise what the
+optimisation relies on; each comparison has a guard showing that the data would tell a wrong
+shortcut apart.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from dendritect.segment import cracks
+from dendritect.segment.cracks import _INSCRIBED_HALO, _inscribed_radius
+from dendritect.segment.slabs import Slabs
+
+CROSS = ndimage.generate_binary_structure(3, 1)
+
+
+def _blobs(shape, n_blobs, seed):
+    """6-connected labels of random ellipsoids and slabs (pores and sheets), many cut by the
+    array's faces; blobs touching each other by an edge or a corner are different components
+    (two cubes touching by an edge are added) and a pancake lies across a slab cut."""
+    rng = np.random.default_rng(seed)
+    z, y, x = np.indices(shape)
+    mask = np.zeros(shape, bool)
+    for _ in range(n_blobs):
+        c = rng.uniform(-2, np.array(shape) + 2)
+        r = rng.uniform(0.6, 5.0, 3) * (rng.random(3) < 0.8) + 0.6
+        mask |= ((z - c[0]) / r[0]) ** 2 + ((y - c[1]) / r[1]) ** 2 + (
+            (x - c[2]) / r[2]) ** 2 <= 1.0
+    mask[5:9, 5:9, 5:9] = True
+    mask[9:13, 9:13, 5:9] = True
+    if shape[0] >= 30:
+        # a pancake across the cut at plane 13, thicker on the far side of it than the
+        # halo: seen from the slab below, cut at its halo's end, its distances are too large
+        mask[14:24, 10:22, 10:24] = True
+    lab, n = ndimage.label(mask, structure=CROSS)
+    return lab.astype(np.int32), int(n)
+
+
+def _reference_radius(lab, n, aspect, slabs, need):
+    """The largest inscribed ball, plainly: per slab (halo included) the distance transform
+    of the whole slab's foreground, maximum over each label's voxels of the slab's planes."""
+    sampling = None if aspect is None else tuple(float(a) for a in aspect)
+    nz = lab.shape[0]
+    best = np.zeros(n + 1)
+    for z0, z1 in slabs:
+        lo, hi = max(0, z0 - _INSCRIBED_HALO), min(nz, z1 + _INSCRIBED_HALO)
+        block = lab[lo:hi]
+        d = ndimage.distance_transform_edt(block > 0, sampling=sampling)
+        for i in range(1, n + 1):
+            sel = block[z0 - lo:z1 - lo] == i
+            if sel.any():
+                best[i] = max(best[i], d[z0 - lo:z1 - lo][sel].max())
+    out = best[1:]
+    return np.where(need, out, 0.0) if need is not None else out
+
+
+ASPECTS = [None, (1.0, 1.0, 1.0), (1.9676, 1.0, 1.0), (1.3741, 1.0, 1.0)]
+SLABS = {"one": [(0, 40)], "three": [(0, 13), (13, 27), (27, 40)]}
+
+
+def _spy_edt(monkeypatch):
+    """The shapes of the distance transforms :func:`_inscribed_radius` takes."""
+    shapes = []
+    edt = ndimage.distance_transform_edt
+
+    def spy(mask, *args, **kwargs):
+        shapes.append(mask.shape)
+        return edt(mask, *args, **kwargs)
+
+    monkeypatch.setattr(cracks.ndimage, "distance_transform_edt", spy)
+    return shapes
+
+
+@pytest.mark.parametrize("aspect", ASPECTS)
+@pytest.mark.parametrize("slabs", sorted(SLABS))
+@pytest.mark.parametrize("subset", [False, True])
+def test_inscribed_radius_equals_whole_slab_transform(aspect, slabs, subset, monkeypatch):
+    lab, n = _blobs((40, 36, 44), 120, seed=7)
+    assert n > 40
+    need = np.random.default_rng(1).random(n) < 0.5 if subset else None
+    ref = _reference_radius(lab, n, aspect, SLABS[slabs], need)
+    shapes = _spy_edt(monkeypatch)
+    with Slabs(lab.shape, SLABS[slabs]) as s:
+        fast = _inscribed_radius(s, lab, n, None if aspect is None else np.asarray(aspect),
+                                 need=need)
+    np.testing.assert_array_equal(fast, ref)
+    # the transforms were taken on the components' boxes, each smaller than a slab
+    assert len(shapes) > 10
+    assert max(np.prod(sh) for sh in shapes) < 13 * lab.shape[1] * lab.shape[2]
+
+
+def test_inscribed_radius_without_background_and_dense(monkeypatch):
+    """A component that fills its slab (no background in its box) and labels so dense that
+    the boxes overlap more than the slab holds: the whole slab's transform decides."""
+    full = np.ones((12, 10, 9), np.int32)
+    lab, n = _blobs((24, 20, 22), 400, seed=3)
+    refs = (_reference_radius(full, 1, (1.0, 1.0, 1.0), [(0, 12)], None),
+            _reference_radius(lab, n, (1.5, 1.0, 1.0), [(0, 24)], None))
+    shapes = _spy_edt(monkeypatch)
+    with Slabs(full.shape, [(0, 12)]) as s:
+        np.testing.assert_array_equal(_inscribed_radius(s, full, 1, np.ones(3)), refs[0])
+    with Slabs(lab.shape, [(0, 24)]) as s:
+        np.testing.assert_array_equal(_inscribed_radius(s, lab, n, np.array([1.5, 1, 1])),
+                                      refs[1])
+    assert shapes == [full.shape, lab.shape]
+
+
+def test_inscribed_radius_guard_box_without_margin_differs():
+    """Guard: on the same labels, transforms on the components' bare bounding boxes (no
+    one-voxel margin) give other radii, so the comparison above can fail."""
+    lab, n = _blobs((40, 36, 44), 120, seed=7)
+    ref = _reference_radius(lab, n, None, SLABS["one"], None)
+    bare = np.zeros(n)
+    for i, sl in enumerate(ndimage.find_objects(lab)):
+        crop = lab[sl]
+        bare[i] = ndimage.distance_transform_edt(crop > 0)[crop == i + 1].max()
+    assert not np.array_equal(bare, ref)
+    assert (bare >= ref).all()  # a box without its rim misses background: never nearer
