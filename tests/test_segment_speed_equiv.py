@@ -121,3 +121,46 @@ def test_inscribed_radius_guard_box_without_margin_differs():
         bare[i] = ndimage.distance_transform_edt(crop > 0)[crop == i + 1].max()
     assert not np.array_equal(bare, ref)
     assert (bare >= ref).all()  # a box without its rim misses background: never nearer
+
+
+def _masks(seed):
+    """Random masks of several densities and shapes, flat and one plane thick included."""
+    rng = np.random.default_rng(seed)
+    for shape in [(1, 6, 5), (2, 1, 3), (9, 4, 4), (10, 9, 11), (31, 17, 23)]:
+        for density in (0.05, 0.5, 0.8, 0.97, 1.0):
+            yield rng.random(shape) < density
+
+
+@pytest.mark.parametrize("iterations", [1, 2, 3])
+def test_cross_morphology_equals_scipy(iterations):
+    for m in _masks(iterations):
+        np.testing.assert_array_equal(cracks._erode6(m, iterations),
+                                      ndimage.binary_erosion(m, CROSS, iterations=iterations))
+        np.testing.assert_array_equal(cracks._dilate6(m, iterations),
+                                      ndimage.binary_dilation(m, CROSS, iterations=iterations))
+        np.testing.assert_array_equal(cracks._open6(m, iterations),
+                                      ndimage.binary_opening(m, CROSS, iterations=iterations))
+
+
+@pytest.mark.parametrize("n", [3, 5, 9, 11])
+def test_axial_morphology_equals_scipy(n):
+    for m in _masks(n):
+        np.testing.assert_array_equal(cracks._open_z(m, n),
+                                      ndimage.binary_opening(m, np.ones((n, 1, 1), bool)))
+        np.testing.assert_array_equal(cracks._dilate_yx(m),
+                                      ndimage.binary_dilation(m, np.ones((1, 3, 3), bool)))
+
+
+def test_morphology_guard_border_matters():
+    """Guard: an erosion that forgets the array's border (the shifted ANDs alone) or a line
+    opening one plane off differ from SciPy's on these masks, so the tests above can fail."""
+    m = np.ones((9, 4, 4), bool)
+    no_border = m.copy()
+    no_border[1:] &= m[:-1]
+    assert not np.array_equal(no_border, ndimage.binary_erosion(m, CROSS))
+    rng = np.random.default_rng(0)
+    m = rng.random((31, 17, 23)) < 0.9
+    ref = ndimage.binary_opening(m, np.ones((5, 1, 1), bool))
+    assert not np.array_equal(np.roll(cracks._open_z(m, 5), 1, axis=0), ref)
+    assert ref.any() and not ref.all()
+
