@@ -164,3 +164,22 @@ def test_morphology_guard_border_matters():
     assert not np.array_equal(np.roll(cracks._open_z(m, 5), 1, axis=0), ref)
     assert ref.any() and not ref.all()
 
+
+@pytest.mark.parametrize("maximum", [False, True])
+def test_extremum3_equals_scipy(maximum):
+    f = ndimage.maximum_filter if maximum else ndimage.minimum_filter
+    rng = np.random.default_rng(4)
+    for shape in [(1, 6, 5), (2, 1, 3), (9, 4, 4), (31, 17, 23)]:
+        v = rng.normal(size=shape).astype(np.float32)
+        v[rng.random(shape) < 0.1] = 0.25  # ties
+        np.testing.assert_array_equal(cracks._extremum3(v, maximum), f(v, size=3))
+        m = rng.random(shape) < 0.8
+        np.testing.assert_array_equal(cracks._extremum3(m, maximum), f(m, size=3))
+        np.testing.assert_array_equal(cracks._extremum3(m.view(np.uint8), maximum),
+                                      f(m.view(np.uint8), size=3))
+    v[3, 2, 1] = np.nan  # NaN: SciPy's own filter
+    np.testing.assert_array_equal(cracks._extremum3(v, maximum), f(v, size=3))
+    # guard: along one axis only, or with the face's neighbour taken from across the array
+    # (a wrap), the result is another one
+    assert not np.array_equal(f(v, size=(3, 1, 1)), f(v, size=3))
+    assert not np.array_equal(f(v, size=3, mode="wrap"), f(v, size=3))

@@ -314,6 +314,29 @@ def _open6(mask: np.ndarray, iterations: int = 1) -> np.ndarray:
     return _dilate6(_erode6(mask, iterations), iterations)
 
 
+def _extremum3(a: np.ndarray, maximum: bool = False) -> np.ndarray:
+    """``ndimage.minimum_filter(a, size=3)`` (``maximum_filter`` with ``maximum``), SciPy's
+    default ``mode="reflect"``, by the minimum of the array shifted by one voxel along each
+    axis in turn: at a face the reflected neighbour is the voxel itself, so it is left out.
+    Minima are exact, so the result is SciPy's; arrays holding NaN go to SciPy."""
+    if a.dtype.kind == "f" and a.size and np.isnan(a.min()):
+        f = ndimage.maximum_filter if maximum else ndimage.minimum_filter
+        return f(a, size=3)
+    fn = np.maximum if maximum else np.minimum
+    out = a.copy()
+    src = a
+    for ax in range(a.ndim):
+        if ax == 1:
+            src = np.empty_like(a)
+        if ax:
+            np.copyto(src, out)
+        lo = (slice(None),) * ax + (slice(1, None),)
+        hi = (slice(None),) * ax + (slice(None, -1),)
+        fn(out[lo], src[hi], out=out[lo])
+        fn(out[hi], src[lo], out=out[hi])
+    return out
+
+
 def _smooth(v: np.ndarray, sigma: float) -> np.ndarray:
     return ndimage.gaussian_filter(v, sigma) if sigma > 0 else v
 
@@ -642,13 +665,13 @@ def _flags_pass(box: _Box, slabs: Slabs, flags, volume, reference, previous,
             rdark, change = dark, None
         # the content of a crack is read at its core: the darkest smoothed value next to a
         # voxel (a voxel at a crack's face mixes void with ceramic and would read as lithium)
-        core = ndimage.minimum_filter(vs, size=3) if li is not None else None
+        core = _extremum3(vs) if li is not None else None
         del bg, vs
         # keep the crack thin: a voxel must be about as dark as the darkest of its neighbours
         # (the blur of the scan and of the filters spreads darkness a voxel or two to each
         # side; the electrodes beyond the interfaces are darker still and do not count)
         dark_in = np.where(inside, dark, np.float32(0))
-        thin = dark >= np.float32(p.thin_fraction) * ndimage.maximum_filter(dark_in, size=3)
+        thin = dark >= np.float32(p.thin_fraction) * _extremum3(dark_in, maximum=True)
         del dark_in
         k = slice(z0 - lo, z1 - lo)
         v, dark, sheet, rdark, thin, inside = v[k], dark[k], sheet[k], rdark[k], thin[k], inside[k]
@@ -947,8 +970,12 @@ def _lithium(box: _Box, slabs: Slabs, flags, crack, n_crack: int, p: SegmentPara
         # must hold the (2k+1)-cube around the voxel: for a depth of 2 exactly a Euclidean
         # distance to the background of at least 2, at the cost of a minimum filter
         k = max(int(np.ceil(p.lithium_min_depth_vox)) - 1, 0)
-        thick = (ndimage.minimum_filter(ch.view(np.uint8), size=2 * k + 1)[z0 - lo:z1 - lo] > 0
-                 if k else ch[z0 - lo:z1 - lo])
+        if k == 1:
+            thick = _extremum3(ch)[z0 - lo:z1 - lo]
+        elif k:
+            thick = ndimage.minimum_filter(ch.view(np.uint8), size=2 * k + 1)[z0 - lo:z1 - lo] > 0
+        else:
+            thick = ch[z0 - lo:z1 - lo]
         res = c & thick & ((f & _LI_RES) != 0)
         idx = np.flatnonzero(res)
         plane = res.shape[1] * res.shape[2]
