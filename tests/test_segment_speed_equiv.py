@@ -183,3 +183,39 @@ def test_extremum3_equals_scipy(maximum):
     # (a wrap), the result is another one
     assert not np.array_equal(f(v, size=(3, 1, 1)), f(v, size=3))
     assert not np.array_equal(f(v, size=3, mode="wrap"), f(v, size=3))
+
+
+def _axial_reference(v, contrast, sigma, min_curvature, min_ratio, n):
+    """:func:`~dendritect.segment.cracks.axial_lines` written plainly (SciPy's morphology)."""
+    v = np.asarray(v, dtype=np.float32)
+    k = np.float32(sigma * sigma / (0.4 * contrast))
+    sig = (0.0, sigma, sigma)
+    hyy = ndimage.gaussian_filter(v, sig, order=(0, 2, 0)) * k
+    hxx = ndimage.gaussian_filter(v, sig, order=(0, 0, 2)) * k
+    hxy = ndimage.gaussian_filter(v, sig, order=(0, 1, 1)) * k
+    half = np.float32(0.5) * (hxx + hyy)
+    dev = np.sqrt(np.float32(0.25) * (hxx - hyy) ** 2 + hxy * hxy)
+    mu1, mu2 = half + dev, half - dev
+    dot = (mu2 >= np.float32(min_curvature)) & (mu2 >= np.float32(min_ratio) * mu1)
+    if n > 1:
+        dot = ndimage.binary_opening(dot, structure=np.ones((n, 1, 1), bool))
+    if dot.any():
+        dot = ndimage.binary_dilation(dot, structure=np.ones((1, 3, 3), bool))
+    return dot
+
+
+@pytest.mark.parametrize("n", [1, 8, 9])
+def test_axial_lines_equal_plain_computation(n):
+    rng = np.random.default_rng(n)
+    v = rng.normal(1.0, 0.02, (30, 40, 44)).astype(np.float32)
+    v[:, 20, 21] -= 0.6  # an axial line, and a dark dot of n planes
+    v[10:10 + n, 8, 30] -= 0.6
+    v[:, 26:40, 10] -= 0.4  # a crack's trace: a line in each plane
+    got = cracks.axial_lines(v, 1.0, sigma_vox=1.5, min_curvature=0.04, min_ratio=0.5,
+                             min_length_vox=n)
+    ref = _axial_reference(v, 1.0, 1.5, 0.04, 0.5, n)
+    np.testing.assert_array_equal(got, ref)
+    assert ref[:, 20, 21].all() and not ref[:, 33, 10].any()
+    # guard: the data tell the line opening's length apart (one plane longer drops the dot)
+    assert ref[10:10 + n, 8, 30].all()
+    assert not np.array_equal(ref, _axial_reference(v, 1.0, 1.5, 0.04, 0.5, n + 1))

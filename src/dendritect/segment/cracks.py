@@ -538,14 +538,29 @@ def axial_lines(volume: np.ndarray, contrast: float, *, sigma_vox: float = 1.5,
         raise InputError("axial_lines: sigma_vox and contrast must be positive")
     k = np.float32(sigma_vox * sigma_vox / (0.4 * contrast))
     sig = (0.0, sigma_vox, sigma_vox)  # in-slice only: the line is the same in every slice
-    hyy = ndimage.gaussian_filter(v, sig, order=(0, 2, 0)) * k
-    hxx = ndimage.gaussian_filter(v, sig, order=(0, 0, 2)) * k
-    hxy = ndimage.gaussian_filter(v, sig, order=(0, 1, 1)) * k
-    half = np.float32(0.5) * (hxx + hyy)
-    dev = np.sqrt(np.float32(0.25) * (hxx - hyy) ** 2 + hxy * hxy)
-    mu1 = half + dev
-    mu2 = half - dev  # smaller in-slice eigenvalue; large and positive at a dark dot
-    dot = (mu2 >= np.float32(min_curvature)) & (mu2 >= np.float32(min_ratio) * mu1)
+    # float32 throughout, in place: the operations (and roundings) of
+    # half = (hxx + hyy) / 2, dev = sqrt((hxx - hyy)² / 4 + hxy²), mu = half ± dev
+    hyy = ndimage.gaussian_filter(v, sig, order=(0, 2, 0))
+    hyy *= k
+    hxx = ndimage.gaussian_filter(v, sig, order=(0, 0, 2))
+    hxx *= k
+    hxy = ndimage.gaussian_filter(v, sig, order=(0, 1, 1))
+    hxy *= k
+    half = hxx + hyy
+    half *= np.float32(0.5)
+    dev = np.subtract(hxx, hyy, out=hxx)
+    del hyy
+    dev **= 2
+    dev *= np.float32(0.25)
+    hxy *= hxy
+    dev += hxy
+    np.sqrt(dev, out=dev)
+    mu2 = np.subtract(half, dev, out=hxy)  # smaller in-slice eigenvalue; > 0 at a dark dot
+    mu1 = np.add(half, dev, out=half)
+    del dev
+    mu1 *= np.float32(min_ratio)
+    dot = mu2 >= np.float32(min_curvature)
+    dot &= mu2 >= mu1
     n = int(min_length_vox)
     if n > 1:
         dot = (_open_z(dot, n) if n % 2 else
