@@ -219,3 +219,41 @@ def test_axial_lines_equal_plain_computation(n):
     # guard: the data tell the line opening's length apart (one plane longer drops the dot)
     assert ref[10:10 + n, 8, 30].all()
     assert not np.array_equal(ref, _axial_reference(v, 1.0, 1.5, 0.04, 0.5, n + 1))
+
+
+@pytest.mark.parametrize("with_reference", [False, True])
+def test_first_pass_background_from_its_own_smoothing_equals_separate_pass(with_reference):
+    """In one slab the first pass finds the background from the step it smooths anyway:
+    every flag bit equals the pass given :func:`_background_profile`'s separate result."""
+    from dendritect.preprocess.cell import find_cell
+    from tests.test_preprocess_cell import make_cell
+    from tests.test_segment_cracks import PORES
+
+    ref, _ = make_cell(pores=PORES, noise=0.04, seed=3)
+    vol, _ = make_cell(pores=PORES, cracks=[(40, 12, 1.0), (22, 20, 1.5)], noise=0.04, seed=4)
+    geo = find_cell(ref, 1.0, anode="top")
+    p = cracks.SegmentParams()
+    lv = geo.levels
+    contrast = float(lv["electrolyte"] - lv["void"])
+    box = cracks._Box(geo, vol.shape, int(np.ceil(3 * max(p.sigmas_vox))) + 2)
+    li = cracks._lithium_levels(lv, geo.noise, p)
+    reference = ref if with_reference else None
+    out = []
+    with Slabs(box.shape, [(0, box.shape[0])]) as s:
+        separate = cracks._background_profile(box, s, vol, float(lv["electrolyte"]), contrast,
+                                              p)
+        for background in (separate, float(lv["electrolyte"])):
+            flags = s.new("flags", np.uint16)
+            cracks._flags_pass(box, s, flags, vol, reference, None, background, geo, contrast,
+                               li, p, "cpu")
+            out.append(flags)
+    np.testing.assert_array_equal(out[1], out[0])
+    # guard: the flags follow the background (a wall term one hundredth of the contrast off
+    # flips some)
+    prof, lat, wall = separate
+    with Slabs(box.shape, [(0, box.shape[0])]) as s:
+        flags = s.new("flags", np.uint16)
+        cracks._flags_pass(box, s, flags, vol, reference, None,
+                           (prof, lat, wall + np.float32(0.01 * contrast)), geo, contrast, li,
+                           p, "cpu")
+    assert not np.array_equal(flags, out[0])

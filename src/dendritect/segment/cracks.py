@@ -454,29 +454,43 @@ def _background_profile(box: _Box, slabs: Slabs, volume, level: float, contrast:
     it). The background at a voxel is the sum of the three; the wall term is returned as an
     array indexed by :meth:`_Box.wall_bins`.
     """
-    fp = box.footprint if box.footprint.sum() >= 16 else None
     reach = _smooth_reach(p.smooth_sigma_vox)
-    nb = int(WALL_REACH_VOX / WALL_BIN_VOX)
 
     def _pass(lo: int, hi: int, z0: int, z1: int):
         vs = _smooth(box.read(volume, lo, hi), p.smooth_sigma_vox)[z0 - lo:z1 - lo]
-        inside = box.inside(z0, z1)
-        prof = np.full(z1 - z0, level, np.float32)
-        if fp is not None:
-            for k in range(z1 - z0):
-                if inside[k].any():
-                    prof[k] = np.median(vs[k][fp])
-        rel = vs - prof[:, None, None]
-        w = inside & (rel > -0.3 * contrast)
-        bins = box.wall_bins(z0, z1)
-        rim = inside & (bins < nb)
-        b, r = bins[rim], rel[rim]
-        wall = np.array([np.median(r[b == i]) if (b == i).any() else 0.0 for i in range(nb)])
-        count = np.bincount(b, minlength=nb)[:nb]
-        return (prof, (rel * w).sum(axis=0, dtype=np.float64), w.sum(axis=0, dtype=np.float64),
-                wall, count)
+        return _profile_part(box, vs, z0, z1, level, contrast)
 
-    parts = slabs.run(_pass, reach)
+    return _profile_combine(box, slabs.run(_pass, reach), p)
+
+
+def _profile_part(box: _Box, vs: np.ndarray, z0: int, z1: int, level: float,
+                  contrast: float) -> tuple:
+    """:func:`_background_profile`'s sums over planes ``z0..z1`` of the box, ``vs`` their
+    smoothed grey levels."""
+    fp = box.footprint if box.footprint.sum() >= 16 else None
+    nb = int(WALL_REACH_VOX / WALL_BIN_VOX)
+    inside = box.inside(z0, z1)
+    prof = np.full(z1 - z0, level, np.float32)
+    if fp is not None:
+        for k in range(z1 - z0):
+            if inside[k].any():
+                prof[k] = np.median(vs[k][fp])
+    rel = vs - prof[:, None, None]
+    w = inside & (rel > -0.3 * contrast)
+    bins = box.wall_bins(z0, z1)
+    rim = inside & (bins < nb)
+    b, r = bins[rim], rel[rim]
+    wall = np.array([np.median(r[b == i]) if (b == i).any() else 0.0 for i in range(nb)])
+    count = np.bincount(b, minlength=nb)[:nb]
+    return (prof, (rel * w).sum(axis=0, dtype=np.float64), w.sum(axis=0, dtype=np.float64),
+            wall, count)
+
+
+def _profile_combine(box: _Box, parts: list, p: SegmentParams
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The profile, lateral map and wall term of :func:`_background_profile` from the slabs'
+    :func:`_profile_part`."""
+    nb = int(WALL_REACH_VOX / WALL_BIN_VOX)
     prof = np.concatenate([q[0] for q in parts])
     num = ndimage.gaussian_filter(sum(q[1] for q in parts).astype(np.float32),
                                   p.background_sigma_vox)
@@ -631,14 +645,19 @@ def _lithium_levels(lv: dict, noise: float, p: SegmentParams) -> tuple[float, fl
 
 
 def _flags_pass(box: _Box, slabs: Slabs, flags, volume, reference, previous,
-                prof: np.ndarray, lat: np.ndarray, wall: np.ndarray, geometry: CellGeometry,
-                contrast: float,
+                background: tuple[np.ndarray, np.ndarray, np.ndarray] | float,
+                geometry: CellGeometry, contrast: float,
                 li: tuple[float, float] | None, p: SegmentParams, device: str) -> None:
     """Every per-voxel test of the segmentation, as bits of ``flags``.
 
     Evidence per voxel (see the module docstring): sheetness, darkness against the background,
     thinness, change since the first step, the previous step's crack, dark blobs of the first
     step (pore candidates) and the reconstruction's axial line.
+
+    ``background`` is :func:`_background_profile`'s (profile, lateral map, wall term), or, for
+    a box in one slab, the electrolyte's grey level: the background is then found here from
+    the step smoothed once for both (the same values as :func:`_background_profile`'s, which
+    smooths the same planes), after the filters that hold the most temporaries.
     """
     from dendritect.parallel.chunked import sheetness_block
 
@@ -651,6 +670,8 @@ def _flags_pass(box: _Box, slabs: Slabs, flags, volume, reference, previous,
                                        iterations=int(p.wall_margin_vox + WALL_CHANGE_VOX))
     iz = p.interface_zone_vox
     one = len(slabs.slabs) == 1
+    if not one and not isinstance(background, tuple):
+        raise ValueError("_flags_pass: several slabs need _background_profile's result")
 
     def _pass(lo: int, hi: int, z0: int, z1: int) -> None:
         # the filters with the most temporaries first, while little else is held
@@ -668,6 +689,11 @@ def _flags_pass(box: _Box, slabs: Slabs, flags, volume, reference, previous,
                                 min_ratio=p.axial_line_ratio,
                                 min_length_vox=p.axial_line_length_vox)
         vs = _smooth(v, p.smooth_sigma_vox)
+        if isinstance(background, tuple):
+            prof, lat, wall = background
+        else:  # one slab: lo, hi = z0, z1 = 0, nz
+            prof, lat, wall = _profile_combine(
+                box, [_profile_part(box, vs, lo, hi, background, contrast)], p)
         bg = prof[lo:hi, None, None] + lat[None] + wall[box.wall_bins(lo, hi)]
         dark = (bg - vs) / c32
         inside = box.inside(lo, hi)
@@ -1119,10 +1145,13 @@ def segment_step(volume, geometry: CellGeometry, *, reference=None, previous=Non
 
     with Slabs(box.shape, plan, scratch,
                slab_parallelism(plane, halo, limit, n_par)) as slabs:
-        prof, lat, wall = _background_profile(box, slabs, vol, float(lv["electrolyte"]),
+        if len(slabs.slabs) == 1:  # found in the first pass, from its smoothed step
+            background = float(lv["electrolyte"])
+        else:
+            background = _background_profile(box, slabs, vol, float(lv["electrolyte"]),
                                               contrast, p)
         flags = slabs.new("flags", np.uint16)
-        _flags_pass(box, slabs, flags, vol, reference, previous, prof, lat, wall, geometry,
+        _flags_pass(box, slabs, flags, vol, reference, previous, background, geometry,
                     contrast, li, p, device)
         # the slabs' tasks write scratch volumes chunked like the slabs; ``out`` (chunked
         # otherwise) is written here, one slab after the other
