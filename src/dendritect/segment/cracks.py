@@ -210,17 +210,50 @@ def _shapes(size: np.ndarray, cov: np.ndarray,
 _INSCRIBED_HALO = 8
 
 
-def _inscribed_radius(slabs: Slabs, labels, n: int, aspect: np.ndarray | None) -> np.ndarray:
-    """Radius (x voxels) of the largest ball inside each component, indexed by label − 1."""
+def _inscribed_radius(slabs: Slabs, labels, n: int, aspect: np.ndarray | None,
+                      need: np.ndarray | None = None) -> np.ndarray:
+    """Radius (x voxels) of the largest ball inside each component, indexed by label − 1.
+
+    The maximum, over the component's voxels of each slab, of the Euclidean distance
+    transform of the slab's foreground (``labels > 0``, halo of ``_INSCRIBED_HALO`` planes
+    included). Only the components flagged in ``need`` (bool, indexed by label − 1; default:
+    all) are measured, the others are 0.
+
+    The transform is computed on the component's bounding box in the slab grown by one voxel
+    (:func:`_edt_boxes`), and the distances there are those of the whole slab: the voxels nearer
+    to a voxel ``v`` of the component than its nearest background voxel ``b`` (distance D) are
+    foreground and face-connected to ``v`` (from any of them a step of one coordinate towards
+    ``v`` comes nearer to ``v``), so they belong to the component (labelled 6-connected: other
+    components never touch it by a face) and lie in its box; one step from ``b`` towards ``v``
+    is such a voxel, so ``b`` lies within one voxel of the box. The transform is computed on
+    the whole slab where the boxes would hold as many voxels as it.
+    """
     sampling = None if aspect is None else tuple(float(a) for a in aspect)
+    want = np.ones(n, bool) if need is None else np.asarray(need, bool)
 
     def _part(lo: int, hi: int, z0: int, z1: int) -> np.ndarray:
         block = np.asarray(labels[lo:hi])
-        d = ndimage.distance_transform_edt(block > 0, sampling=sampling)
-        k = slice(z0 - lo, z1 - lo)
-        lab, dist = block[k].ravel(), d[k].ravel()
         out = np.zeros(n + 1)
-        np.maximum.at(out, lab, dist)
+        if not want.any():
+            return out
+        ids, boxes = _edt_boxes(block, n, want, z0 - lo, z1 - lo)
+        k = slice(z0 - lo, z1 - lo)
+        if sum(int(np.prod([s.stop - s.start for s in b])) for b in boxes) >= block.size:
+            d = ndimage.distance_transform_edt(block > 0, sampling=sampling)
+            np.maximum.at(out, block[k].ravel(), d[k].ravel())
+            out[1:][~want] = 0.0
+            return out
+        # each box holds background (a face of the component's bounding box not on the
+        # slab's face has a background voxel beside it; a box on every face is the slab's)
+        for lab, box in zip(ids, boxes, strict=True):
+            crop = block[box]
+            # only the voxels of the slab's own planes count
+            a = max(k.start - box[0].start, 0)
+            b = min(k.stop - box[0].start, crop.shape[0])
+            sel = crop[a:b] == lab
+            if sel.any():
+                d = ndimage.distance_transform_edt(crop > 0, sampling=sampling)
+                out[lab] = max(0.0, float(d[a:b][sel].max()))
         return out
 
     best = np.zeros(n + 1)
@@ -229,10 +262,87 @@ def _inscribed_radius(slabs: Slabs, labels, n: int, aspect: np.ndarray | None) -
     return best[1:]
 
 
+def _edt_boxes(block: np.ndarray, n: int, want: np.ndarray, k0: int,
+               k1: int) -> tuple[list[int], list[tuple[slice, slice, slice]]]:
+    """Labels of ``want`` (indexed by label − 1) with voxels in planes ``k0..k1`` of
+    ``block``, and their bounding boxes in the block grown by one voxel (clipped)."""
+    ids, boxes = [], []
+    for i, sl in enumerate(ndimage.find_objects(block, max_label=n)):
+        if sl is None or not want[i] or sl[0].stop <= k0 or sl[0].start >= k1:
+            continue
+        ids.append(i + 1)
+        boxes.append(tuple(slice(max(s.start - 1, 0), min(s.stop + 1, m))
+                           for s, m in zip(sl, block.shape, strict=True)))
+    return ids, boxes
+
+
 # Bits of the per-voxel flags of the first pass (uint16 scratch volume).
 _BLOB, _AXIAL, _WEAK, _SEED, _CH_SEED, _CH_WEAK, _KEPT, _LI_RES, _LI_IS = (
     np.uint16(1 << k) for k in range(9))
 _CROSS = ndimage.generate_binary_structure(3, 1)
+
+
+def _erode6(mask: np.ndarray, iterations: int = 1) -> np.ndarray:
+    """``ndimage.binary_erosion(mask, _CROSS, iterations)`` (outside the array is background),
+    by ANDs of the array shifted by one voxel along each axis: the same voxels, a fraction of
+    the time."""
+    a = np.asarray(mask, dtype=bool)
+    if a.size == 0:
+        return a.copy()
+    for _ in range(int(iterations)):
+        out = a.copy()
+        for ax in range(a.ndim):
+            lo = (slice(None),) * ax + (slice(1, None),)
+            hi = (slice(None),) * ax + (slice(None, -1),)
+            out[lo] &= a[hi]
+            out[hi] &= a[lo]
+            out[(slice(None),) * ax + (0,)] = False
+            out[(slice(None),) * ax + (-1,)] = False
+        a = out
+    return a
+
+
+def _dilate6(mask: np.ndarray, iterations: int = 1) -> np.ndarray:
+    """``ndimage.binary_dilation(mask, _CROSS, iterations)`` (nothing dilates in from outside
+    the array), by ORs of the array shifted by one voxel along each axis."""
+    a = np.asarray(mask, dtype=bool)
+    for _ in range(int(iterations)):
+        out = a.copy()
+        for ax in range(a.ndim):
+            lo = (slice(None),) * ax + (slice(1, None),)
+            hi = (slice(None),) * ax + (slice(None, -1),)
+            out[lo] |= a[hi]
+            out[hi] |= a[lo]
+        a = out
+    return a
+
+
+def _open6(mask: np.ndarray, iterations: int = 1) -> np.ndarray:
+    """``ndimage.binary_opening(mask, _CROSS, iterations)``."""
+    return _dilate6(_erode6(mask, iterations), iterations)
+
+
+def _extremum3(a: np.ndarray, maximum: bool = False) -> np.ndarray:
+    """``ndimage.minimum_filter(a, size=3)`` (``maximum_filter`` with ``maximum``), SciPy's
+    default ``mode="reflect"``, by the minimum of the array shifted by one voxel along each
+    axis in turn: at a face the reflected neighbour is the voxel itself, so it is left out.
+    Minima are exact, so the result is SciPy's; arrays holding NaN go to SciPy."""
+    if a.dtype.kind == "f" and a.size and np.isnan(a.min()):
+        f = ndimage.maximum_filter if maximum else ndimage.minimum_filter
+        return f(a, size=3)
+    fn = np.maximum if maximum else np.minimum
+    out = a.copy()
+    src = a
+    for ax in range(a.ndim):
+        if ax == 1:
+            src = np.empty_like(a)
+        if ax:
+            np.copyto(src, out)
+        lo = (slice(None),) * ax + (slice(1, None),)
+        hi = (slice(None),) * ax + (slice(None, -1),)
+        fn(out[lo], src[hi], out=out[lo])
+        fn(out[hi], src[lo], out=out[hi])
+    return out
 
 
 def _smooth(v: np.ndarray, sigma: float) -> np.ndarray:
@@ -371,36 +481,49 @@ def _background_profile(box: _Box, slabs: Slabs, volume, level: float, contrast:
     it). The background at a voxel is the sum of the three; the wall term is returned as an
     array indexed by :meth:`_Box.wall_bins`.
     """
-    fp = box.footprint if box.footprint.sum() >= 16 else None
     reach = _smooth_reach(p.smooth_sigma_vox)
-    nb = int(WALL_REACH_VOX / WALL_BIN_VOX)
-
-    nbin = box.n_offset_bins
-    groups = ([fp] if box.offset_bin is None or fp is None else
-              [fp & (box.offset_bin == j) for j in range(nbin)])
 
     def _pass(lo: int, hi: int, z0: int, z1: int):
         vs = _smooth(box.read(volume, lo, hi), p.smooth_sigma_vox)[z0 - lo:z1 - lo]
-        inside = box.inside(z0, z1)
-        prof = np.full((z1 - z0, nbin), level, np.float32)
-        if fp is not None:
-            for k in range(z1 - z0):
-                if inside[k].any():
-                    prof[k] = np.median(vs[k][fp])
-                    for j, g in enumerate(groups if nbin > 1 else ()):
-                        if g.sum() >= OFFSET_BIN_MIN_COLUMNS:
-                            prof[k, j] = np.median(vs[k][g])
-        rel = vs - box.profile(prof, 0, z1 - z0)
-        w = inside & (rel > -0.3 * contrast)
-        bins = box.wall_bins(z0, z1)
-        rim = inside & (bins < nb)
-        b, r = bins[rim], rel[rim]
-        wall = np.array([np.median(r[b == i]) if (b == i).any() else 0.0 for i in range(nb)])
-        count = np.bincount(b, minlength=nb)[:nb]
-        return (prof, (rel * w).sum(axis=0, dtype=np.float64), w.sum(axis=0, dtype=np.float64),
-                wall, count)
+        return _profile_part(box, vs, z0, z1, level, contrast)
 
-    parts = slabs.run(_pass, reach)
+    return _profile_combine(box, slabs.run(_pass, reach), p)
+
+
+def _profile_part(box: _Box, vs: np.ndarray, z0: int, z1: int, level: float,
+                  contrast: float) -> tuple:
+    """:func:`_background_profile`'s sums over planes ``z0..z1`` of the box, ``vs`` their
+    smoothed grey levels."""
+    fp = box.footprint if box.footprint.sum() >= 16 else None
+    nb = int(WALL_REACH_VOX / WALL_BIN_VOX)
+    inside = box.inside(z0, z1)
+    nbin = box.n_offset_bins
+    groups = ([] if box.offset_bin is None or fp is None else
+              [g for g in (fp & (box.offset_bin == j) for j in range(nbin))])
+    prof = np.full((z1 - z0, nbin), level, np.float32)
+    if fp is not None:
+        for k in range(z1 - z0):
+            if inside[k].any():
+                prof[k] = np.median(vs[k][fp])
+                for j, g in enumerate(groups):
+                    if g.sum() >= OFFSET_BIN_MIN_COLUMNS:
+                        prof[k, j] = np.median(vs[k][g])
+    rel = vs - box.profile(prof, 0, z1 - z0)
+    w = inside & (rel > -0.3 * contrast)
+    bins = box.wall_bins(z0, z1)
+    rim = inside & (bins < nb)
+    b, r = bins[rim], rel[rim]
+    wall = np.array([np.median(r[b == i]) if (b == i).any() else 0.0 for i in range(nb)])
+    count = np.bincount(b, minlength=nb)[:nb]
+    return (prof, (rel * w).sum(axis=0, dtype=np.float64), w.sum(axis=0, dtype=np.float64),
+            wall, count)
+
+
+def _profile_combine(box: _Box, parts: list, p: SegmentParams
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The profile, lateral map and wall term of :func:`_background_profile` from the slabs'
+    :func:`_profile_part`."""
+    nb = int(WALL_REACH_VOX / WALL_BIN_VOX)
     prof = np.concatenate([q[0] for q in parts])
     num = ndimage.gaussian_filter(sum(q[1] for q in parts).astype(np.float32),
                                   p.background_sigma_vox)
@@ -462,20 +585,66 @@ def axial_lines(volume: np.ndarray, contrast: float, *, sigma_vox: float = 1.5,
         raise InputError("axial_lines: sigma_vox and contrast must be positive")
     k = np.float32(sigma_vox * sigma_vox / (0.4 * contrast))
     sig = (0.0, sigma_vox, sigma_vox)  # in-slice only: the line is the same in every slice
-    hyy = ndimage.gaussian_filter(v, sig, order=(0, 2, 0)) * k
-    hxx = ndimage.gaussian_filter(v, sig, order=(0, 0, 2)) * k
-    hxy = ndimage.gaussian_filter(v, sig, order=(0, 1, 1)) * k
-    half = np.float32(0.5) * (hxx + hyy)
-    dev = np.sqrt(np.float32(0.25) * (hxx - hyy) ** 2 + hxy * hxy)
-    mu1 = half + dev
-    mu2 = half - dev  # smaller in-slice eigenvalue; large and positive at a dark dot
-    dot = (mu2 >= np.float32(min_curvature)) & (mu2 >= np.float32(min_ratio) * mu1)
+    # float32 throughout, in place: the operations (and roundings) of
+    # half = (hxx + hyy) / 2, dev = sqrt((hxx - hyy)² / 4 + hxy²), mu = half ± dev
+    hyy = ndimage.gaussian_filter(v, sig, order=(0, 2, 0))
+    hyy *= k
+    hxx = ndimage.gaussian_filter(v, sig, order=(0, 0, 2))
+    hxx *= k
+    hxy = ndimage.gaussian_filter(v, sig, order=(0, 1, 1))
+    hxy *= k
+    half = hxx + hyy
+    half *= np.float32(0.5)
+    dev = np.subtract(hxx, hyy, out=hxx)
+    del hyy
+    dev **= 2
+    dev *= np.float32(0.25)
+    hxy *= hxy
+    dev += hxy
+    np.sqrt(dev, out=dev)
+    mu2 = np.subtract(half, dev, out=hxy)  # smaller in-slice eigenvalue; > 0 at a dark dot
+    mu1 = np.add(half, dev, out=half)
+    del dev
+    mu1 *= np.float32(min_ratio)
+    dot = mu2 >= np.float32(min_curvature)
+    dot &= mu2 >= mu1
     n = int(min_length_vox)
     if n > 1:
-        dot = ndimage.binary_opening(dot, structure=np.ones((n, 1, 1), bool))
+        dot = (_open_z(dot, n) if n % 2 else
+               ndimage.binary_opening(dot, structure=np.ones((n, 1, 1), bool)))
     if dot.any():
-        dot = ndimage.binary_dilation(dot, structure=np.ones((1, 3, 3), bool))
+        dot = _dilate_yx(dot)
     return dot
+
+
+def _open_z(mask: np.ndarray, n: int) -> np.ndarray:
+    """``ndimage.binary_opening(mask, np.ones((n, 1, 1)))`` for odd ``n``: the runs along z
+    of at least ``n`` voxels, by ANDs and ORs of the array shifted along z."""
+    nz, h = mask.shape[0], n // 2
+    eroded = np.zeros_like(mask)
+    m = nz - 2 * h  # planes whose window of n lies within the array
+    if m > 0:
+        run = mask[:m].copy()
+        for j in range(1, n):
+            run &= mask[j:j + m]
+        eroded[h:h + m] = run
+    out = eroded.copy()
+    for j in range(1, h + 1):
+        out[j:] |= eroded[:-j]
+        out[:-j] |= eroded[j:]
+    return out
+
+
+def _dilate_yx(mask: np.ndarray) -> np.ndarray:
+    """``ndimage.binary_dilation(mask, np.ones((1, 3, 3)))``: a 3 × 3 square in each plane is
+    a segment along y then one along x."""
+    out = mask.copy()
+    out[:, 1:] |= mask[:, :-1]
+    out[:, :-1] |= mask[:, 1:]
+    row = out.copy()
+    out[:, :, 1:] |= row[:, :, :-1]
+    out[:, :, :-1] |= row[:, :, 1:]
+    return out
 
 
 
@@ -568,14 +737,19 @@ def _lithium_levels(lv: dict, noise: float, p: SegmentParams) -> tuple[float, fl
 
 
 def _flags_pass(box: _Box, slabs: Slabs, flags, volume, reference, previous,
-                prof: np.ndarray, lat: np.ndarray, wall: np.ndarray, geometry: CellGeometry,
-                contrast: float,
+                background: tuple[np.ndarray, np.ndarray, np.ndarray] | float,
+                geometry: CellGeometry, contrast: float,
                 li: tuple[float, float] | None, p: SegmentParams, device: str) -> None:
     """Every per-voxel test of the segmentation, as bits of ``flags``.
 
     Evidence per voxel (see the module docstring): sheetness, darkness against the background,
     thinness, change since the first step, the previous step's crack, dark blobs of the first
     step (pore candidates) and the reconstruction's axial line.
+
+    ``background`` is :func:`_background_profile`'s (profile, lateral map, wall term), or, for
+    a box in one slab, the electrolyte's grey level: the background is then found here from
+    the step smoothed once for both (the same values as :func:`_background_profile`'s, which
+    smooths the same planes), after the filters that hold the most temporaries.
     """
     from dendritect.parallel.chunked import sheetness_block
 
@@ -588,6 +762,8 @@ def _flags_pass(box: _Box, slabs: Slabs, flags, volume, reference, previous,
                                        iterations=int(p.wall_margin_vox + WALL_CHANGE_VOX))
     iz = p.interface_zone_vox
     one = len(slabs.slabs) == 1
+    if not one and not isinstance(background, tuple):
+        raise ValueError("_flags_pass: several slabs need _background_profile's result")
 
     def _pass(lo: int, hi: int, z0: int, z1: int) -> None:
         # the filters with the most temporaries first, while little else is held
@@ -605,6 +781,11 @@ def _flags_pass(box: _Box, slabs: Slabs, flags, volume, reference, previous,
                                 min_ratio=p.axial_line_ratio,
                                 min_length_vox=p.axial_line_length_vox)
         vs = _smooth(v, p.smooth_sigma_vox)
+        if isinstance(background, tuple):
+            prof, lat, wall = background
+        else:  # one slab: lo, hi = z0, z1 = 0, nz
+            prof, lat, wall = _profile_combine(
+                box, [_profile_part(box, vs, lo, hi, background, contrast)], p)
         bg = box.profile(prof, lo, hi) + lat[None] + wall[box.wall_bins(lo, hi)]
         dark = (bg - vs) / c32
         inside = box.inside(lo, hi)
@@ -617,13 +798,13 @@ def _flags_pass(box: _Box, slabs: Slabs, flags, volume, reference, previous,
             rdark, change = dark, None
         # the content of a crack is read at its core: the darkest smoothed value next to a
         # voxel (a voxel at a crack's face mixes void with ceramic and would read as lithium)
-        core = ndimage.minimum_filter(vs, size=3) if li is not None else None
+        core = _extremum3(vs) if li is not None else None
         del bg, vs
         # keep the crack thin: a voxel must be about as dark as the darkest of its neighbours
         # (the blur of the scan and of the filters spreads darkness a voxel or two to each
         # side; the electrodes beyond the interfaces are darker still and do not count)
         dark_in = np.where(inside, dark, np.float32(0))
-        thin = dark >= np.float32(p.thin_fraction) * ndimage.maximum_filter(dark_in, size=3)
+        thin = dark >= np.float32(p.thin_fraction) * _extremum3(dark_in, maximum=True)
         del dark_in
         k = slice(z0 - lo, z1 - lo)
         v, dark, sheet, rdark, thin, inside = v[k], dark[k], sheet[k], rdark[k], thin[k], inside[k]
@@ -694,7 +875,7 @@ def _pores(slabs: Slabs, flags, p: SegmentParams, aspect: np.ndarray | None = No
         if compact.any() and p.pore_min_roundness > 0:
             # the inertia of a curved, kinked or branched crack is not flat, but the crack is
             # thin everywhere: a pore holds a ball as wide as itself
-            r_in = _inscribed_radius(slabs, lab1, n1, aspect)
+            r_in = _inscribed_radius(slabs, lab1, n1, aspect, need=compact[1:])
             compact[1:] &= r_in >= p.pore_min_roundness * shp["extent"]
     use_core = r > 0 and bool(compact.any())
     has_core = np.zeros(n1 + 1, bool)
@@ -704,15 +885,15 @@ def _pores(slabs: Slabs, flags, p: SegmentParams, aspect: np.ndarray | None = No
         lab = np.asarray(lab1[lo:hi])
         pores = compact[lab]
         if use_core:
-            core = ndimage.binary_opening(pores, structure=_CROSS, iterations=r)
+            core = _open6(pores, r)
             pores = (pores & ~has_core[lab]) | (
-                ndimage.binary_dilation(core, iterations=r) & has_core[lab])
+                _dilate6(core, r) & has_core[lab])
         return pores, lab
 
     if use_core:
         def _cores(lo: int, hi: int, z0: int, z1: int) -> np.ndarray:
             lab = np.asarray(lab1[lo:hi])
-            core = ndimage.binary_opening(compact[lab], structure=_CROSS, iterations=r)
+            core = _open6(compact[lab], r)
             k = slice(z0 - lo, z1 - lo)
             return np.unique(lab[k][core[k]])
 
@@ -728,7 +909,7 @@ def _pores(slabs: Slabs, flags, p: SegmentParams, aspect: np.ndarray | None = No
     def _open(lo: int, hi: int, z0: int, z1: int) -> None:
         pores, lab = _first(lo, hi)
         rest = (lab > 0) & ~pores
-        op = ndimage.binary_opening(rest, structure=_CROSS, iterations=r)
+        op = _open6(rest, r)
         opened[z0:z1] = op[z0 - lo:z1 - lo]
 
     slabs.run(_open, 5 * r)
@@ -738,7 +919,7 @@ def _pores(slabs: Slabs, flags, p: SegmentParams, aspect: np.ndarray | None = No
         shp2 = _shapes(*slabs.shape_moments(lab2, n2), aspect=aspect)
         keep[1:] = shp2["planarity"] < p.pore_max_planarity
         if keep.any() and p.pore_min_roundness > 0:
-            keep[1:] &= (_inscribed_radius(slabs, lab2, n2, aspect)
+            keep[1:] &= (_inscribed_radius(slabs, lab2, n2, aspect, need=keep[1:])
                          >= p.pore_min_roundness * shp2["extent"])
 
     def _final(lo: int, hi: int) -> np.ndarray:
@@ -746,8 +927,7 @@ def _pores(slabs: Slabs, flags, p: SegmentParams, aspect: np.ndarray | None = No
         if n2:
             rest = (lab > 0) & ~pores
             # back to the full blob (the opening shaved its rim), without following the crack
-            pores = pores | (ndimage.binary_dilation(keep[np.asarray(lab2[lo:hi])],
-                                                     iterations=r) & rest)
+            pores = pores | (_dilate6(keep[np.asarray(lab2[lo:hi])], r) & rest)
         return pores
 
     return _final, 3 * r
@@ -766,7 +946,7 @@ def _cracks(box: _Box, slabs: Slabs, flags, previous, has_change: bool,
         pm = pores(lo, hi)
         k = slice(z0 - lo, z1 - lo)
         pore_out(z0, z1, pm[k])
-        not_pore = ~ndimage.binary_dilation(pm, iterations=1)[k]
+        not_pore = ~_dilate6(pm, 1)[k]
         f = np.asarray(flags[z0:z1])
         # the reconstruction's rotation-axis line is neither crack nor a path for cracks
         not_pore &= (f & _AXIAL) == 0
@@ -934,8 +1114,12 @@ def _lithium(box: _Box, slabs: Slabs, flags, crack, n_crack: int, p: SegmentPara
         # must hold the (2k+1)-cube around the voxel: for a depth of 2 exactly a Euclidean
         # distance to the background of at least 2, at the cost of a minimum filter
         k = max(int(np.ceil(p.lithium_min_depth_vox)) - 1, 0)
-        thick = (ndimage.minimum_filter(ch.view(np.uint8), size=2 * k + 1)[z0 - lo:z1 - lo] > 0
-                 if k else ch[z0 - lo:z1 - lo])
+        if k == 1:
+            thick = _extremum3(ch)[z0 - lo:z1 - lo]
+        elif k:
+            thick = ndimage.minimum_filter(ch.view(np.uint8), size=2 * k + 1)[z0 - lo:z1 - lo] > 0
+        else:
+            thick = ch[z0 - lo:z1 - lo]
         thick = c & thick
         res = thick & ((f & _LI_RES) != 0)
         idx = np.flatnonzero(res)
@@ -1138,10 +1322,13 @@ def segment_step(volume, geometry: CellGeometry, *, reference=None, previous=Non
 
     with Slabs(box.shape, plan, scratch,
                slab_parallelism(plane, halo, limit, n_par)) as slabs:
-        prof, lat, wall = _background_profile(box, slabs, vol, float(lv["electrolyte"]),
+        if len(slabs.slabs) == 1:  # found in the first pass, from its smoothed step
+            background = float(lv["electrolyte"])
+        else:
+            background = _background_profile(box, slabs, vol, float(lv["electrolyte"]),
                                               contrast, p)
         flags = slabs.new("flags", np.uint16)
-        _flags_pass(box, slabs, flags, vol, reference, previous, prof, lat, wall, geometry,
+        _flags_pass(box, slabs, flags, vol, reference, previous, background, geometry,
                     contrast, li, p, device)
         # the slabs' tasks write scratch volumes chunked like the slabs; ``out`` (chunked
         # otherwise) is written here, one slab after the other
