@@ -195,11 +195,12 @@ def test_empty_and_bad_input():
 
 def test_history_keeps_a_crack_rooted_at_the_anode():
     # A crack touches the anode at step 0; at step 1 its root is missed (a lithium-filled
-    # mouth reads like the electrode) and its tip reaches the cathode side.
+    # mouth reads like the electrode), farther than ROOT_REACH_VOX, and its tip reaches the
+    # cathode side.
     cell = flat_cell()
     thick = cell.thickness_vox
     rooted = _labels((slice(3, 8), slice(30, 34), slice(30, 34)))      # anode interface at z=2
-    detached = _labels((slice(6, 38), slice(30, 34), slice(30, 34)))   # cathode at z=38
+    detached = _labels((slice(10, 38), slice(30, 34), slice(30, 34)))  # cathode at z=38
     first, second = (measure_cracks(lab, cell, SPACING, t_index=t)
                      for t, lab in enumerate((rooted, detached)))
     assert first.anchored.iloc[0] == 1 and second.anchored.iloc[0] == 0
@@ -243,3 +244,25 @@ def test_root_tracks_anchors_earlier_steps_of_a_rooted_track():
     near = root_tracks(tables, span_from_um=(thick - 2.5) * SPACING[0], max_gap_um=gap + 0.1)
     assert far[0].set_index("crack_id").anchored[1] == 0
     assert near[0].set_index("crack_id").anchored[1] == 1
+
+
+def test_a_large_crack_is_rooted_across_a_lost_mouth():
+    """A crack large enough to be one on its own whose nearest face lies within
+    ROOT_REACH_VOX of the anode is rooted (its lithium-filled mouth lost in the electrode's
+    partial volume); a small piece there, or a large one farther, is not."""
+    from dendritect.measure.cracks import ROOT_REACH_MIN_VOXELS, ROOT_REACH_VOX
+
+    cell = flat_cell()   # anode interface at z = 2, voxel depth = z - 2
+    big = np.zeros(SHAPE, np.uint8)
+    big[7:30, 30, 20:40] = 1                   # nearest face 4.5 voxels deep, 460 voxels
+    assert big.sum() >= ROOT_REACH_MIN_VOXELS and 4.5 <= ROOT_REACH_VOX
+    r = measure_cracks(big.astype(np.int32), cell, SPACING).iloc[0]
+    assert r.anchored == 1
+    assert measure_step(big, cell, SPACING)["front_depth_um"] == pytest.approx(27.5)
+    small = np.zeros(SHAPE, np.uint8)
+    small[7:12, 30, 20:30] = 1                 # 50 voxels at the same depth
+    assert measure_cracks(small.astype(np.int32), cell, SPACING).iloc[0].anchored == 0
+    far = np.zeros(SHAPE, np.uint8)
+    far[10:33, 30, 20:40] = 1                  # nearest face 7.5 voxels deep
+    assert measure_cracks(far.astype(np.int32), cell, SPACING).iloc[0].anchored == 0
+    assert measure_step(far, cell, SPACING)["front_depth_um"] == 0.0

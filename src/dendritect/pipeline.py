@@ -52,6 +52,7 @@ from dendritect import results as R
 from dendritect.errors import InputError
 from dendritect.measure.cracks import (
     CRACK_COLUMNS,
+    ROOT_REACH_VOX,
     SPAN_TOLERANCE_VOX,
     CrackHistory,
     root_tracks,
@@ -365,8 +366,6 @@ def _lithium_summary(known: set[int], reasons: dict[str, str],
             "steps_unresolved": unknown, "steps_resolved": sorted(known)}
 
 
-#: How close to the anode (voxels) a crack's nearest face must be for a later step to root it.
-_ROOT_GAP_VOX = 6.0
 
 
 def _segment(stages: _Stages, vol: Any, geometry: Any, *, reference: Any, previous: Any,
@@ -1082,7 +1081,7 @@ class CrackTracker:
         # a crack rooted at any step of its track is rooted at all of them
         crack_tables = root_tracks(self._tables, span_from_um=self._thick_um - self._tol_um,
                                    thickness_um=self._thick_um, merges=self._merges,
-                                   max_gap_um=_ROOT_GAP_VOX * self.run.voxel_size_um[0])
+                                   max_gap_um=ROOT_REACH_VOX * self.run.voxel_size_um[0])
         metric_rows = [dict(row) for row in self._rows]
         for row, table in zip(metric_rows, crack_tables, strict=True):
             _rooted_by_history(row, table)

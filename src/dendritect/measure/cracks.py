@@ -54,6 +54,11 @@ _STRUCTURE = np.ones((3, 3, 3), dtype=bool)
 #: told apart from the dark electrode in the slice or two next to an interface (partial volume,
 #: and segmentation seeds kept a voxel away from it), so "touching" allows two and a half.
 SPAN_TOLERANCE_VOX = 2.5
+#: A crack of at least ROOT_REACH_MIN_VOXELS voxels whose nearest face lies within
+#: ROOT_REACH_VOX (voxels along the normal) of the anode is rooted there; a piece that is
+#: that close at one step is rooted from a later step that shows its root (root_tracks).
+ROOT_REACH_VOX = 6.0
+ROOT_REACH_MIN_VOXELS = 100
 #: Normal angle (degrees from z) below which a crack counts as spallation (lying in plane).
 SPALLATION_MAX_ANGLE_DEG = 45.0
 
@@ -243,8 +248,12 @@ def crack_row(cid: int, sub: np.ndarray, origin: tuple[int, int, int],
     yy = yy + origin[1]
     xx = xx + origin[2]
     d = frame.depth_at(zz, yy, xx)
-    # Faces of the crack's extent along z: nearest and farthest voxel, half a voxel out.
-    anchored = d.min() - 0.5 <= tol
+    # Faces of the crack's extent along z: nearest and farthest voxel, half a voxel out. A
+    # piece large enough to be a crack on its own is rooted from farther: its mouth at the
+    # anode, lithium-filled and in the partial volume of a lithium electrode, is the part of
+    # a crack read worst
+    reach = max(tol, ROOT_REACH_VOX) if d.size >= ROOT_REACH_MIN_VOXELS else tol
+    anchored = d.min() - 0.5 <= reach
     spanning = anchored and d.max() + 0.5 >= thick - tol
     coords = np.stack([zz, yy, xx], axis=1) * spacing
     normal = _normal(coords)
