@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+import zarr
 
 from dendritect.napari import get_reader, read_results, read_series
 from tests.test_report_fixture import make_results_dir
@@ -264,7 +265,12 @@ def test_results_folder_shows_the_registered_scans(tmp_path: Path) -> None:
     analyze(data, res, report=False, progress=False)
     shifts = json.loads((res / "summary.json").read_text())["registration_shifts_vox"]
     layers = {kw["name"]: (d, kw, kind) for d, kw, kind in read_results(res)}
-    assert list(layers) == ["scans (registered)", "cracks (tracked)", "time of arrival (step)"]
+    assert list(layers) == ["scans (registered)", "cracks (tracked)", "pores (first step)",
+                            "time of arrival (step)"]
+    pores, kw_p, kind_p = layers["pores (first step)"]
+    assert kind_p == "labels" and kw_p["visible"] is False and pores.shape == (48, 64, 64)
+    np.testing.assert_array_equal(np.asarray(pores),
+                                  zarr.open_group(str(res / "cracks.zarr"), mode="r")["pores"][...])
     scans, kw, kind = layers["scans (registered)"]
     assert kind == "image" and hasattr(scans, "dask") and scans.shape == (2, 48, 64, 64)
     # computed in blocks of planes that follow the input's chunks

@@ -136,8 +136,8 @@ def scans_layer(data: Any, voxel_size_um: tuple[float, float, float], *,
 
 def results_layers(results_dir: str | Path, *, scans: bool = True) -> list[LayerData]:
     """The layers of a results folder: the registered scans (when the input can still be
-    read; shifted plane by plane as napari shows them), the tracked crack labels (t, z, y, x)
-    and the time of arrival (z, y, x)."""
+    read; shifted plane by plane as napari shows them), the tracked crack labels (t, z, y, x),
+    the first step's pores (z, y, x; hidden) and the time of arrival (z, y, x)."""
     import warnings
 
     import zarr
@@ -167,6 +167,13 @@ def results_layers(results_dir: str | Path, *, scans: bool = True) -> list[Layer
         layers.append((data, {"name": "cracks (tracked)", "opacity": 0.7,
                               "metadata": {"dendritect_results": str(root)},
                               **spatial_kwargs(data.ndim, voxel)}, "labels"))
+    if R.PORES in grp:
+        arr = grp[R.PORES]
+        pores = da.from_array(arr, chunks=arr.chunks)
+        # hidden at first: the pellet's porosity, beside the cracks
+        layers.append((pores, {"name": "pores (first step)", "opacity": 0.5, "visible": False,
+                               "metadata": {"dendritect_results": str(root)},
+                               **spatial_kwargs(pores.ndim, voxel)}, "labels"))
     if R.TIME_OF_ARRIVAL in grp:
         arr = grp[R.TIME_OF_ARRIVAL]
         toa = da.from_array(arr, chunks=arr.chunks)
@@ -183,6 +190,6 @@ def results_layers(results_dir: str | Path, *, scans: bool = True) -> list[Layer
 
 def read_results(path: str | Path | list) -> list[LayerData]:
     """Open a results folder: registered scans (when the input is still there), tracked crack
-    labels and time of arrival, at the voxel size."""
+    labels, the first step's pores (hidden) and time of arrival, at the voxel size."""
     p = _one_path(path)
     return results_layers(p)
