@@ -366,8 +366,6 @@ def _lithium_summary(known: set[int], reasons: dict[str, str],
             "steps_unresolved": unknown, "steps_resolved": sorted(known)}
 
 
-
-
 def _segment(stages: _Stages, vol: Any, geometry: Any, *, reference: Any, previous: Any,
              params: Any, out: dict, scratch: Path, plan: Any) -> Any:
     """Segment one registered step into ``out`` (arrays of the step's shape), in the slabs

@@ -499,7 +499,7 @@ def _profile_part(box: _Box, vs: np.ndarray, z0: int, z1: int, level: float,
     inside = box.inside(z0, z1)
     nbin = box.n_offset_bins
     groups = ([] if box.offset_bin is None or fp is None else
-              [g for g in (fp & (box.offset_bin == j) for j in range(nbin))])
+              [fp & (box.offset_bin == j) for j in range(nbin)])
     prof = np.full((z1 - z0, nbin), level, np.float32)
     if fp is not None:
         for k in range(z1 - z0):
