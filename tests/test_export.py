@@ -132,7 +132,7 @@ def test_tiff_hyperstacks_round_trip_with_tifffile(analysed: Path, tmp_path: Pat
     dz, dy, dx = s["voxel_size_um"]
     g = _group(analysed)
     marker = json.loads((out / EXPORT_MARKER).read_text())
-    assert sorted(marker["files"]) == ["crack.tif", "labels.tif", "lithium.tif",
+    assert sorted(marker["files"]) == ["crack.tif", "labels.tif", "lithium.tif", "pores.tif",
                                        "time_of_arrival.tif"]
     for name, dtype in (("crack", np.uint8), ("labels", np.uint16), ("lithium", np.uint8)):
         with tifffile.TiffFile(out / f"{name}.tif") as tf:
@@ -151,6 +151,11 @@ def test_tiff_hyperstacks_round_trip_with_tifffile(analysed: Path, tmp_path: Pat
         toa = tf.series[0].asarray()
         assert tf.series[0].axes == "ZYX" and toa.dtype == np.float32
         np.testing.assert_array_equal(toa, g["time_of_arrival"][...].astype(np.float32))
+    with tifffile.TiffFile(out / "pores.tif") as tf:
+        pores = tf.series[0].asarray()
+        assert tf.series[0].axes == "ZYX" and pores.dtype == np.uint8
+        np.testing.assert_array_equal(pores, g["pores"][...])
+        assert pores.any()
     # dendritect's own reader (as Fiji does) finds the calibration
     series = open_series(out / "labels.tif")
     assert series.voxel_size_um == pytest.approx((dz, dy, dx))

@@ -473,6 +473,9 @@ def export(results_dir: str | Path, fmt: str, out: str | Path, *, overwrite: boo
                 write_imagej_tiff(tmp / "time_of_arrival.tif", toa, voxel,
                                   info={"never": -1})
                 files.append("time_of_arrival.tif")
+            if R.PORES in group:
+                write_imagej_tiff(tmp / "pores.tif", group[R.PORES], voxel, info={"pore": 1})
+                files.append("pores.tif")
             info["files"] = files
         else:
             tmp.mkdir()
