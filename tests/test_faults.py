@@ -226,3 +226,22 @@ def test_sigterm_exits_130_and_leaves_a_resumable_folder(runs: dict) -> None:
     assert not (out / LOCK_NAME).exists()
     if out.exists():   # stopped before anything was written: nothing to resume, nothing left
         assert R.read_marker(out)["state"] == "running"
+
+
+def test_a_lost_stop_request_is_raised_at_the_next_step(tmp_path: Path) -> None:
+    """A SIGTERM whose KeyboardInterrupt is dropped (raised inside a ctypes callback, as
+    numba's JIT makes) is remembered: the pipeline stops at the next step."""
+    from dendritect.errors import check_stop, clear_stop, request_stop
+    from dendritect.pipeline import analyze
+    from dendritect.synthetic import simulate
+
+    data = simulate(tmp_path / "data", "demo", seed=0, shape_zyx=(48, 64, 64), n_steps=2)
+    check_stop()  # nothing requested: no-op
+    request_stop()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            analyze(data, tmp_path / "res", progress=False, report=False)
+    finally:
+        clear_stop()
+    check_stop()
+    assert not (tmp_path / "res" / "summary.json").exists()

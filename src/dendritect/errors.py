@@ -9,3 +9,30 @@ class InputError(ValueError):
     The message must say what is wrong and where (a path, an option), in one line.
     The command line prints it as ``error: <message>`` and exits with status 2.
     """
+
+
+class _StopRequest:
+    """A stop asked for by a signal (SIGTERM), kept until the command ends."""
+
+    requested = False
+
+
+def request_stop() -> None:
+    """Remember that the command was asked to stop (the SIGTERM handler calls this)."""
+    _StopRequest.requested = True
+
+
+def clear_stop() -> None:
+    """Forget a stop request (the command has ended)."""
+    _StopRequest.requested = False
+
+
+def check_stop() -> None:
+    """Raise :class:`KeyboardInterrupt` if a stop was requested.
+
+    A signal handler's exception raised while compiled code calls back into Python (numba's
+    JIT, through a ctypes callback) is printed and dropped, and the run would go on to the
+    end; long loops call this between steps, so the stop still comes at the next one.
+    """
+    if _StopRequest.requested:
+        raise KeyboardInterrupt

@@ -49,7 +49,7 @@ import zarr
 
 from dendritect import __version__
 from dendritect import results as R
-from dendritect.errors import InputError
+from dendritect.errors import InputError, check_stop
 from dendritect.measure.cracks import (
     CRACK_COLUMNS,
     ROOT_REACH_VOX,
@@ -866,6 +866,7 @@ def segment_steps(run: AnalysisRun, params: Any = None, *, progress: bool = Fals
                                run.memo or None, pool=pool)
         pending = None
         for t, (vol, shift) in zip(todo, steps, strict=True):
+            check_stop()
             crack_t = _StepView(cz[R.CRACK], t)
             li_t = _StepView(cz[R.LITHIUM], t)
             seg = _segment(
@@ -937,6 +938,7 @@ def track_and_measure(run: AnalysisRun, *, min_overlap_vox: int = 1,
         tracker = CrackTracker(run, min_overlap_vox=min_overlap_vox,
                                span_tolerance_vox=span_tolerance_vox)
     for t in range(tracker.n_steps, run.n_steps):
+        check_stop()
         tracker.add(t)
     metrics, cracks = tracker.results()
     finish_cracks_store(run.cracks, lithium=bool(run.lithium_steps))

@@ -90,6 +90,9 @@ _register()
 
 
 def _terminate(signum: int, frame: object) -> None:
+    from dendritect.errors import request_stop
+
+    request_stop()   # raised again between steps should this one be lost (check_stop)
     raise KeyboardInterrupt
 
 
@@ -101,10 +104,13 @@ def _sigterm_interrupts() -> Iterator[None]:
     except ValueError:  # not the main thread: signals cannot be handled here
         yield
         return
+    from dendritect.errors import clear_stop
+
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+        clear_stop()
 
 
 def _interrupted() -> int:
