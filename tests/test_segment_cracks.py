@@ -377,6 +377,15 @@ def test_a_thick_curved_crack_is_not_a_pore():
     assert (old.pores[bent] > 0).mean() > 0.5
 
 
+def _segment_blurred(mu: np.ndarray, psf: float, noise: float, *, seed: int):
+    """``mu`` blurred by ``psf`` with Gaussian noise, its cell found (anode on top) and
+    segmented: ``(geometry, segmentation)``."""
+    rng = np.random.default_rng(seed)
+    vol = (ndimage.gaussian_filter(mu, psf) + rng.normal(0, noise, mu.shape)).astype(np.float32)
+    geo = find_cell(vol, 1.0, anode="top")
+    return geo, segment_step(vol, geo)
+
+
 def test_dry_tip_ahead_of_lithium_stays_dry():
     """A crack filled with lithium from the anode to depth 8, its dry tip (too thin to be
     resolved) running on to depth 14: the tip is not called lithium-filled (taking the class
@@ -390,11 +399,7 @@ def test_dry_tip_ahead_of_lithium_stays_dry():
     tip = (z >= 23) & (z < 29) & yc & (np.abs(x - 40) < 1.0)
     mu[tip] = LEVELS["void"]
     mu[filled] = LEVELS["lithium"]
-    rng = np.random.default_rng(3)
-    vol = (ndimage.gaussian_filter(mu, 0.6)
-           + rng.normal(0, 0.01, mu.shape)).astype(np.float32)
-    geo = find_cell(vol, 1.0, anode="top")
-    seg = segment_step(vol, geo)
+    geo, seg = _segment_blurred(mu, 0.6, 0.01, seed=3)
     assert seg.lithium is not None
     assert f1_tolerant(seg.crack, filled | tip) > 0.85
     core = ndimage.binary_erosion(filled, np.ones((1, 1, 3), bool))
@@ -421,11 +426,7 @@ def test_lithium_front_of_a_tapering_crack_under_blur():
     filled = crack & (depth < 8)
     mu[crack] = LEVELS["void"]
     mu[filled] = LEVELS["lithium"]
-    rng = np.random.default_rng(5)
-    vol = (ndimage.gaussian_filter(mu, 1.2)
-           + rng.normal(0, 0.005, mu.shape)).astype(np.float32)
-    geo = find_cell(vol, 1.0, anode="top")
-    seg = segment_step(vol, geo)
+    geo, seg = _segment_blurred(mu, 1.2, 0.005, seed=5)
     assert seg.lithium is not None
     assert f1_tolerant(seg.crack, crack) > 0.85
     li = seg.lithium != 0

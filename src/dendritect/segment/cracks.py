@@ -1129,8 +1129,7 @@ def _lithium(box: _Box, slabs: Slabs, flags, crack, n_crack: int, p: SegmentPara
                     np.zeros(0))
         # every thick voxel's core as the flags pass read it (smoothed, darkest of the
         # 3-cube), for the profile along the normal (lithium_front_split)
-        core = ndimage.minimum_filter(_smooth(box.read(volume, lo, hi), p.smooth_sigma_vox),
-                                      size=3)[z0 - lo:z1 - lo]
+        core = _extremum3(_smooth(box.read(volume, lo, hi), p.smooth_sigma_vox))[z0 - lo:z1 - lo]
         it = np.flatnonzero(thick)
         return (idx + z0 * plane, (f.ravel()[idx] & _LI_IS) != 0, it + z0 * plane,
                 core.ravel()[it])
