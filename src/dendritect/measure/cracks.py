@@ -59,10 +59,6 @@ SPAN_TOLERANCE_VOX = 2.5
 #: that close at one step is rooted from a later step that shows its root (root_tracks).
 ROOT_REACH_VOX = 6.0
 ROOT_REACH_MIN_VOXELS = 100
-#: A crack whose nearest voxel lies within ROOT_CHAIN_VOX (voxel centres, index units) of a
-#: rooted crack's voxel is rooted too: a faint stretch a voxel or two long (the minimum of a
-#: thin aperture, a lithium-filled stretch read as ceramic) splits one crack into two pieces.
-ROOT_CHAIN_VOX = 3.0
 #: Normal angle (degrees from z) below which a crack counts as spallation (lying in plane).
 SPALLATION_MAX_ANGLE_DEG = 45.0
 
@@ -315,43 +311,6 @@ def crack_row(cid: int, sub: np.ndarray, origin: tuple[int, int, int],
     }
 
 
-def root_chains(table: pd.DataFrame, voxels: dict[int, np.ndarray], frame: StepFrame, *,
-                gap_vox: float = ROOT_CHAIN_VOX) -> None:
-    """Root, in place, the cracks of a step's ``table`` that a chain of gaps of at most
-    ``gap_vox`` links to an anchored crack; those reaching the cathode then span.
-
-    Parameters
-    ----------
-    table : pandas.DataFrame
-        The step's crack rows (:func:`crack_row`).
-    voxels : dict
-        Crack id -> (n, 3) voxel indices (z, y, x) of its voxels.
-    frame : StepFrame
-        The step's frame (thickness and span tolerance).
-    gap_vox : float
-        Largest distance between voxel centres (voxels) across which cracks link.
-    """
-    if not len(table) or gap_vox <= 0:
-        return
-    from scipy.spatial import cKDTree
-
-    ids = table["crack_id"].to_numpy(np.int64)
-    rooted = set(ids[table["anchored"].to_numpy() > 0].tolist())
-    free = [int(c) for c in ids if int(c) not in rooted]
-    new: set[int] = set()
-    front = list(rooted)
-    while front and free:
-        tree = cKDTree(np.concatenate([voxels[c] for c in front]))
-        front = [c for c in free
-                 if np.isfinite(tree.query(voxels[c], distance_upper_bound=gap_vox + 1e-9)[0]
-                                ).any()]
-        new.update(front)
-        free = [c for c in free if c not in new]
-    if new:
-        thick_um = frame.thick * frame.spacing[0]
-        _root(table, new, thick_um - frame.span_tolerance_vox * frame.spacing[0], thick_um)
-
-
 def measure_cracks(labels: np.ndarray, geometry: Any, voxel_size_um: Any, *,
                    lithium: np.ndarray | None = None, fraction: np.ndarray | None = None,
                    time_s: float = 0.0, t_index: int = 0,
@@ -414,7 +373,7 @@ def measure_cracks(labels: np.ndarray, geometry: Any, voxel_size_um: Any, *,
                              f"{labels.shape}")
     frame = StepFrame.of(labels.shape, geometry, spacing, time_s=time_s, t_index=t_index,
                           span_tolerance_vox=span_tolerance_vox)
-    rows, voxels = [], {}
+    rows = []
     objects = ndi.find_objects(labels.astype(np.int64, copy=False))
     for i, sl in enumerate(objects):
         if sl is None:
@@ -423,12 +382,8 @@ def measure_cracks(labels: np.ndarray, geometry: Any, voxel_size_um: Any, *,
         sub = labels[sl] == cid
         li = None if lithium is None else lithium[sl][sub] != 0
         fr = None if fraction is None else fraction[sl][sub]
-        origin = tuple(s.start for s in sl)
-        rows.append(crack_row(cid, sub, origin, li, frame, fr))
-        voxels[cid] = np.argwhere(sub) + np.asarray(origin)
-    table = pd.DataFrame(rows, columns=CRACK_COLUMNS)
-    root_chains(table, voxels, frame)
-    return table
+        rows.append(crack_row(cid, sub, tuple(s.start for s in sl), li, frame, fr))
+    return pd.DataFrame(rows, columns=CRACK_COLUMNS)
 
 
 class CrackHistory:
