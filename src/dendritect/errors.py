@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 
 class InputError(ValueError):
     """Bad input or bad usage: a file that cannot be read, a value that makes no sense.
@@ -11,20 +13,18 @@ class InputError(ValueError):
     """
 
 
-class _StopRequest:
-    """A stop asked for by a signal (SIGTERM), kept until the command ends."""
-
-    requested = False
+#: Set by the SIGTERM handler, kept until the command ends.
+_STOP = threading.Event()
 
 
 def request_stop() -> None:
     """Remember that the command was asked to stop (the SIGTERM handler calls this)."""
-    _StopRequest.requested = True
+    _STOP.set()
 
 
 def clear_stop() -> None:
     """Forget a stop request (the command has ended)."""
-    _StopRequest.requested = False
+    _STOP.clear()
 
 
 def check_stop() -> None:
@@ -34,5 +34,5 @@ def check_stop() -> None:
     JIT, through a ctypes callback) is printed and dropped, and the run would go on to the
     end; long loops call this between steps, so the stop still comes at the next one.
     """
-    if _StopRequest.requested:
+    if _STOP.is_set():
         raise KeyboardInterrupt

@@ -22,7 +22,7 @@ except ImportError:  # pragma: no cover - older typer on top of click
     from click import exceptions as _clickexc
 
 from dendritect import __version__
-from dendritect.errors import InputError
+from dendritect.errors import InputError, clear_stop, request_stop
 
 #: Exit status of an interrupted command (128 + SIGINT), as shells report it.
 EXIT_INTERRUPTED = 130
@@ -90,8 +90,6 @@ _register()
 
 
 def _terminate(signum: int, frame: object) -> None:
-    from dendritect.errors import request_stop
-
     request_stop()   # raised again between steps should this one be lost (check_stop)
     raise KeyboardInterrupt
 
@@ -104,8 +102,6 @@ def _sigterm_interrupts() -> Iterator[None]:
     except ValueError:  # not the main thread: signals cannot be handled here
         yield
         return
-    from dendritect.errors import clear_stop
-
     try:
         yield
     finally:
