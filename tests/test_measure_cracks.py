@@ -266,3 +266,42 @@ def test_a_large_crack_is_rooted_across_a_lost_mouth():
     far[10:33, 30, 20:40] = 1                  # nearest face 7.5 voxels deep
     assert measure_cracks(far.astype(np.int32), cell, SPACING).iloc[0].anchored == 0
     assert measure_step(far, cell, SPACING)["front_depth_um"] == 0.0
+
+
+def test_a_crack_split_by_a_faint_stretch_extends_the_front_but_never_spans():
+    """A deep piece within ROOT_CHAIN_VOX of an anchored crack (a faint stretch of one crack),
+    directly or through a chain of such gaps, is ``linked``: the step's front is its front, but
+    it does not span even where it reaches the cathode. A piece one voxel farther is not
+    linked. The sparse measurement agrees."""
+    from dendritect.measure.cracks import ROOT_CHAIN_VOX
+    from dendritect.measure.sparse import measure_cracks_voxels
+
+    cell = flat_cell()   # anode interface at z = 2, cathode at z = 38
+    assert ROOT_CHAIN_VOX == 3.0
+
+    def pieces(gap_a, gap_b, deep_to):
+        lab = np.zeros(SHAPE, np.int32)
+        lab[2:10, 30, 20:30] = 1                        # anchored at the anode
+        a0 = 10 + gap_a - 1                             # gap_a - 1 empty planes
+        lab[a0:a0 + 8, 30, 20:30] = 2
+        b0 = a0 + 8 + gap_b - 1
+        lab[b0:deep_to, 30, 20:30] = 3
+        return lab
+
+    near = measure_cracks(pieces(3, 3, 30), cell, SPACING).set_index("crack_id")
+    assert near.anchored.tolist() == [1, 0, 0] and near.linked.tolist() == [0, 1, 1]
+    m = measure_step(pieces(3, 3, 30) > 0, cell, SPACING)
+    assert m["front_depth_um"] == pytest.approx(near.front_depth_um[3])
+    assert m["front_depth_um"] > near.front_depth_um[1]
+    # reaching the cathode through the chain: the front goes there, the span does not
+    through = measure_cracks(pieces(3, 3, 39), cell, SPACING).set_index("crack_id")
+    assert through.spanning.tolist() == [0, 0, 0]
+    assert measure_step(pieces(3, 3, 39) > 0, cell, SPACING)["spanning"] == 0
+    far = measure_cracks(pieces(4, 3, 30), cell, SPACING).set_index("crack_id")
+    assert far.linked.tolist() == [0, 0, 0]          # 3 hangs on 2, which is not linked
+    assert measure_step(pieces(4, 3, 30) > 0, cell, SPACING)["front_depth_um"] == \
+        pytest.approx(far.front_depth_um[1])
+    lab = pieces(3, 3, 30)
+    flat = np.flatnonzero(lab)
+    sparse = measure_cracks_voxels(flat, lab.ravel()[flat], SHAPE, cell, SPACING)
+    pd.testing.assert_frame_equal(sparse.set_index("crack_id"), near)

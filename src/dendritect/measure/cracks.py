@@ -30,6 +30,7 @@ __all__ = [
     "CrackHistory",
     "StepFrame",
     "crack_row",
+    "link_chains",
     "measure_cracks",
     "measure_step",
     "root_tracks",
@@ -43,6 +44,7 @@ CRACK_COLUMNS = [
     "face_area_um2", "volume_um3", "aperture_mean_um", "aperture_max_um", "normal_angle_deg",
     "kind", "centroid_z_um", "centroid_y_um", "centroid_x_um", "edge_distance_um",
     "origin_edge_distance_um", "front_speed_um_s", "anchored", "spanning", "volume_vox_um3",
+    "linked",
 ]
 STEP_COLUMNS = [
     "front_depth_um", "front_depth_any_um", "li_front_depth_um", "crack_volume_um3",
@@ -59,6 +61,13 @@ SPAN_TOLERANCE_VOX = 2.5
 #: that close at one step is rooted from a later step that shows its root (root_tracks).
 ROOT_REACH_VOX = 6.0
 ROOT_REACH_MIN_VOXELS = 100
+#: A crack not anchored itself whose nearest voxel lies within ROOT_CHAIN_VOX (voxel centres,
+#: index units) of an anchored crack's voxel, directly or through a chain of such gaps, is
+#: ``linked``: a faint stretch a voxel or two long (the minimum of a thin aperture, a
+#: lithium-filled stretch read as ceramic) splits one crack into pieces, and the deep piece is
+#: the crack's front. A linked piece extends the front but never makes a span: two pieces that
+#: only come near each other may be two cracks, and a false span is a false short.
+ROOT_CHAIN_VOX = 3.0
 #: Normal angle (degrees from z) below which a crack counts as spallation (lying in plane).
 SPALLATION_MAX_ANGLE_DEG = 45.0
 
@@ -308,7 +317,44 @@ def crack_row(cid: int, sub: np.ndarray, origin: tuple[int, int, int],
         "anchored": int(anchored),
         "spanning": int(spanning),
         "volume_vox_um3": vol_vox,
+        "linked": 0,
     }
+
+
+def link_chains(table: pd.DataFrame, voxels: dict[int, np.ndarray], *,
+                gap_vox: float = ROOT_CHAIN_VOX) -> None:
+    """Mark, in place, the cracks of a step's ``table`` that a chain of gaps of at most
+    ``gap_vox`` links to an anchored crack (``linked`` = 1; see :data:`ROOT_CHAIN_VOX`).
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        The step's crack rows (:func:`crack_row`).
+    voxels : dict
+        Crack id -> (n, 3) voxel indices (z, y, x) of its voxels.
+    gap_vox : float
+        Largest distance between voxel centres (voxels) across which cracks link.
+    """
+    if not len(table) or gap_vox <= 0:
+        return
+    from scipy.spatial import cKDTree
+
+    ids = table["crack_id"].to_numpy(np.int64)
+    anchored = table["anchored"].to_numpy() > 0
+    if anchored.all() or not anchored.any():
+        return
+    free = [int(c) for c in ids[~anchored]]
+    front = [int(c) for c in ids[anchored]]
+    new: set[int] = set()
+    while front and free:
+        tree = cKDTree(np.concatenate([voxels[c] for c in front]))
+        front = [c for c in free
+                 if np.isfinite(tree.query(voxels[c], distance_upper_bound=gap_vox + 1e-9)[0]
+                                ).any()]
+        new.update(front)
+        free = [c for c in free if c not in new]
+    if new:
+        table.loc[np.isin(ids, np.fromiter(new, np.int64, len(new))), "linked"] = 1
 
 
 def measure_cracks(labels: np.ndarray, geometry: Any, voxel_size_um: Any, *,
@@ -373,7 +419,7 @@ def measure_cracks(labels: np.ndarray, geometry: Any, voxel_size_um: Any, *,
                              f"{labels.shape}")
     frame = StepFrame.of(labels.shape, geometry, spacing, time_s=time_s, t_index=t_index,
                           span_tolerance_vox=span_tolerance_vox)
-    rows = []
+    rows, voxels = [], {}
     objects = ndi.find_objects(labels.astype(np.int64, copy=False))
     for i, sl in enumerate(objects):
         if sl is None:
@@ -382,8 +428,12 @@ def measure_cracks(labels: np.ndarray, geometry: Any, voxel_size_um: Any, *,
         sub = labels[sl] == cid
         li = None if lithium is None else lithium[sl][sub] != 0
         fr = None if fraction is None else fraction[sl][sub]
-        rows.append(crack_row(cid, sub, tuple(s.start for s in sl), li, frame, fr))
-    return pd.DataFrame(rows, columns=CRACK_COLUMNS)
+        origin = tuple(s.start for s in sl)
+        rows.append(crack_row(cid, sub, origin, li, frame, fr))
+        voxels[cid] = np.argwhere(sub) + np.asarray(origin)
+    table = pd.DataFrame(rows, columns=CRACK_COLUMNS)
+    link_chains(table, voxels)
+    return table
 
 
 class CrackHistory:
@@ -586,7 +636,7 @@ def step_metrics(table: pd.DataFrame, *, n_cracks: int, n_voxels: int, n_project
         Whether the table's volumes come from the crack fraction: ``crack_volume_um3`` is then
         their sum, else the voxel count times the voxel volume.
     """
-    anchored = table[table["anchored"] > 0]
+    anchored = table[(table["anchored"] > 0) | (table["linked"] > 0)]
     out: dict[str, float | int] = {
         "front_depth_um": float(anchored["front_depth_um"].max()) if len(anchored) else 0.0,
         "front_depth_any_um": float(table["front_depth_um"].max()) if n_cracks else 0.0,

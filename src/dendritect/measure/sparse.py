@@ -20,6 +20,7 @@ from dendritect.measure.cracks import (
     SPAN_TOLERANCE_VOX,
     StepFrame,
     crack_row,
+    link_chains,
     spacing_um,
     step_metrics,
 )
@@ -92,7 +93,7 @@ def measure_cracks_voxels(flat: Any, labels: Any, shape: Any, geometry: Any,
     order = np.argsort(labels, kind="stable")
     ids, starts = np.unique(labels[order], return_index=True)
     stops = np.append(starts[1:], order.size) if ids.size else starts
-    rows = []
+    rows, voxels = [], {}
     for cid, a, b in zip(ids.tolist(), starts.tolist(), stops.tolist(), strict=True):
         if cid == 0:
             continue
@@ -105,7 +106,10 @@ def measure_cracks_voxels(flat: Any, labels: Any, shape: Any, geometry: Any,
         li = None if lithium is None else lithium[idx] != 0
         fr = None if fraction is None else fraction[idx]
         rows.append(crack_row(cid, sub, lo, li, frame, fr))
-    return pd.DataFrame(rows, columns=CRACK_COLUMNS)
+        voxels[cid] = np.stack([z, y, x], axis=1)
+    table = pd.DataFrame(rows, columns=CRACK_COLUMNS)
+    link_chains(table, voxels)
+    return table
 
 
 def measure_step_voxels(flat: Any, shape: Any, geometry: Any, voxel_size_um: Any, *,

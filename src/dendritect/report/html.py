@@ -92,6 +92,7 @@ CRACK_HEADERS = {
     "centroid_x_um": "centroid x (µm)", "edge_distance_um": "distance to edge (µm)",
     "origin_edge_distance_um": "origin distance to edge (µm)",
     "front_speed_um_s": "front speed (µm/s)", "anchored": "anchored at anode",
+    "linked": "linked to an anchored crack",
     "spanning": "spanning", "t_index": "step",
 }
 
