@@ -175,3 +175,27 @@ def test_freed_memory_goes_back_to_the_system():
     release_memory()
     assert held - before >= 200 * 2**20
     assert proc.memory_info().rss - before < 64 * 2**20
+
+
+def test_collections_inside_the_block_skip_older_objects_and_still_free_cycles():
+    """Objects alive before the block are exempt from its collections (frozen), garbage made
+    inside it is still collected, and leaving the block gives the old objects back."""
+    import gc
+    import weakref
+
+    from dendritect.parallel.memory import collections_of_new_objects
+
+    class Node:
+        pass
+
+    old = [Node() for _ in range(1000)]
+    with collections_of_new_objects():
+        assert gc.get_freeze_count() >= len(old)
+        a, b = Node(), Node()
+        a.other, b.other = b, a                 # a reference cycle: only gc frees it
+        gone = weakref.ref(a)
+        del a, b
+        gc.collect()
+        assert gone() is None
+    assert gc.get_freeze_count() == 0
+    del old

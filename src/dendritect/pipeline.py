@@ -520,6 +520,9 @@ def analyze(input: str | Path, out_dir: str | Path, *, voxel_size: Any = None,
         from dendritect.lock import results_lock
 
         compute.enter_context(results_lock(out, "analyze"))
+        from dendritect.parallel.memory import collections_of_new_objects
+
+        compute.enter_context(collections_of_new_objects())
         return _analyze(input_path, out, voxel_size=voxel_size, dataset=dataset,
                         times_s=times_s, interval=interval, anode=anode, echem=echem,
                         resume=resume, overwrite=overwrite, progress=progress, params=params,

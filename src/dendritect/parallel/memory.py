@@ -12,11 +12,12 @@ whether a step is held whole and how thick its slabs are, from the stage's bytes
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import resource
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +36,7 @@ __all__ = [
     "available_memory_bytes",
     "block_bytes",
     "chunks_for_memory",
+    "collections_of_new_objects",
     "default_workers",
     "keep_allocations_returnable",
     "parallel_slabs",
@@ -326,6 +328,26 @@ def keep_allocations_returnable(threshold_bytes: int = MMAP_THRESHOLD_BYTES) -> 
         return bool(libc.mallopt(m_mmap_threshold, int(threshold_bytes)))
     except (OSError, AttributeError):  # not glibc (musl)
         return False
+
+
+@contextlib.contextmanager
+def collections_of_new_objects() -> Iterator[None]:
+    """Within the block, garbage collections look only at objects made inside it.
+
+    Collects, then moves every object that survives to the permanent generation
+    (:func:`gc.freeze`): the modules loaded before (NumPy, pandas, Dask, zarr, pint: some
+    250,000 objects) no longer make each :func:`release_memory` a 0.1 s walk over them, which
+    on a small step is a tenth of its analysis. Undone on leaving (:func:`gc.unfreeze`), so
+    what became garbage meanwhile is collected later as usual.
+    """
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def release_memory() -> None:
