@@ -394,6 +394,12 @@ def score_cell(result_dir: str | Path, dataset_dir: str | Path) -> dict[str, Any
                          ("false span" if sv["false_span"] else "span missed or late"),
                          true=true_span, false_span=sv["false_span"])
     out["false_span"] = sv["false_span"]
+    if (sv["false_span"] and found_span is not None and truth.get("thickness_um") is not None
+            and found_span < len(truth.get("steps", []))):
+        # what was left of the electrolyte at the step called spanned: a ligament thinner
+        # than the blur is not a thing any analysis of the scan can see
+        gap_um = float(truth["thickness_um"]) - float(truth["steps"][found_span]["front_depth_um"])
+        crit["span"]["ligament_vox"] = _r(max(gap_um, 0.0) / vox_n)
 
     # --- crack F1, whole cell and per step
     cell = f1_from_counts(*tot.tolist())
@@ -783,8 +789,11 @@ def _fmt_fail(c: dict) -> str:
         if cr.get("value") is None:
             no_value.setdefault(cr.get("reason", "not reported"), []).append(k)
         elif k == "span":
+            lig = cr.get("ligament_vox")
             out.append(f"span: found {cr['value']} vs true {cr['true']}"
-                       + (" (false span)" if cr.get("false_span") else ""))
+                       + (" (false span" + ("" if lig is None else
+                                            f"; true ligament {lig} voxels there") + ")"
+                          if cr.get("false_span") else ""))
         else:
             at = f" at step {cr['t_index']}" if cr.get("t_index") is not None else ""
             cmp = ">=" if k in ("cell_f1", "step_f1", "li_f1") else "<="

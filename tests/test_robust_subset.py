@@ -172,6 +172,15 @@ def test_false_span_is_flagged(tmp_path):
     assert s["false_span"] and s["criteria"]["span"]["pass"] is False
     assert s["criteria"]["span"]["reason"] == "false span"
     assert s["failing"] == ["span"]
+    # with the thickness known, the electrolyte left at the step called spanned is reported
+    folders = _folders(tmp_path / "lig", span_index=2, true_span=3)
+    tj = tmp_path / "lig" / "data" / "truth" / "truth.json"
+    truth = json.loads(tj.read_text())
+    truth["thickness_um"] = truth["steps"][2]["front_depth_um"] + 1.5 * VOX[0]
+    tj.write_text(json.dumps(truth))
+    s = rb.score_cell(*folders)
+    assert s["criteria"]["span"]["ligament_vox"] == pytest.approx(1.5)
+    assert "true ligament 1.5 voxels there" in rb._fmt_fail(s)
 
 
 def test_volume_error(tmp_path):
