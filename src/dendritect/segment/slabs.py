@@ -227,12 +227,15 @@ class Slabs:
         """
         def _hit(lo: int, hi: int, z0: int, z1: int) -> np.ndarray:
             lab = np.asarray(labels[z0:z1])
+            # the labelled voxels are few: counting them alone spares an int64 copy of the
+            # whole slab (bincount's input) and a count of its background
             if mask is None:
-                sel = lab.ravel()
+                sel = lab[lab != 0]
             else:
                 m = np.asarray(mask[z0:z1])
                 sel = lab[m == value] if value is not None else lab[m != 0]
-            return np.bincount(sel.ravel(), minlength=n + 1)[: n + 1] > 0
+                sel = sel[sel != 0]
+            return np.bincount(sel, minlength=n + 1)[: n + 1] > 0
 
         hit = np.zeros(n + 1, bool)
         for part in self.run(_hit, 0):
