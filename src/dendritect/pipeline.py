@@ -55,6 +55,7 @@ from dendritect.measure.cracks import (
     ROOT_REACH_VOX,
     SPAN_TOLERANCE_VOX,
     CrackHistory,
+    front_cracks,
     root_tracks,
 )
 from dendritect.predict.forecast import forecast_span
@@ -342,8 +343,7 @@ def _merged_ids(flat0: np.ndarray, ids0: np.ndarray, flat1: np.ndarray,
 def _rooted_by_history(row: dict[str, Any], tracked: pd.DataFrame) -> None:
     """Front, lithium front and span of a step's row with the tracked cracks that stay rooted
     at the anode (:class:`~dendritect.measure.CrackHistory`), in place."""
-    # a linked piece (faint stretch to a rooted crack) extends the front, never spans
-    rooted = tracked[(tracked["anchored"] > 0) | (tracked["linked"] > 0)]
+    rooted = front_cracks(tracked)
     if not len(rooted):
         return
     row["front_depth_um"] = max(float(row["front_depth_um"]),

@@ -30,6 +30,7 @@ __all__ = [
     "CrackHistory",
     "StepFrame",
     "crack_row",
+    "front_cracks",
     "link_chains",
     "measure_cracks",
     "measure_step",
@@ -319,6 +320,12 @@ def crack_row(cid: int, sub: np.ndarray, origin: tuple[int, int, int],
         "volume_vox_um3": vol_vox,
         "linked": 0,
     }
+
+
+def front_cracks(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a crack table that make the step's front: the anchored cracks and those
+    :func:`link_chains` links to them (only anchored ones span)."""
+    return table[(table["anchored"] > 0) | (table["linked"] > 0)]
 
 
 def link_chains(table: pd.DataFrame, voxels: dict[int, np.ndarray], *,
@@ -636,7 +643,7 @@ def step_metrics(table: pd.DataFrame, *, n_cracks: int, n_voxels: int, n_project
         Whether the table's volumes come from the crack fraction: ``crack_volume_um3`` is then
         their sum, else the voxel count times the voxel volume.
     """
-    anchored = table[(table["anchored"] > 0) | (table["linked"] > 0)]
+    anchored = front_cracks(table)
     out: dict[str, float | int] = {
         "front_depth_um": float(anchored["front_depth_um"].max()) if len(anchored) else 0.0,
         "front_depth_any_um": float(table["front_depth_um"].max()) if n_cracks else 0.0,
