@@ -394,6 +394,9 @@ def score_cell(result_dir: str | Path, dataset_dir: str | Path) -> dict[str, Any
                          ("false span" if sv["false_span"] else "span missed or late"),
                          true=true_span, false_span=sv["false_span"])
     out["false_span"] = sv["false_span"]
+    # a wrong anode side measures every depth from the wrong interface: named with the
+    # failures it causes, not a criterion of its own
+    out["anode"], out["anode_true"] = summary.get("anode"), truth.get("anode")
     if (sv["false_span"] and found_span is not None and truth.get("thickness_um") is not None
             and found_span < len(truth.get("steps", []))):
         # what was left of the electrolyte at the step called spanned: a ligament thinner
@@ -776,13 +779,23 @@ def summary_line(name: str, cells: list[dict]) -> str:
         f = sum(1 for c in ran if c["criteria"][k]["pass"] is False)
         na = len(ran) - p - f
         parts.append(f"{k} {p}/{p + f}" + (f" (n/a {na})" if na else ""))
+    wrong = [c["seed"] for c in ran if _anode_wrong(c)]
+    parts.append(f"anode side wrong {len(wrong)}/{len(ran)}"
+                 + (f" ({', '.join(str(s) for s in wrong)})" if wrong else ""))
     return f"- **{name}** ({len(cells)} cells): " + "; ".join(parts)
+
+
+def _anode_wrong(c: dict) -> bool:
+    return (c.get("anode") is not None and c.get("anode_true") is not None
+            and c["anode"] != c["anode_true"])
 
 
 def _fmt_fail(c: dict) -> str:
     if "error" in c:
         return f"crashed in {c.get('stage')}: {c['error'].splitlines()[-1][:200]}"
     out = []
+    if _anode_wrong(c):
+        out.append(f"anode side found {c['anode']}, true {c['anode_true']}")
     no_value: dict[str, list[str]] = {}
     for k in c["failing"]:
         cr = c["criteria"][k]

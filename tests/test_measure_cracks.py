@@ -131,11 +131,16 @@ def test_spanning_and_step_metrics():
     gap = through.copy()
     gap[20] = 0
     assert measure_step(gap, cell, SPACING)["spanning"] == 0
-    # A crack two slices short of the cathode still spans (its face is within 2.5 voxels of the
-    # interface, where cracks cannot be told from the electrode); four slices short does not.
+    # A crack whose face is 1.5 voxels from the cathode still spans (the cathode's reach,
+    # CATHODE_TOLERANCE_SHARE of the 2.5-voxel span tolerance: the interface's partial
+    # volume); a ligament of 2.5 voxels is left standing, though the anode would reach it.
     short2 = np.zeros(SHAPE, np.uint8)
     short2[2:37, 30, 30:40] = 1
     assert measure_step(short2, cell, SPACING)["spanning"] == 1
+    short3 = np.zeros(SHAPE, np.uint8)
+    short3[2:36, 30, 30:40] = 1
+    assert measure_step(short3, cell, SPACING)["spanning"] == 0
+    assert measure_step(short3, cell, SPACING, span_tolerance_vox=2.5 / 0.6)["spanning"] == 1
     short4 = np.zeros(SHAPE, np.uint8)
     short4[2:35, 30, 30:40] = 1
     m4 = measure_step(short4, cell, SPACING)

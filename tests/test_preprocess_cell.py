@@ -140,26 +140,56 @@ def test_real_liion_scan_has_no_electrolyte_layer(shared_data):
         find_cell(vol, (68.0, 34.0, 34.0), where=str(path))
 
 
-def test_anode_from_evidence_takes_first_confident_step():
-    from dendritect.preprocess.cell import anode_from_evidence
+def _ev(c_top, c_bot, s_top=0, s_bot=0, min_count=20):
+    return {"change_top": c_top, "change_bottom": c_bot, "sheet_top": s_top,
+            "sheet_bottom": s_bot, "min_count": min_count}
 
-    spanned = {"side": "top", "confident": False, "weak": False, "top": 2507, "bottom": 2508}
-    growing = {"side": "bottom", "confident": True, "weak": False, "top": 81, "bottom": 7134}
-    never = {"side": "top", "confident": True, "weak": False}
+
+def test_anode_from_evidence_sums_the_steps_change():
+    from dendritect.preprocess.cell import ANODE_SURE_MARGIN, anode_from_evidence
+
+    spanned = _ev(2507, 2508)
+    growing = _ev(81, 7134)
+    # the sum (2588 vs 9642) is past the sure margin, so the third step is never registered
+    assert (2507 + 7134 + 81) / (2507 + 81) > ANODE_SURE_MARGIN
 
     def steps():
         yield spanned
         yield growing
-        raise AssertionError("a step after a confident one was registered")
-        yield never
+        raise AssertionError("a step after a sure sum was registered")
 
     # the last step is spanned (both sides darkened alike); an earlier one settles it
     assert anode_from_evidence(steps()) == "bottom"
-    weak = {"side": "bottom", "confident": False, "weak": True, "top": 100, "bottom": 120}
+    # one step at 2.7x is not sure alone: the next step's change, the other way, is added
+    assert anode_from_evidence([_ev(1020, 2796), _ev(3790, 0)]) == "top"
     with pytest.warns(UserWarning, match="weak evidence"):
-        assert anode_from_evidence([spanned, weak]) == "bottom"
+        assert anode_from_evidence([_ev(100, 125), _ev(20, 25)]) == "bottom"
+    # no step's change decides: the latest step's thin dark sheets break the tie
+    with pytest.warns(UserWarning, match="thin dark sheets"):
+        assert anode_from_evidence([_ev(10, 10, 0, 300), _ev(5, 5, 400, 0)]) == "bottom"
     with pytest.warns(UserWarning, match="could not be decided"):
-        assert anode_from_evidence([spanned]) == "top"
+        assert anode_from_evidence([_ev(2507, 2508)]) == "top"
+    with pytest.warns(UserWarning, match="could not be decided"):
+        assert anode_from_evidence([]) == "top"
+
+
+def test_anode_from_the_change_not_a_static_dark_rim():
+    """A dark band two voxels inside the cathode interface in every scan (the undershoot of
+    filtered back-projection beside a bright collector) is more thin dark sheet than the
+    cracks growing at the anode; the change since the first step names the anode."""
+    first, _ = make_cell(seed=1, cracks=[(30, 3, 1.5)])
+    last, _ = make_cell(seed=2, cracks=[(30, 12, 1.5), (50, 8, 1.5)])
+    geo = find_cell(first, 1.0)
+    c = int(geo.z_range_vox[1])
+    contrast = geo.levels["electrolyte"] - geo.levels["void"]
+    for v in (first, last):
+        v[c - 3:c - 1][:, geo.footprint] -= np.float32(0.6 * contrast)
+    ev = anode_evidence(first, last, geo)
+    # guard: counted together, as before, the rim's sheets would outweigh the anode's evidence
+    assert ev["sheet_bottom"] + ev["change_bottom"] > ev["sheet_top"] + ev["change_top"]
+    assert ev["change_top"] > 3 * ev["change_bottom"]
+    assert ev["side"] == "top" and ev["confident"]
+    assert decide_anode(first, last, geo) == "top"
 
 
 def test_anode_steps_latest_first_then_halving():

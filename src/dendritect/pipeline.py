@@ -55,6 +55,7 @@ from dendritect.measure.cracks import (
     ROOT_REACH_VOX,
     SPAN_TOLERANCE_VOX,
     CrackHistory,
+    cathode_tolerance_vox,
     front_cracks,
     root_tracks,
 )
@@ -1000,9 +1001,9 @@ class CrackTracker:
         self.run = run
         self.span_tolerance_vox = span_tolerance_vox
         spacing = run.voxel_size_um
-        self._tol_um = float(span_tolerance_vox) * spacing[0]
         self._thick_um = float(run.geometry.thickness_vox) * spacing[0]
-        self._history = CrackHistory(span_from_um=self._thick_um - self._tol_um,
+        self._span_from_um = self._thick_um - cathode_tolerance_vox(span_tolerance_vox) * spacing[0]
+        self._history = CrackHistory(span_from_um=self._span_from_um,
                                      thickness_um=self._thick_um)
         self._feed = _Feed()
         self._tracks = track_voxels(self._feed, run.shape_zyx, min_overlap_vox=min_overlap_vox)
@@ -1083,7 +1084,7 @@ class CrackTracker:
             raise InputError("CrackTracker: no steps added")
         write_voxels(self.run.cracks[R.TIME_OF_ARRIVAL], self._seen, self._first, fill=-1)
         # a crack rooted at any step of its track is rooted at all of them
-        crack_tables = root_tracks(self._tables, span_from_um=self._thick_um - self._tol_um,
+        crack_tables = root_tracks(self._tables, span_from_um=self._span_from_um,
                                    thickness_um=self._thick_um, merges=self._merges,
                                    max_gap_um=ROOT_REACH_VOX * self.run.voxel_size_um[0])
         metric_rows = [dict(row) for row in self._rows]

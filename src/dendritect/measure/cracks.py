@@ -57,6 +57,12 @@ _STRUCTURE = np.ones((3, 3, 3), dtype=bool)
 #: told apart from the dark electrode in the slice or two next to an interface (partial volume,
 #: and segmentation seeds kept a voxel away from it), so "touching" allows two and a half.
 SPAN_TOLERANCE_VOX = 2.5
+#: The cathode's reach is this share of the span tolerance (1.5 voxels at the default 2.5).
+#: The anode needs the whole tolerance: a crack's mouth there is lithium-filled and in the
+#: lithium electrode's partial volume. A crack reaches the cathode with its dry tip (empty
+#: against the electrode), read up to the interface's own partial volume; an electrolyte
+#: ligament of about two voxels left there is no span (tuning cells 20 and 28: 2.2 voxels).
+CATHODE_TOLERANCE_SHARE = 0.6
 #: A crack of at least ROOT_REACH_MIN_VOXELS voxels whose nearest face lies within
 #: ROOT_REACH_VOX (voxels along the normal) of the anode is rooted there; a piece that is
 #: that close at one step is rooted from a later step that shows its root (root_tracks).
@@ -90,6 +96,12 @@ def _check(labels: np.ndarray, name: str) -> np.ndarray:
 def _depth_lut(geometry: Any, nz: int) -> np.ndarray:
     """Depth (voxels) of every z index, clipped at 0 on the anode side."""
     return np.clip(np.asarray(geometry.depth_vox(np.arange(nz)), dtype=np.float64), 0.0, None)
+
+
+def cathode_tolerance_vox(span_tolerance_vox: float) -> float:
+    """How close (voxels) a crack's far face must come to the cathode to span, given the span
+    tolerance at the anode (:data:`CATHODE_TOLERANCE_SHARE` of it)."""
+    return CATHODE_TOLERANCE_SHARE * float(span_tolerance_vox)
 
 
 def _front_um(depth_centre_vox: float, thickness_vox: float, dz_um: float) -> float:
@@ -264,7 +276,7 @@ def crack_row(cid: int, sub: np.ndarray, origin: tuple[int, int, int],
     # a crack read worst
     reach = max(tol, ROOT_REACH_VOX) if d.size >= ROOT_REACH_MIN_VOXELS else tol
     anchored = d.min() - 0.5 <= reach
-    spanning = anchored and d.max() + 0.5 >= thick - tol
+    spanning = anchored and d.max() + 0.5 >= thick - cathode_tolerance_vox(tol)
     coords = np.stack([zz, yy, xx], axis=1) * spacing
     normal = _normal(coords)
     angle = float(np.degrees(np.arccos(np.clip(abs(normal[0]), 0.0, 1.0))))
