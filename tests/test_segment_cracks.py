@@ -482,3 +482,36 @@ def test_joined_cracks_keep_their_own_lithium_fronts():
     li = seg.lithium != 0
     for side, fill in ((x < 40, 6), (x >= 40, 12)):
         assert abs(front_depth_vox(li & side, geo) - fill) <= 2
+
+
+
+def _with_band(vol, geo, z: int, depth: float = 0.8):
+    """``vol`` with a dark band one voxel thick at plane ``z``, over a disc inside the
+    footprint (the undershoot that filtered back-projection leaves beside a bright collector)."""
+    ny, nx = vol.shape[1:]
+    y, x = np.ogrid[:ny, :nx]
+    disc = np.hypot(y - (ny - 1) / 2, x - (nx - 1) / 2) < 0.2 * nx
+    band = np.zeros(vol.shape, np.float32)
+    band[z][disc & geo.footprint] = 1.0
+    contrast = geo.levels["electrolyte"] - geo.levels["void"]
+    return vol - np.float32(depth * contrast) * ndimage.gaussian_filter(band, 0.6)
+
+
+def test_a_dark_band_along_the_cathode_is_not_a_crack(monkeypatch):
+    import dendritect.segment.cracks as sc
+
+    vol, _ = make_cell(noise=0.04, seed=3)
+    geo = find_cell(vol, 1.0, anode="top")
+    z_cathode = geo.z_range_vox[1]
+    near = _with_band(vol, geo, int(z_cathode - 6.5))   # 6.5 voxels inside the cathode
+    assert segment_step(near, geo).crack.sum() == 0
+    # guard: without the rule the band is a crack of about a thousand voxels
+    monkeypatch.setattr(sc, "CATHODE_SHEET_VOX", 0.0)
+    assert segment_step(near, geo).crack.sum() > 500
+    monkeypatch.undo()
+    # the same band 9.5 voxels from the cathode is a crack (a spall-like sheet deeper in)
+    assert segment_step(_with_band(vol, geo, int(z_cathode - 9.5)), geo).crack.sum() > 500
+    # a crack that spans to the cathode is kept whole
+    cracked, truth = make_cell(noise=0.04, seed=3, cracks=[(40, 21, 1.5)])
+    seg = segment_step(cracked, geo)
+    assert f1_tolerant(seg.crack, truth["labels"] == 3) > 0.9

@@ -448,6 +448,16 @@ WALL_CHANGE_VOX = 2
 RIM_ONLY_VOX = 5.0
 #: A crack must reach farther than this from the cathode interface somewhere (voxels).
 CATHODE_ZONE_VOX = 3.0
+#: A sheet lying along the cathode interface (its normal within CATHODE_SHEET_MAX_ANGLE_DEG of
+#: z) with at most CATHODE_SHEET_MAX_FAR_SHARE of its voxels farther than CATHODE_SHEET_VOX
+#: from it is the reconstruction's, not a crack: filtered back-projection leaves a dark
+#: undershoot two or three voxels inside a bright collector, in every scan (tuning cell 33:
+#: 10,700 voxels in the first scan, 3 % of them deeper, where rings and the field's rim join
+#: it). Cracks start at the anode; one that reached the cathode runs across the pellet, not
+#: along the interface. Voxels within RIM_ONLY_VOX of the pellet wall count as near it.
+CATHODE_SHEET_VOX = 8.0
+CATHODE_SHEET_MAX_ANGLE_DEG = 30.0
+CATHODE_SHEET_MAX_FAR_SHARE = 0.1
 RIM_ARC_VOX = 6.0
 RIM_ARC_RATIO = 2.5
 #: A trace of at most this many voxels within RIM_ONLY_VOX of the wall, not reaching farther
@@ -989,6 +999,13 @@ def _cracks(box: _Box, slabs: Slabs, flags, previous, has_change: bool,
         # volume (a plane fit a voxel off, a tilted interface's steps): cracks grow from the
         # anode, and one that reached the cathode comes from deeper in the pellet
         ok &= slabs.labels_where(lab, n, _AwayFromCathode(box, CATHODE_ZONE_VOX))[1:]
+        along = shp["normal_z"] >= np.cos(np.radians(CATHODE_SHEET_MAX_ANGLE_DEG))
+        if along.any():
+            # what runs along the pellet wall does not count: the rim of an interior view's
+            # field (a shell along z) joins the sheet to the rest of the cell
+            away = _AwayFromCathode(box, CATHODE_SHEET_VOX, beyond_rim_vox=RIM_ONLY_VOX)
+            far = slabs.labels_count(lab, n, away)[1:]
+            ok &= ~along | (far > CATHODE_SHEET_MAX_FAR_SHARE * shp["size"])
         # a line along z is not a crack even where it continues one (a persistent artefact)
         ok &= ~lines_along_z(shp)
         keep[1:] = ok
@@ -1045,9 +1062,10 @@ def _beyond_rim(crack: np.ndarray, bins: np.ndarray) -> np.ndarray:
 
 
 class _AwayFromCathode:
-    """Voxels of the box's planes more than ``zone_vox`` from the cathode interface."""
+    """Voxels of the box's planes more than ``zone_vox`` from the cathode interface (and, with
+    ``beyond_rim_vox``, at least that far from the pellet wall)."""
 
-    def __init__(self, box: _Box, zone_vox: float) -> None:
+    def __init__(self, box: _Box, zone_vox: float, beyond_rim_vox: float = 0.0) -> None:
         g = box.geometry
         z = box.z.astype(np.float64)
         if g.z_cathode_vox > g.z_anode_vox:
@@ -1055,10 +1073,14 @@ class _AwayFromCathode:
         else:
             self.away = z > g.z_cathode_vox + zone_vox
         self.box = box
+        self.min_bin = int(np.ceil(beyond_rim_vox / WALL_BIN_VOX))
 
     def __getitem__(self, key: slice) -> np.ndarray:
         a = self.away[key][:, None, None]
-        return np.broadcast_to(a, (a.shape[0], *self.box.shape[1:]))
+        a = np.broadcast_to(a, (a.shape[0], *self.box.shape[1:]))
+        if self.min_bin <= 0:
+            return a
+        return a & (self.box.wall_bins(key.start, key.stop) >= self.min_bin)
 
 
 class _Planes:

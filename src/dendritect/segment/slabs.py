@@ -225,7 +225,15 @@ class Slabs:
         """bool per label (index 0 = background): the component has a voxel where ``mask``
         is nonzero (or equals ``value``). Without ``mask``: every label present.
         """
-        def _hit(lo: int, hi: int, z0: int, z1: int) -> np.ndarray:
+        hit = self.labels_count(labels, n, mask, value) > 0
+        hit[0] = False
+        return hit
+
+    def labels_count(self, labels: Any, n: int, mask: Any | None = None,
+                     value: int | None = None) -> np.ndarray:
+        """Voxels per label (index 0 = background, counted as 0) where ``mask`` is nonzero
+        (or equals ``value``); without ``mask``, every voxel of each label."""
+        def _count(lo: int, hi: int, z0: int, z1: int) -> np.ndarray:
             lab = np.asarray(labels[z0:z1])
             # the labelled voxels are few: counting them alone spares an int64 copy of the
             # whole slab (bincount's input) and a count of its background
@@ -235,10 +243,10 @@ class Slabs:
                 m = np.asarray(mask[z0:z1])
                 sel = lab[m == value] if value is not None else lab[m != 0]
                 sel = sel[sel != 0]
-            return np.bincount(sel, minlength=n + 1)[: n + 1] > 0
+            return np.bincount(sel, minlength=n + 1)[: n + 1]
 
-        hit = np.zeros(n + 1, bool)
-        for part in self.run(_hit, 0):
-            hit |= part
-        hit[0] = False
-        return hit
+        count = np.zeros(n + 1, np.int64)
+        for part in self.run(_count, 0):
+            count += part
+        count[0] = 0
+        return count
