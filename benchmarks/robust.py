@@ -24,7 +24,7 @@ reported "n/a" with the reason, never guessed.
 
 Usage::
 
-    python -m benchmarks.robust [--seeds 0-19,100-139] [--jobs 2] [--work DIR] [--keep]
+    python -m benchmarks.robust [--seeds 0-39,100-139] [--jobs 2] [--work DIR] [--keep]
                                 [--preset random] [--shape Z,Y,X] [--steps N] [--write-docs]
 
 Writes ``benchmarks/results/robust.json`` and ``benchmarks/results/robust.md``; with
@@ -79,8 +79,8 @@ CONDITION_TAGS = ("fbp", "fast", "phase", "phase-retrieved", "tilt", "aniso", "i
                   "steel-die", "air-die", "anode-free", "wall-crack", "thin", "wide",
                   "precracked", "strip", "no-span", "blur", "noisy")
 CRACK_TYPES = ("thin", "wide", "wall-crack", "precracked", "strip", "no-span")
-DEFAULT_SEEDS = "0-19,100-139"
-DEFAULT_TUNING = "0-19"
+DEFAULT_SEEDS = "0-39,100-139"
+DEFAULT_TUNING = "0-39"
 CRACK_CODES = (3, 4)
 LI_CODE = 4
 PORE_CODE = 2

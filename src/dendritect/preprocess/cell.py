@@ -895,8 +895,9 @@ def anode_evidence(first: np.ndarray, last: np.ndarray, geometry: CellGeometry) 
         ``change_top``/``change_bottom`` (voxels darkened since the first step in the
         electrolyte quarter next to each interface), ``changed`` (their sum), ``min_count``
         (the fewest changed voxels that can decide), ``sheet_top``/``sheet_bottom`` (thin
-        dark sheet voxels of the later step there), ``top``/``bottom`` (change plus
-        sheets), ``side`` ("top"/"bottom": the change's, or the sheets' where the change does
+        dark sheet voxels of the later step there; 0 when the change alone is past
+        :data:`ANODE_SURE_MARGIN`, where they are not computed), ``top``/``bottom`` (change
+        plus sheets), ``side`` ("top"/"bottom": the change's, or the sheets' where the change does
         not decide), ``confident`` (the change decides with a margin of at least 1.5x) and
         ``weak`` (a margin of 1.1-1.5x).
     """
@@ -925,13 +926,16 @@ def anode_evidence(first: np.ndarray, last: np.ndarray, geometry: CellGeometry) 
     per_z = changed.sum(axis=(1, 2))
     c_top = int(per_z[near_top].sum())
     c_bot = int(per_z[near_bot].sum())
-    # cracks already open at the first step change little: the thin dark sheets of the
-    # later step (wide crack mouths and spalls at the anode) break a tie
-    s_top, s_bot = _sheet_counts(b, geometry, near_top, near_bot, contrast)
     total = c_top + c_bot
     min_count = max(20, int(1e-4 * geometry.footprint.sum() * (hi - lo)))
     enough = total >= min_count
     m = _margin(c_top, c_bot) if enough else 0.0
+    # cracks already open at the first step change little: the thin dark sheets of the
+    # later step (wide crack mouths and spalls at the anode) break a tie. Where the change is
+    # sure alone they are never needed (anode_from_evidence), and are not computed
+    sure = m >= ANODE_SURE_MARGIN
+    s_top, s_bot = (0, 0) if sure else _sheet_counts(b, geometry, near_top, near_bot,
+                                                      contrast)
     confident = m >= 1.5
     weak = 1.1 <= m < 1.5
     if enough and m >= 1.1:
