@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.install-stamp
 
-.PHONY: install system-deps demo test lint bench bench-large bench-robust browser-check clean
+.PHONY: install system-deps demo test lint bench bench-large bench-robust bench-scaleout browser-check clean
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # What the napari tests need from Debian: a virtual display (Xvfb) and the X libraries of Qt's
@@ -45,10 +45,15 @@ bench: install
 bench-large: install
 	$(BIN)/python -m benchmarks.large
 
-# Worst-case accuracy over randomised twin cells: tuning seeds 0-19, held-out 100-139
-# (docs/accuracy.md; long, not in CI). ROBUST_ARGS="--seeds 0-19" runs a part.
+# Worst-case accuracy over randomised twin cells: tuning seeds 0-39, held-out 100-139
+# (docs/accuracy.md; long, not in CI). ROBUST_ARGS="--seeds 0-39" runs a part.
 bench-robust: install
 	$(BIN)/python -m benchmarks.robust --jobs 2 --write-docs $(ROBUST_ARGS)
+
+# The analysis on a LocalCluster (later steps aligned by the workers) against one process:
+# identical results, and how the work spread over the workers (docs/scaling.md).
+bench-scaleout: install
+	$(BIN)/python -m benchmarks.scaleout --report benchmarks/results/scaleout-report.html $(SCALEOUT_ARGS)
 
 # Open the demo report in headless Chromium: no console errors, no network request, a screenshot
 # (into browser-check/, ignored: the tracked docs image is not rewritten).

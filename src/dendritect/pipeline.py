@@ -255,6 +255,93 @@ def _registers_ahead(aligned: Any, todo: list[int], plan: Any) -> bool:
     return isinstance(aligned, np.ndarray) and len(todo) >= 2 and bool(plan.register_ahead)
 
 
+def _ahead_on_cluster(aligned: Any, todo: list[int], plan: Any) -> Any:
+    """The active cluster's client when later steps are registered and aligned on its workers
+    ahead of the step being segmented; else None. Needs a cluster of two or more worker
+    processes, steps held in memory, two or more steps to do, and a worker's share of the
+    budget holding a step's registration and alignment."""
+    from dendritect.parallel import current_context
+    from dendritect.parallel.memory import STAGE_BYTES_PER_VOXEL, Plan
+
+    ctx = current_context()
+    if (ctx is None or ctx.client is None or ctx.n_workers < 2 or len(todo) < 2
+            or not isinstance(aligned, np.ndarray)):
+        return None
+    share = (None if ctx.memory_limit_bytes is None
+             else ctx.memory_limit_bytes // ctx.n_workers)
+    c = STAGE_BYTES_PER_VOXEL
+    worker = Plan(plan.shape, plan.dtype, share, "cpu", 1)
+    return ctx.client if worker.fits((c["hold"], c["register"], c["align"])) else None
+
+
+def _align_step_task(series: Any, t: int, reference: np.ndarray, geometry: Any,
+                    stages: _Stages, shift: Any, path: str) -> list[float]:
+    """Register and align step ``t`` onto ``reference`` (as :func:`segment_steps` does) in a
+    worker process and save it to ``path`` (``.npy``, written atomically); returns the shift.
+    ``shift``, when known (the anode decision registered the step), is used as it is."""
+    import os
+
+    import dask
+
+    from dendritect.parallel.memory import Plan
+
+    # reads of the lazy input run here, not as tasks of the cluster this task runs on
+    with dask.config.set(scheduler="sync"):
+        plan = Plan(tuple(reference.shape), np.dtype(np.float32), None, "cpu", 1)
+        memo = {"samples": {}, "shifts": {} if shift is None else {t: np.asarray(shift)},
+                "reference": {}}
+        out = np.empty(reference.shape, np.float32)
+        vol, used = _aligned(series, t, reference, geometry, out, stages, plan, memo)
+        tmp = f"{path}.part.npy"
+        np.save(tmp, np.asarray(vol, dtype=np.float32))
+        os.replace(tmp, path)
+    return [float(x) for x in used]
+
+
+def _aligned_steps_on_cluster(series: Any, todo: list[int], reference: Any, geometry: Any,
+                              aligned: np.ndarray, stages: _Stages, memo: dict[str, dict],
+                              client: Any, scratch: Path) -> Iterator[tuple[Any, np.ndarray]]:
+    """The steps of ``todo`` registered and intensity-matched, in order, each computed by a
+    worker of ``client`` (:func:`_align_step_task`) while earlier steps are segmented here:
+    as many steps in flight as the cluster has workers. Each is loaded into ``aligned`` when
+    its turn comes; the caller must be done with the previous one by then."""
+    from dendritect.parallel.memory import release_memory
+
+    scratch.mkdir(parents=True, exist_ok=True)
+    ref = np.asarray(reference, dtype=np.float32)
+    ref_f = client.scatter(ref, broadcast=True)
+    window = max(2, len(client.scheduler_info().get("workers", {})))
+    futures: dict[int, Any] = {}
+    pending = [t for t in todo if t != 0]
+
+    def submit() -> None:
+        while pending and len(futures) < window:
+            t = pending.pop(0)
+            futures[t] = client.submit(
+                _align_step_task, series, t, ref_f, geometry, stages, memo["shifts"].get(t),
+                str(scratch / f"aligned-{t}.npy"), key=f"dendritect-align-step-{t}-{id(memo)}",
+                pure=False)
+
+    submit()
+    try:
+        for t in todo:
+            if t == 0:
+                yield reference, np.zeros(3)
+                continue
+            shift = np.asarray(futures.pop(t).result(), dtype=np.float64)
+            memo["shifts"][t] = shift
+            path = scratch / f"aligned-{t}.npy"
+            aligned[...] = np.load(path)
+            path.unlink()
+            submit()
+            release_memory()
+            yield aligned, shift
+    finally:
+        for f in futures.values():
+            f.cancel()
+        client.cancel(ref_f)
+
+
 def _aligned_steps(series: Any, todo: list[int], reference: Any, geometry: Any, aligned: Any,
                    stages: _Stages, plan: Any, memo: dict[str, dict] | None = None,
                    pool: Any = None) -> Iterator[tuple[Any, np.ndarray]]:
@@ -484,7 +571,9 @@ def analyze(input: str | Path, out_dir: str | Path, *, voxel_size: Any = None,
         (:mod:`dendritect.parallel`). Results do not depend on it.
     workers, scheduler : optional
         Run the chunked filters on a local cluster of ``workers`` processes, or on the
-        ``dask.distributed`` scheduler at ``scheduler`` (``tcp://host:port``).
+        ``dask.distributed`` scheduler at ``scheduler`` (``tcp://host:port``); there the
+        later steps are read, registered and aligned by the workers while earlier ones are
+        segmented (the same results).
     device : {"cpu", "gpu", "auto"}
         Where the filters run; ``gpu`` needs CuPy and a CUDA device.
     force_units : bool
@@ -863,12 +952,21 @@ def segment_steps(run: AnalysisRun, params: Any = None, *, progress: bool = Fals
         # thread, in order, so a step's buffer is read before the step after next is
         # registered into it, and the record is written step after step.
         pool = None
-        if _registers_ahead(run.aligned, todo, plan):
-            from concurrent.futures import ThreadPoolExecutor
+        client = _ahead_on_cluster(run.aligned, todo, plan)
+        if client is not None:
+            # later steps are registered and aligned on the cluster's workers, as many at
+            # once as there are workers, while this process segments in order
+            steps = _aligned_steps_on_cluster(run.series, todo, reference, geometry,
+                                              run.aligned, stages, run.memo or
+                                              _registration_memo(plan), client,
+                                              work / "ahead")
+        else:
+            if _registers_ahead(run.aligned, todo, plan):
+                from concurrent.futures import ThreadPoolExecutor
 
-            pool = stack.enter_context(ThreadPoolExecutor(max_workers=1))
-        steps = _aligned_steps(run.series, todo, reference, geometry, run.aligned, stages, plan,
-                               run.memo or None, pool=pool)
+                pool = stack.enter_context(ThreadPoolExecutor(max_workers=1))
+            steps = _aligned_steps(run.series, todo, reference, geometry, run.aligned, stages,
+                                   plan, run.memo or None, pool=pool)
         pending = None
         for t, (vol, shift) in zip(todo, steps, strict=True):
             check_stop()
