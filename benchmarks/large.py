@@ -5,7 +5,9 @@ attributes; 4 GB at full size) chunk by chunk, then runs it through the chunked 
 (:func:`dendritect.parallel.sheetness_chunked`) under a memory limit (default 3GB) inside
 :func:`dendritect.parallel.compute_context`, storing a crack-candidate mask per step; and, when
 ``dendritect.pipeline.analyze`` accepts ``memory_limit``, the full analysis with the same limit
-(at ``--scale`` ≤ 0.25 the analysis also runs without it, as the volumes fit in memory).
+(with ``--in-memory`` also without it, steps held whole, where the machine holds a step's
+working set: the ratio of the two times is the cost of running out of core, per voxel of the
+same series, and the two runs' fronts, crack counts and span must agree).
 Peak RSS of this process and throughput go to ``benchmarks/results/large.json``.
 
 The cell: steel plungers, lithium electrodes (smaller than the pellet), a Li6PS5Cl-like
@@ -15,8 +17,8 @@ one step after another until one spans the electrolyte at the last step.
 Not run in CI (minutes to hours, depending on the machine). ``--scale 0.125`` makes a
 64×128×128 series that checks the whole job in seconds.
 
-Usage: ``python -m benchmarks.large [--scale 1] [--memory-limit 3GB] [--workers N]
-[--scheduler tcp://...] [--out DIR] [--keep]``
+Usage: ``python -m benchmarks.large [--scale 1] [--memory-limit 3GB] [--in-memory]
+[--workers N] [--scheduler tcp://...] [--out DIR] [--keep]``
 """
 
 from __future__ import annotations
@@ -148,6 +150,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--out", type=Path, default=None, help="work folder (default: temporary)")
     ap.add_argument("--keep", action="store_true", help="keep the work folder")
     ap.add_argument("--no-analyze", action="store_true")
+    ap.add_argument("--in-memory", action="store_true",
+                    help="also analyse without the memory limit and report the time ratio")
     ap.add_argument("--no-filter", action="store_true",
                     help="skip the filter-only pass (run analyze alone)")
     args = ap.parse_args(argv)
@@ -201,6 +205,17 @@ def main(argv: list[str] | None = None) -> dict:
                   flush=True)
         if not args.no_analyze:
             result["analyze"] = _analyze(store, work, limit, args.scale)
+            if args.in_memory:
+                free = _analyze(store, work, None, args.scale)
+                result["analyze_in_memory"] = free
+                limited = result["analyze"]
+                if "error" not in free and "error" not in limited:
+                    result["out_of_core_time_ratio"] = limited["seconds"] / free["seconds"]
+                    result["same_results"] = all(
+                        limited[k] == free[k] for k in ("span_index", "n_cracks",
+                                                         "front_depth_um"))
+                    print(f"out of core / in memory: {result['out_of_core_time_ratio']:.2f}x, "
+                          f"same results: {result['same_results']}", flush=True)
     finally:
         if not args.keep and args.out is None:
             shutil.rmtree(work, ignore_errors=True)
@@ -208,8 +223,9 @@ def main(argv: list[str] | None = None) -> dict:
     return result
 
 
-def _analyze(store: Path, work: Path, limit: int, scale: float) -> dict:
-    """``dendritect analyze`` with the memory limit, in its own process (its own peak RSS)."""
+def _analyze(store: Path, work: Path, limit: int | None, scale: float) -> dict:
+    """``dendritect analyze`` with the memory limit (None: without), in its own process (its
+    own peak RSS)."""
     import resource
     import subprocess
     import sys
@@ -221,7 +237,7 @@ def _analyze(store: Path, work: Path, limit: int, scale: float) -> dict:
             "print('PEAK_KIB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "
             "file=sys.stderr)\nraise SystemExit(rc)")
     cmd = [sys.executable, "-c", code, "analyze", str(store), "--out", str(out_dir),
-           "--memory-limit", str(limit), "--quiet", "--overwrite"]
+           *([] if limit is None else ["--memory-limit", str(limit)]), "--quiet", "--overwrite"]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     sec = time.perf_counter() - t0
@@ -242,7 +258,8 @@ def _analyze(store: Path, work: Path, limit: int, scale: float) -> dict:
            "span_index": summary.get("span_index"), "anode": summary.get("anode"),
            "n_cracks": metrics["n_cracks"].tolist(),
            "front_depth_um": metrics["front_depth_um"].round(2).tolist()}
-    print(f"analyze: {sec:.1f} s, peak RSS {peak / 1e6:.0f} MB (limit {limit / 1e6:.0f} MB), "
+    shown = "none" if limit is None else f"{limit / 1e6:.0f} MB"
+    print(f"analyze: {sec:.1f} s, peak RSS {peak / 1e6:.0f} MB (limit {shown}), "
           f"span step {out['span_index']}, anode {out['anode']}, cracks {out['n_cracks']}, "
           f"front {out['front_depth_um']} um", flush=True)
     return out
