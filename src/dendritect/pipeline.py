@@ -331,7 +331,8 @@ def _aligned_steps_on_cluster(series: Any, todo: list[int], reference: Any, geom
             shift = np.asarray(futures.pop(t).result(), dtype=np.float64)
             memo["shifts"][t] = shift
             path = scratch / f"aligned-{t}.npy"
-            aligned[...] = np.load(path)
+            # copied from the file's pages: no second step-sized array here
+            aligned[...] = np.load(path, mmap_mode="r")
             path.unlink()
             submit()
             release_memory()
