@@ -79,7 +79,7 @@ class FakeStages:
         return FlatCell(side, za, zc, fp, fp.copy())
 
     @staticmethod
-    def anode_evidence(first, later, geometry):
+    def anode_evidence(first, later, geometry, **kwargs):
         return {"side": "top", "confident": True, "weak": False}
 
     @staticmethod

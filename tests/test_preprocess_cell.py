@@ -324,3 +324,15 @@ def test_pore_void_level_none_without_void_cores():
     assert pore_void_level(dense, fp, 3.5, 36.5, 1.0, 0.02) == np.inf
     tiny, fp = _pellet_with_pores(1.0, 6)
     assert pore_void_level(tiny, fp, 3.5, 36.5, 1.0, 0.02) == np.inf
+
+
+def test_anode_evidence_counts_sheets_only_when_asked():
+    # a crack open at both steps: no change, so only its thin dark sheets can tell the side
+    first, _ = make_cell(seed=1, cracks=[(30, 8, 1.5)])
+    last, _ = make_cell(seed=2, cracks=[(30, 8, 1.5)])
+    geo = find_cell(first, 1.0)
+    counted = anode_evidence(first, last, geo)
+    assert counted["sheet_top"] > counted["sheet_bottom"] and counted["sheet_top"] > 0
+    skipped = anode_evidence(first, last, geo, sheets=False)
+    assert skipped["sheet_top"] == skipped["sheet_bottom"] == 0
+    assert skipped["change_top"] == counted["change_top"]

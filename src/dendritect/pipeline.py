@@ -288,8 +288,9 @@ def _align_step_task(series: Any, t: int, reference: np.ndarray, geometry: Any,
     # reads of the lazy input run here, not as tasks of the cluster this task runs on
     with dask.config.set(scheduler="sync"):
         plan = Plan(tuple(reference.shape), np.dtype(np.float32), None, "cpu", 1)
-        memo = {"samples": {}, "shifts": {} if shift is None else {t: np.asarray(shift)},
-                "reference": {}}
+        memo = _registration_memo(plan)
+        if shift is not None:
+            memo["shifts"][t] = np.asarray(shift)
         out = np.empty(reference.shape, np.float32)
         vol, used = _aligned(series, t, reference, geometry, out, stages, plan, memo)
         tmp = f"{path}.part.npy"
@@ -401,13 +402,14 @@ def _decide_anode(stages: _Stages, series: Any, reference: Any, geometry: Any,
         first = np.asarray(flat.view(reference))
 
     def evidence() -> Iterator[dict]:
-        for t in _anode_steps(series.n_steps):
+        for i, t in enumerate(_anode_steps(series.n_steps)):
             later, _ = _aligned(series, t, reference, geometry, aligned, stages, plan, memo)
+            # only the latest step's dark sheets can break a tie (anode_from_evidence)
             if flat is not None:
                 yield stages.anode_evidence(first, np.asarray(flat.view(np.asarray(later))),
-                                            flat.geometry)
+                                            flat.geometry, sheets=i == 0)
             else:
-                yield stages.anode_evidence(reference, later, geometry)
+                yield stages.anode_evidence(reference, later, geometry, sheets=i == 0)
 
     return stages.anode_from_evidence(evidence())
 

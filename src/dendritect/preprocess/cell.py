@@ -879,7 +879,8 @@ def _margin(a: int, b: int) -> float:
     return max(a, b) / max(min(a, b), 1)
 
 
-def anode_evidence(first: np.ndarray, last: np.ndarray, geometry: CellGeometry) -> dict:
+def anode_evidence(first: np.ndarray, last: np.ndarray, geometry: CellGeometry, *,
+                   sheets: bool = True) -> dict:
     """Evidence for the anode side: where the darkening between two steps starts.
 
     The change since the first step decides: plating and cracking darken the electrolyte
@@ -889,14 +890,24 @@ def anode_evidence(first: np.ndarray, last: np.ndarray, geometry: CellGeometry) 
     (tuning cells 29 and 33: up to five times more sheets at the cathode, where the change
     was four to six times larger at the anode).
 
+    Parameters
+    ----------
+    first, last : numpy.ndarray
+        The first step and a later one registered onto it.
+    geometry : CellGeometry
+        From :func:`find_cell` on the first step.
+    sheets : bool
+        Count the later step's thin dark sheets where the change alone is not sure
+        (:func:`anode_from_evidence` reads them only for the latest step given).
+
     Returns
     -------
     dict
         ``change_top``/``change_bottom`` (voxels darkened since the first step in the
         electrolyte quarter next to each interface), ``changed`` (their sum), ``min_count``
         (the fewest changed voxels that can decide), ``sheet_top``/``sheet_bottom`` (thin
-        dark sheet voxels of the later step there; 0 when the change alone is past
-        :data:`ANODE_SURE_MARGIN`, where they are not computed), ``top``/``bottom`` (change
+        dark sheet voxels of the later step there; 0 when not counted: without ``sheets``, or
+        where the change alone is past :data:`ANODE_SURE_MARGIN`), ``top``/``bottom`` (change
         plus sheets), ``side`` ("top"/"bottom": the change's, or the sheets' where the change does
         not decide), ``confident`` (the change decides with a margin of at least 1.5x) and
         ``weak`` (a margin of 1.1-1.5x).
@@ -933,9 +944,9 @@ def anode_evidence(first: np.ndarray, last: np.ndarray, geometry: CellGeometry) 
     # cracks already open at the first step change little: the thin dark sheets of the
     # later step (wide crack mouths and spalls at the anode) break a tie. Where the change is
     # sure alone they are never needed (anode_from_evidence), and are not computed
-    sure = m >= ANODE_SURE_MARGIN
-    s_top, s_bot = (0, 0) if sure else _sheet_counts(b, geometry, near_top, near_bot,
-                                                      contrast)
+    count = sheets and m < ANODE_SURE_MARGIN
+    s_top, s_bot = (_sheet_counts(b, geometry, near_top, near_bot, contrast) if count
+                    else (0, 0))
     confident = m >= 1.5
     weak = 1.1 <= m < 1.5
     if enough and m >= 1.1:
@@ -1000,7 +1011,8 @@ def anode_from_evidence(evidence: Iterable[dict]) -> str:
     top = bottom = 0
     latest = None
     for i, ev in enumerate(evidence):
-        latest = ev if latest is None else latest
+        if latest is None:
+            latest = ev
         top += int(ev["change_top"])
         bottom += int(ev["change_bottom"])
         if top + bottom >= ev["min_count"] and _margin(top, bottom) >= ANODE_SURE_MARGIN:

@@ -486,7 +486,7 @@ def _binned_geometry(geometry: CellGeometry, factor: tuple[int, int, int]) -> Ce
 
 
 def anode_evidence_bounded(first: Any, later: Any, geometry: CellGeometry, *,
-                           max_voxels: int = MAX_WHOLE_VOXELS) -> dict:
+                           max_voxels: int = MAX_WHOLE_VOXELS, sheets: bool = True) -> dict:
     """:func:`~dendritect.preprocess.cell.anode_evidence` on steps of any size.
 
     Parameters
@@ -499,6 +499,8 @@ def anode_evidence_bounded(first: Any, later: Any, geometry: CellGeometry, *,
         Steps up to this size give exactly ``anode_evidence``'s answer; larger ones are judged
         on block-mean binned copies (:func:`bin_factor`) with the geometry brought to the
         binned grid.
+    sheets : bool
+        As in :func:`~dendritect.preprocess.cell.anode_evidence`.
 
     Returns
     -------
@@ -516,9 +518,10 @@ def anode_evidence_bounded(first: Any, later: Any, geometry: CellGeometry, *,
     limit = _check_max_voxels(max_voxels)
     if math.prod(shape) <= limit:
         return anode_evidence(read_float32(first, max_voxels=limit),
-                              read_float32(later, max_voxels=limit), geometry)
+                              read_float32(later, max_voxels=limit), geometry, sheets=sheets)
     f = bin_factor(shape, limit)
-    return anode_evidence(binned(first, f), binned(later, f), _binned_geometry(geometry, f))
+    return anode_evidence(binned(first, f), binned(later, f), _binned_geometry(geometry, f),
+                          sheets=sheets)
 
 
 def decide_anode_bounded(first: Any, last: Any, geometry: CellGeometry, *,
