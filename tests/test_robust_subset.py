@@ -26,22 +26,22 @@ SHAPE = (4, 24, 32, 32)  # t, z, y, x
 def _truth_labels() -> tuple[np.ndarray, np.ndarray]:
     """Labels and crack ids of a crack-free first scan, then one growing lithium-filled sheet.
 
-    The sheet is a plane of constant x (x = 10), two voxels thick, growing in z from the anode
-    side (z = 4); lithium fills it up to 3 voxels behind its tip. A lone pore blob sits far
-    from it.
+    The sheet is a plane of constant x (x = 10), three voxels thick (so resolved), growing in z
+    from the anode side (z = 4); lithium fills it up to 3 voxels behind its tip. A lone pore
+    blob sits far from it.
     """
     lab = np.zeros(SHAPE, np.uint8)
     ids = np.zeros(SHAPE, np.uint8)
     lab[:, :4] = 1
     lab[:, 20:] = 1
     lab[:, 10:12, 20:23, 24:27] = 2  # lone pore
-    for t, depth in enumerate((0, 6, 10, 14)):
+    for t, depth in enumerate((0, 4, 10, 14)):
         if depth == 0:
             continue
         z0, z1 = 4, 4 + depth
-        lab[t, z0:z1, 6:20, 10:12] = 3
-        lab[t, z0:z1 - 3, 6:20, 10:12] = 4
-        ids[t, z0:z1, 6:20, 10:12] = 1
+        lab[t, z0:z1, 6:20, 10:13] = 3
+        lab[t, z0:z1 - 3, 6:20, 10:13] = 4
+        ids[t, z0:z1, 6:20, 10:13] = 1
     return lab, ids
 
 
@@ -152,9 +152,45 @@ def test_tolerance_is_one_voxel():
     assert rb.tolerant_f1(truth, np.zeros_like(truth)) == 0.0
 
 
+def test_resolved_crack_is_three_voxels_thick():
+    sheet = np.zeros((12, 12, 12), bool)
+    for width, resolved in ((1, False), (2, False), (3, True), (5, True)):
+        sheet[:] = False
+        sheet[2:10, 2:10, 4:4 + width] = True
+        got = rb.resolved_crack(sheet)
+        assert not (got & ~sheet).any()
+        # the whole thickness of a resolved sheet, away from its rim
+        assert got[3:9, 3:9, 4:4 + width].all() == resolved
+        assert got.any() == resolved
+
+
+def test_lithium_scored_where_resolved_only(tmp_path):
+    lab, ids = _truth_labels()
+    # a sub-voxel lithium-filled branch (one voxel thick) off the sheet: no scan tells its
+    # content, so calling it empty costs nothing where resolved, but does over every voxel
+    li = (lab == 4).astype(np.uint8)
+    res, data = _folders(tmp_path, li=li.astype(bool))
+    thin = np.zeros_like(lab, bool)
+    thin[1:, 4:12, 6:20, 20] = True
+    lab2 = lab.copy()
+    lab2[thin] = 4
+    rb_arr = zarr.open_array(str(data / "truth" / "labels.zarr"), mode="r+")
+    rb_arr[...] = lab2
+    s = rb.score_cell(res, data)
+    c = s["criteria"]["li_f1"]
+    assert c["value"] == 1.0 and c["pass"]
+    assert c["li_f1_all"] < 0.9
+    # lithium called in the resolved dry tip is scored
+    li_wrong = li.copy()
+    li_wrong[np.isin(lab, (3,))] = 1
+    li_wrong[:, 4:5] = 0
+    s = rb.score_cell(*_folders(tmp_path / "b", li=li_wrong.astype(bool)))
+    assert s["criteria"]["li_f1"]["value"] < 1.0
+
+
 def test_prediction_shifted_by_two_fails(tmp_path):
     lab, _ = _truth_labels()
-    pred = np.roll(np.isin(lab, (3, 4)), 3, axis=3)  # the 2-voxel sheet moved by 3: 2 apart
+    pred = np.roll(np.isin(lab, (3, 4)), 4, axis=3)  # the 3-voxel sheet moved by 4: 2 apart
     s = rb.score_cell(*_folders(tmp_path, pred=pred))
     assert s["criteria"]["cell_f1"]["value"] == 0.0
     assert s["criteria"]["cell_f1"]["pass"] is False
@@ -190,7 +226,7 @@ def test_volume_error(tmp_path):
     s = rb.score_cell(*_folders(tmp_path, volume_scale=1.3))
     assert s["criteria"]["volume"]["value"] == pytest.approx(0.3)
     assert s["criteria"]["volume"]["pass"] is False
-    # 6 x 14 x 2 = 168 true voxels at step 1 (< 200): only steps 2 and 3 are scored.
+    # 4 x 14 x 3 = 168 true voxels at step 1 (< 200): only steps 2 and 3 are scored.
     assert s["criteria"]["volume"]["n_steps_scored"] == 2
 
 

@@ -1228,13 +1228,14 @@ def _lithium(box: _Box, slabs: Slabs, flags, crack, n_crack: int, p: SegmentPara
         # not cut
         spans = reach >= box.geometry.thickness_vox - 1.5
 
-        def _cuts(key: np.ndarray, n_keys: int, of_comp: np.ndarray) -> np.ndarray:
+        def _cuts(key: np.ndarray, n_keys: int, of_comp: np.ndarray,
+                  spanning_too: bool) -> np.ndarray:
             o = np.argsort(key, kind="stable")
             ks, starts = np.unique(key[o], return_index=True)
             ends = np.append(starts[1:], o.size)
             got = np.full(n_keys, np.nan)
             for kk, a, b in zip(ks, starts, ends, strict=True):
-                if spans[of_comp[o[a]]]:
+                if spans[of_comp[o[a]]] and not spanning_too:
                     continue
                 c = lithium_front_split(t_depth[o[a:b]], u_thick[o[a:b]],
                                         p.lithium_min_drop, p.lithium_min_t)
@@ -1243,8 +1244,12 @@ def _lithium(box: _Box, slabs: Slabs, flags, crack, n_crack: int, p: SegmentPara
             return got
 
         t_comp = t_comp.astype(np.int64)
-        cut_comp = _cuts(t_comp, n + 1, t_comp)[comp]
-        per_tile = _cuts(t_comp * n_tiles + _tile(ty, tx), (n + 1) * n_tiles, t_comp)
+        cut_comp = _cuts(t_comp, n + 1, t_comp, False)[comp]
+        # a spanning piece is cut only in the tiles whose own profile drops: cracks joined at
+        # the anode to the one that bridged the cell keep their own dry tips (and lose their
+        # lithium when a strip half-cycle draws it back), while the bridging crack, filled
+        # end to end, has no drop
+        per_tile = _cuts(t_comp * n_tiles + _tile(ty, tx), (n + 1) * n_tiles, t_comp, True)
         # a tile's front is the median of its own and its crack's neighbouring tiles' (the
         # piece's front is its deepest tile's, and one noisy tile would set it)
         grid = per_tile.reshape(n + 1, ny_t, nx_t)
