@@ -165,7 +165,7 @@ def test_resolved_crack_is_three_voxels_thick():
 
 
 def test_lithium_scored_where_resolved_only(tmp_path):
-    lab, ids = _truth_labels()
+    lab, _ = _truth_labels()
     # a sub-voxel lithium-filled branch (one voxel thick) off the sheet: no scan tells its
     # content, so calling it empty costs nothing where resolved, but does over every voxel
     li = (lab == 4).astype(np.uint8)
