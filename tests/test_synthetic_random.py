@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from dendritect.synthetic import LABELS, generate, resolve_params, simulate
 from dendritect.synthetic.cell import build_cell
@@ -281,3 +282,56 @@ def test_lithium_resolvable_needs_a_wide_mouth_and_low_noise():
     assert not any(st["lithium_resolvable"] for st in noisy.truth["steps"])
     thin = generate("demo", seed=0, noise_frac=0.01, **dict(kw, aperture_mouth_vox=1.5))
     assert not any(st["lithium_resolvable"] for st in thin.truth["steps"])
+
+
+def test_wall_cracks_are_one_surface_inside_the_pellet():
+    # A lens that runs out through the pellet wall before its lower end would start its sheet
+    # outside the pellet: the crack would be joined through the die only, and its truth front
+    # would count a piece that no path inside the electrolyte links to the anode.
+    # an electrode as wide as the pellet: the wall-seeded lenses start at its rim
+    c = generate("demo", seed=3, shape_zyx=(48, 80, 80), n_steps=3, n_cracks=4,
+                 wall_crack_prob=1.0, tilt_deg=0.0, electrode_radius_frac=0.44)
+    assert any(k["wall_seeded"] for k in c.truth["cracks"])
+    ids = c.crack_ids
+    top = c.truth["anode"] == "top"
+    za, zc = c.truth["electrolyte_slices"]
+    checked = 0
+    for t in range(ids.shape[0]):
+        for k in c.truth["steps"][t]["cracks"]:
+            own = ids[t] == k["id"]
+            if k["depth_um"] <= 0 or own.sum() < 20:
+                continue
+            lab, _ = ndimage.label(own, np.ones((3, 3, 3)))
+            sizes = np.bincount(lab.ravel())[1:]
+            # one piece (a few voxels cut off where the pellet's rim clips the lens aside)
+            assert sizes.max() >= 0.97 * sizes.sum(), (t, k["id"], sizes)
+            main = lab == 1 + int(np.argmax(sizes))
+            z = np.flatnonzero(main.any(axis=(1, 2)))
+            # rooted at the anode's first plane, and as deep as the truth says (one voxel)
+            assert (z.min() <= za + 1) if top else (z.max() >= zc - 2)
+            reach = (z.max() + 1 - za) if top else (zc - z.min())
+            assert reach * c.voxel_size_um[0] >= k["depth_um"] - 1.5 * c.voxel_size_um[0]
+            checked += 1
+    assert checked >= 3
+
+
+def test_sheet_root_is_the_lens_end_or_its_last_point_inside():
+    from dendritect.synthetic.cracks import sheet_root
+
+    p = resolve_params("demo", shape_zyx=(44, 72, 72), n_cracks=1)
+    rng = [np.random.default_rng(s) for s in np.random.SeedSequence(4).spawn(8)]
+    cell = build_cell(p, rng[0], rng[6])
+    plan = plan_cracks(p, cell, rng[1], rng[7])[0]
+    # the planner's root: the lens's end, inside the pellet
+    assert plan.root_um is not None and 0 <= plan.root_um[0] <= plan.spall_depth_um + 1e-9
+    assert np.hypot(plan.root_um[1] - cell.centre_yx_um[0],
+                    plan.root_um[2] - cell.centre_yx_um[1]) <= cell.pellet_radius_um
+    depth, y, x = sheet_root(plan, (0.0, 0.0), 1e9)  # no wall: the lens's lower end
+    assert depth == pytest.approx(plan.spall_depth_um)
+    reach = plan.spall_depth_um / np.tan(plan.spall_dip_rad)
+    assert np.hypot(y - plan.origin_um[1], x - plan.origin_um[2]) == pytest.approx(reach)
+    # a wall half way along the lens: the root is on the wall, half as deep
+    cy, cx = plan.origin_um[1], plan.origin_um[2]
+    depth2, y2, x2 = sheet_root(plan, (cy, cx), reach / 2)
+    assert depth2 == pytest.approx(plan.spall_depth_um / 2)
+    assert np.hypot(y2 - cy, x2 - cx) == pytest.approx(reach / 2)

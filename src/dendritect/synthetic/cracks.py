@@ -18,7 +18,8 @@ import numpy as np
 
 from dendritect.synthetic.cell import CellGeometry
 
-__all__ = ["CrackPlan", "GrowthCurve", "Rasterizer", "model_growth", "plan_cracks"]
+__all__ = ["CrackPlan", "GrowthCurve", "Rasterizer", "model_growth", "plan_cracks",
+           "sheet_root"]
 
 
 @dataclass
@@ -106,6 +107,10 @@ class CrackPlan:
     curve: GrowthCurve | None = field(default=None, repr=False)
     aperture_factor: float = 1.0  # this crack's mouth aperture / aperture_mouth_vox
     wall: bool = False  # seeded at the pellet wall, its sheet runs out to the wall
+    #: where the transverse sheet leaves the lens: its lower end, or, for a lens that runs out
+    #: of the pellet first, its last point inside (depth below the anode, y, x); set by
+    #: :func:`plan_cracks`
+    root_um: tuple[float, float, float] | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -121,7 +126,39 @@ class CrackPlan:
             "t_span_s": _r(self.curve.t_span_s) if self.curve else None,
             "t_short_s": _r(self.curve.t_short_s) if self.curve else None,
             "aperture_factor": round(self.aperture_factor, 4), "wall_seeded": self.wall,
+            "sheet_root_um": None if self.root_um is None else [round(v, 3)
+                                                                for v in self.root_um],
         }
+
+    def visible_depth(self, depth_um: float) -> float:
+        """The crack's depth inside the pellet at model depth ``depth_um``: a lens that runs
+        out of the pellet reaches no deeper inside it than its root, until the sheet grows."""
+        if self.root_um is None or depth_um > self.spall_depth_um:
+            return depth_um
+        return min(depth_um, self.root_um[0])
+
+
+def sheet_root(plan: CrackPlan, centre_yx_um: tuple[float, float], radius_um: float
+               ) -> tuple[float, float, float]:
+    """Where the transverse sheet leaves the spallation lens (depth below the anode, y, x).
+
+    The lens descends from its mouth along ``dip_dir_yx`` at the dip angle; the sheet starts at
+    its lower end, or, where the lens runs out of the pellet (radius ``radius_um`` about
+    ``centre_yx_um``) before that, at its last point inside: a crack is one surface inside
+    the electrolyte, never joined through the die.
+    """
+    _, y0, x0 = plan.origin_um
+    vy, vx = plan.dip_dir_yx
+    tan = math.tan(plan.spall_dip_rad)
+    reach = plan.spall_depth_um / tan
+    py, px = y0 - centre_yx_um[0], x0 - centre_yx_um[1]
+    b = py * vy + px * vx
+    c = py * py + px * px - radius_um * radius_um
+    if c > 0:  # the mouth itself at (or past) the wall
+        s = 0.0
+    else:
+        s = min(reach, -b + math.sqrt(max(b * b - c, 0.0)))
+    return s * tan, y0 + s * vy, x0 + s * vx
 
 
 def _r(x: float | None) -> float | None:
@@ -210,6 +247,9 @@ def plan_cracks(p: dict, cell: CellGeometry, rng: np.random.Generator,
             plan.azimuth_rad = float(th % np.pi)
             plan.width_ratio = float(wall_draw[2])
             plan.deflect = None
+        # two voxels inside the wall: the rasteriser's pellet ends within a voxel of it
+        plan.root_um = sheet_root(plan, cell.centre_yx_um,
+                                  cell.pellet_radius_um - 2.0 * max(p["voxel_size_um"][1:]))
         plans.append(plan)
     return plans
 
@@ -334,21 +374,24 @@ class Rasterizer:
         return _Component(kind, c.id, box, h, h, s, dn.astype(np.float32),
                           self._v_normal(np.array([0.0, ny_, nx_])), h0, width_ratio, arrest)
 
-    def _sheet(self, c: CrackPlan, dmax: float) -> _Component:
-        z0, y0, x0 = c.origin_um
+    def _root(self, c: CrackPlan) -> tuple[float, float, float]:
+        if c.root_um is not None:
+            return c.root_um
+        _, y0, x0 = c.origin_um  # a plan made without one: the lens's lower end
         reach = c.spall_depth_um / math.tan(c.spall_dip_rad)
-        origin = (z0 + c.spall_depth_um - self.vox[0],
-                  y0 + reach * c.dip_dir_yx[0], x0 + reach * c.dip_dir_yx[1])
+        return c.spall_depth_um, y0 + reach * c.dip_dir_yx[0], x0 + reach * c.dip_dir_yx[1]
+
+    def _sheet(self, c: CrackPlan, dmax: float) -> _Component:
+        z0 = c.origin_um[0]
+        h_r, oy, ox = self._root(c)
+        origin = (z0 + h_r - self.vox[0], oy, ox)
         return self._sheet_like(c, "sheet", origin, c.azimuth_rad, c.width_ratio, dmax,
                                 c.waves, None)
 
     def _branch(self, c: CrackPlan, dmax: float) -> _Component:
-        _, y0, x0 = c.origin_um
-        reach = c.spall_depth_um / math.tan(c.spall_dip_rad)
+        _, oy, ox = self._root(c)
         hb = c.branch["depth_um"]
         # Branch point: on the main sheet's centre line at depth hb (with its deflection).
-        oy = y0 + reach * c.dip_dir_yx[0]
-        ox = x0 + reach * c.dip_dir_yx[1]
         if c.deflect is not None and hb > c.deflect[0]:
             off = c.deflect[1] * (hb - c.deflect[0])
             oy += off * math.cos(c.azimuth_rad)
