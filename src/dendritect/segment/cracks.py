@@ -59,7 +59,7 @@ class SegmentParams:
     seed_darkness: float = 0.25
     grow_darkness: float = 0.08
     change_seed: float = 0.2
-    change_grow: float = 0.15
+    change_grow: float = 0.10
     background_sigma_vox: float = 6.0
     smooth_sigma_vox: float = 0.7
     seed_margin_vox: float = 1.0
