@@ -306,7 +306,7 @@ SUBSET: dict[int, str | None] = {
          "crack within the cathode's 1.5-voxel reach one scan early); front: 2.5 voxels at "
          "step 2 (need <= 2)",
     903: "steel die, phase retrieved, tilted: 82 crack voxels in the crack-free first scan "
-         "(need <= 50); front 25.7 voxels at step 3 (need <= 2); the span (step 3) missed",
+         "(need <= 50); its front and span pass since change_grow 0.10",
 }
 SUBSET_LATERAL = 96
 SUBSET_STEPS = 4
