@@ -375,11 +375,8 @@ class Rasterizer:
                           self._v_normal(np.array([0.0, ny_, nx_])), h0, width_ratio, arrest)
 
     def _root(self, c: CrackPlan) -> tuple[float, float, float]:
-        if c.root_um is not None:
-            return c.root_um
-        _, y0, x0 = c.origin_um  # a plan made without one: the lens's lower end
-        reach = c.spall_depth_um / math.tan(c.spall_dip_rad)
-        return c.spall_depth_um, y0 + reach * c.dip_dir_yx[0], x0 + reach * c.dip_dir_yx[1]
+        # a plan made without one: the lens's lower end
+        return c.root_um if c.root_um is not None else sheet_root(c, (0.0, 0.0), math.inf)
 
     def _sheet(self, c: CrackPlan, dmax: float) -> _Component:
         z0 = c.origin_um[0]
