@@ -515,20 +515,3 @@ def test_a_dark_band_along_the_cathode_is_not_a_crack(monkeypatch):
     cracked, truth = make_cell(noise=0.04, seed=3, cracks=[(40, 21, 1.5)])
     seg = segment_step(cracked, geo)
     assert f1_tolerant(seg.crack, truth["labels"] == 3) > 0.9
-
-
-def test_change_grow_threshold_follows_the_noise_within_its_bounds():
-    from dendritect.segment.cracks import change_grow_threshold
-
-    p = SegmentParams()
-    lv = {"electrolyte": 20000.0, "void": 1000.0}
-    # sqrt(2) * noise * (2 sqrt(pi) 0.7)^-1.5 / 19000, times 6
-    factor = (2 * np.sqrt(np.pi) * p.smooth_sigma_vox) ** -1.5
-    noise = 0.1 * 19000 / (6 * np.sqrt(2) * factor)  # 6 deviations = 0.1 of the contrast
-    assert change_grow_threshold(lv, noise, p) == pytest.approx(0.1)
-    assert change_grow_threshold(lv, 0.0, p) == p.change_grow_min
-    assert change_grow_threshold(lv, 10 * noise, p) == p.change_grow
-    assert change_grow_threshold(lv, float("nan"), p) == p.change_grow
-    fixed = SegmentParams(change_grow_noise=0.0, change_grow=0.12)
-    assert change_grow_threshold(lv, noise, fixed) == 0.12
-

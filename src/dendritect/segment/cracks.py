@@ -40,8 +40,8 @@ from dendritect.parallel.chunked import sheetness_depth
 from dendritect.preprocess.cell import CellGeometry
 from dendritect.segment.slabs import Slabs, plan_slabs, slab_budget, slab_parallelism
 
-__all__ = ["SegmentParams", "StepSegmentation", "axial_lines", "change_grow_threshold",
-           "component_shapes", "segment_step"]
+__all__ = ["SegmentParams", "StepSegmentation", "axial_lines", "component_shapes",
+           "segment_step"]
 
 
 @dataclass(frozen=True)
@@ -59,12 +59,7 @@ class SegmentParams:
     seed_darkness: float = 0.25
     grow_darkness: float = 0.08
     change_seed: float = 0.2
-    #: new darkening joined to a crack extends it from ``change_grow_noise`` deviations of the
-    #: smoothed change's noise (:func:`change_grow_threshold`), within
-    #: [``change_grow_min``, ``change_grow``]; ``change_grow_noise=0``: ``change_grow`` alone
-    change_grow: float = 0.15
-    change_grow_min: float = 0.06
-    change_grow_noise: float = 6.0
+    change_grow: float = 0.10
     background_sigma_vox: float = 6.0
     smooth_sigma_vox: float = 0.7
     seed_margin_vox: float = 1.0
@@ -662,37 +657,6 @@ def _dilate_yx(mask: np.ndarray) -> np.ndarray:
     return out
 
 
-
-
-def change_grow_threshold(levels: dict, noise: float, p: SegmentParams) -> float:
-    """Change since step 0 (fraction of the electrolyte–void contrast) from which darkening
-    joined to a crack extends it.
-
-    A dry tip thinner than the blur darkens by a tenth of the contrast or less, so the
-    threshold follows the noise of the change between two smoothed scans: ``sqrt(2)`` times
-    the voxel noise times the Gaussian smoothing's noise factor ``(2 sqrt(pi) sigma)^(-3/2)``
-    (white noise), ``p.change_grow_noise`` such deviations, clipped to
-    [``p.change_grow_min``, ``p.change_grow``]. Without a noise estimate, ``p.change_grow``.
-
-    Parameters
-    ----------
-    levels : dict
-        Grey levels (``electrolyte``, ``void``) of the cell.
-    noise : float
-        Voxel noise (grey levels, sd) of the first scan.
-    p : SegmentParams
-
-    Returns
-    -------
-    float
-    """
-    contrast = float(levels["electrolyte"] - levels["void"])
-    if p.change_grow_noise <= 0 or not np.isfinite(noise) or contrast <= 0:
-        return float(p.change_grow)
-    factor = (2.0 * np.sqrt(np.pi) * p.smooth_sigma_vox) ** -1.5
-    sd = np.sqrt(2.0) * float(noise) * factor / contrast
-    return float(np.clip(p.change_grow_noise * sd, p.change_grow_min,
-                         max(p.change_grow, p.change_grow_min)))
 
 
 def lithium_contrast_reason(lv: dict, noise: float, p: SegmentParams) -> str | None:
@@ -1369,8 +1333,6 @@ def segment_step(volume, geometry: CellGeometry, *, reference=None, previous=Non
     contrast = float(lv["electrolyte"] - lv["void"])
     if not np.isfinite(contrast) or contrast <= 0:
         raise InputError("segment: the electrolyte is not brighter than voids in this scan")
-    if reference is not None:
-        p = dataclasses.replace(p, change_grow=change_grow_threshold(lv, geometry.noise, p))
     pad = int(np.ceil(3 * max(p.sigmas_vox))) + 2
     box = _Box(geometry, shape, pad)
     limit, device, n_par = resolve_budget(memory_limit, None)
