@@ -130,13 +130,6 @@ class CrackPlan:
                                                                 for v in self.root_um],
         }
 
-    def visible_depth(self, depth_um: float) -> float:
-        """The crack's depth inside the pellet at model depth ``depth_um``: a lens that runs
-        out of the pellet reaches no deeper inside it than its root, until the sheet grows."""
-        if self.root_um is None or depth_um > self.spall_depth_um:
-            return depth_um
-        return min(depth_um, self.root_um[0])
-
 
 def sheet_root(plan: CrackPlan, centre_yx_um: tuple[float, float], radius_um: float
                ) -> tuple[float, float, float]:
@@ -299,7 +292,8 @@ class Rasterizer:
             if dmax <= 0:
                 continue
             self.comps.append(self._lens(plan))
-            if dmax > plan.spall_depth_um:
+            # the sheet grows from the lens's root: past it, the crack's depth is the sheet's
+            if dmax > self._root(plan)[0]:
                 self.comps.append(self._sheet(plan, dmax))
                 if plan.branch is not None and dmax > plan.branch["depth_um"]:
                     self.comps.append(self._branch(plan, dmax))

@@ -263,7 +263,6 @@ def generate(preset: str = "demo", *, seed: int = 0, ct: str | None = None,
     grey_li_void = GREY_PER_MU * abs(cell.mu["Li"] - cell.mu["air"]) / cell.mu["electrolyte"]
     noise_grey = float(p["noise_frac"]) * GREY_PER_MU
     li_contrast_ok = grey_li_void >= 3.0 * noise_grey
-    by_id = {c.id: c for c in plans}
     touched_wall: set[int] = set()
     present: set[int] = set()
     steps_truth = []
@@ -316,10 +315,6 @@ def generate(preset: str = "demo", *, seed: int = 0, ct: str | None = None,
                                drift_vox=tuple(drift[i]), gain=float(gains[i]),
                                offset=float(offsets[i]), mu_ref=cell.mu["electrolyte"],
                                outside=outside)
-        # the truth is what lies inside the pellet: a lens that ran out of it before its
-        # sheet grew is as deep as its last point inside
-        d_of = {k: by_id[k].visible_depth(v) for k, v in d_of.items()}
-        li_of = {k: min(v, d_of[k]) for k, v in li_of.items()}
         front = max(d_of.values(), default=0.0)
         li_front = max(li_of.values(), default=0.0)
         spanning = front >= t_um - 1e-9
