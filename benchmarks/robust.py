@@ -537,14 +537,16 @@ def score_cell(result_dir: str | Path, dataset_dir: str | Path) -> dict[str, Any
         li = f1_from_counts(*li_tot.tolist())
         no_resolved = int(li_tot[3]) == 0 and int(li_tot[1]) == 0
         li_steps_scored = [s for s in steps if "li_f1" in s and s["li_truth_vox"] > 0]
-        crit["li_f1"] = _na(TARGETS["li_f1_min"], "no lithium-filled crack is resolved (at "
-                            f"least {RESOLVED_APERTURE_VOX} voxels thick) at the resolvable steps"
-                            ) if no_resolved else _crit(
-                              _r(li["f1"]), TARGETS["li_f1_min"], li["f1"] >= TARGETS["li_f1_min"],
-                              worst_step_f1=min((s["li_f1"] for s in li_steps_scored),
-                                                default=None),
-                              n_steps_scored=sum(li_steps),
-                              li_f1_all=_r(f1_from_counts(*li_all.tolist())["f1"]))
+        if no_resolved:
+            crit["li_f1"] = _na(TARGETS["li_f1_min"], "no lithium-filled crack is resolved (at "
+                                f"least {RESOLVED_APERTURE_VOX} voxels thick) at the resolvable "
+                                "steps")
+        else:
+            crit["li_f1"] = _crit(
+                _r(li["f1"]), TARGETS["li_f1_min"], li["f1"] >= TARGETS["li_f1_min"],
+                worst_step_f1=min((s["li_f1"] for s in li_steps_scored), default=None),
+                n_steps_scored=sum(li_steps),
+                li_f1_all=_r(f1_from_counts(*li_all.tolist())["f1"]))
         # lithium front
         lerr = {}
         for t in range(n):

@@ -188,6 +188,18 @@ def test_lithium_scored_where_resolved_only(tmp_path):
     assert s["criteria"]["li_f1"]["value"] < 1.0
 
 
+def test_lithium_na_where_no_crack_is_resolved(tmp_path):
+    # the same cell with a two-voxel sheet: a step is "resolvable" by the truth's flag, but no
+    # crack is three voxels thick anywhere, so the lithium F1 is not scored (n/a, not 1.0)
+    res, data = _folders(tmp_path)
+    arr = zarr.open_array(str(data / "truth" / "labels.zarr"), mode="r+")
+    lab = np.asarray(arr[...])
+    lab[:, :, 6:20, 12][np.isin(lab[:, :, 6:20, 12], (3, 4))] = 0
+    arr[...] = lab
+    c = rb.score_cell(res, data)["criteria"]["li_f1"]
+    assert c["pass"] is None and "resolved" in c["reason"]
+
+
 def test_prediction_shifted_by_two_fails(tmp_path):
     lab, _ = _truth_labels()
     pred = np.roll(np.isin(lab, (3, 4)), 4, axis=3)  # the 3-voxel sheet moved by 4: 2 apart
