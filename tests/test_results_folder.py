@@ -58,6 +58,36 @@ def test_lock_holds_pid_and_host_and_is_released(tmp_path: Path) -> None:
     assert not out.exists()   # made for the run, nothing written: removed again
 
 
+@pytest.mark.parametrize("where", ["fsync", "after"])
+def test_a_stop_while_taking_the_lock_leaves_no_lock(tmp_path: Path, monkeypatch,
+                                                     where: str) -> None:
+    """A SIGTERM that lands while the lock is being written (fsync can take seconds on a busy
+    disk) or just after it was made must not leave a lock that looks like a live run's."""
+    import dendritect.lock as L
+
+    def stop(*_a, **_k):
+        raise KeyboardInterrupt
+
+    if where == "fsync":
+        monkeypatch.setattr(L.os, "fsync", stop)
+    else:
+        real = L._acquire
+
+        def acquire_then_stop(folder, info):
+            real(folder, info)
+            assert (folder / LOCK_NAME).exists()
+            stop()
+
+        monkeypatch.setattr(L, "_acquire", acquire_then_stop)
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt), results_lock(out, "analyze"):
+        pass
+    assert not out.exists()            # made here, so removed again with its lock
+    monkeypatch.undo()
+    with results_lock(out, "analyze"):  # and the next run takes it without a warning
+        assert read_lock(out)["pid"] == os.getpid()
+
+
 def test_second_run_into_a_folder_in_use_fails_at_once(cli, fake_stages, segment_params,
                                                        src, tmp_path) -> None:
     out = tmp_path / "res"

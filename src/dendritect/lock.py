@@ -92,11 +92,16 @@ def _create(path: Path, info: dict[str, Any]) -> bool:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     except FileExistsError:
         return False
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(json.dumps(info, sort_keys=True) + "\n")
-        fh.flush()
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(json.dumps(info, sort_keys=True) + "\n")
+            fh.flush()
+            with contextlib.suppress(OSError):
+                os.fsync(fh.fileno())  # can take seconds on a busy disk: a stop may land here
+    except BaseException:
         with contextlib.suppress(OSError):
-            os.fsync(fh.fileno())
+            path.unlink()
+        raise
     return True
 
 
@@ -169,9 +174,8 @@ def _read_settled(path: Path, wait_s: float = 2.0) -> str:
         time.sleep(0.02)
 
 
-def _acquire(folder: Path, command: str) -> None:
+def _acquire(folder: Path, info: dict[str, Any]) -> None:
     path = folder / LOCK_NAME
-    info = {"pid": os.getpid(), "host": _host(), "command": command, "started": time.time()}
     for _ in range(5):
         if _create(path, info):
             return
@@ -193,6 +197,15 @@ def _acquire(folder: Path, command: str) -> None:
             continue
         raise _in_use(folder, other)
     raise _in_use(folder, read_lock(folder))
+
+
+def _drop_own(folder: Path, info: dict[str, Any]) -> None:
+    """Remove the lock if it is the one made from ``info``: a stop (Ctrl-C, SIGTERM) that
+    lands between the lock's creation and the block would otherwise leave a live-looking lock
+    behind."""
+    if read_lock(folder) == info:
+        with contextlib.suppress(OSError):
+            (folder / LOCK_NAME).unlink()
 
 
 @contextlib.contextmanager
@@ -235,14 +248,17 @@ def results_lock(folder: str | Path, command: str = "dendritect", *,
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise InputError(f"cannot create {folder}: {exc.strerror or exc}") from None
+    info = {"pid": os.getpid(), "host": _host(), "command": command, "started": time.time()}
     try:
-        _acquire(folder, command)
+        _acquire(folder, info)
+        _held[key] = 1
     except BaseException:
+        _held.pop(key, None)
+        _drop_own(folder, info)
         if made:
             with contextlib.suppress(OSError):
                 folder.rmdir()
         raise
-    _held[key] = 1
     try:
         yield folder
     finally:
