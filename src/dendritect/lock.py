@@ -92,12 +92,11 @@ def _create(path: Path, info: dict[str, Any]) -> bool:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     except FileExistsError:
         return False
+    # Not fsynced: a lock need not outlive a crash (it would be stale), and an fsync can take
+    # seconds on a busy disk, a window in which a stop would land here.
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(json.dumps(info, sort_keys=True) + "\n")
-            fh.flush()
-            with contextlib.suppress(OSError):
-                os.fsync(fh.fileno())  # can take seconds on a busy disk: a stop may land here
     except BaseException:
         with contextlib.suppress(OSError):
             path.unlink()
