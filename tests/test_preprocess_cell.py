@@ -276,6 +276,29 @@ def test_cell_levels_keeps_the_side_that_can_be_lithium():
     assert np.isnan(lv["lithium"]) and lv["void"] == 0.0
 
 
+def test_cell_levels_a_foil_and_an_empty_gap_is_not_averaged():
+    """An anode-free side reads the empty gap before its collector: averaged with the foil's
+    level, it would halve the lithium-void contrast (tuning cells 9 and 16)."""
+    from dendritect.preprocess.cell import GAP_SIDE_SHARE, cell_levels
+
+    void, li = 0.05, 0.15
+    gap = void + 0.2 * (li - void)          # the gap, lifted by the blur of its collector
+    lv = cell_levels(1.0, (li, gap), (void, np.nan), lambda: 0.0)
+    assert lv["lithium"] == pytest.approx(li) and lv["void"] == pytest.approx(void)
+    lv = cell_levels(1.0, (gap, li), (void, np.nan), lambda: 0.0)   # either side
+    assert lv["lithium"] == pytest.approx(li)
+    # where the anode is known, its side: lithium is plated from the anode's foil (a tilted
+    # or fringed counter side can read brighter than lithium)
+    lv = cell_levels(1.0, (li, 0.3), (void, np.nan), lambda: 0.0, anode=0)
+    assert lv["lithium"] == pytest.approx(li)
+    lv = cell_levels(1.0, (0.3, li), (void, np.nan), lambda: 0.0, anode=1)
+    assert lv["lithium"] == pytest.approx(li)
+    # two foils that read alike (blur, noise) are averaged
+    close = li - 0.5 * GAP_SIDE_SHARE * (li - void)
+    lv = cell_levels(1.0, (li, close), (void, np.nan), lambda: 0.0)
+    assert lv["lithium"] == pytest.approx(0.5 * (li + close))
+
+
 def test_cell_levels_takes_the_pores_void_where_darker():
     from dendritect.preprocess.cell import cell_levels
 
@@ -336,3 +359,33 @@ def test_anode_evidence_counts_sheets_only_when_asked():
     skipped = anode_evidence(first, last, geo, sheets=False)
     assert skipped["sheet_top"] == skipped["sheet_bottom"] == 0
     assert skipped["change_top"] == counted["change_top"]
+
+
+def test_a_clipped_electrode_is_said_to_be_clipped():
+    """Strong phase-contrast fringes push a thin foil below the scan's floor: lithium and void
+    both read 0. The reason must say the levels are clipped, not that the contrast is low."""
+    from dendritect.segment.cracks import SegmentParams, lithium_contrast_reason
+
+    p = SegmentParams()
+    reason = lithium_contrast_reason({"electrolyte": 2e4, "lithium": 0.0, "void": 0.0}, 500.0, p)
+    assert reason is not None and "clipped" in reason and "too low" not in reason
+    # a real low contrast above the floor is still called that
+    reason = lithium_contrast_reason({"electrolyte": 2e4, "lithium": 1500.0, "void": 1000.0},
+                                     500.0, p)
+    assert reason is not None and "too low" in reason
+
+
+def test_the_lithium_level_follows_the_anode_side():
+    """find_cell reads both sides; the geometry's lithium level is the anode side's where the
+    two disagree, also once the anode is decided later (with_anode)."""
+    from dendritect.preprocess.cell import GAP_SIDE_SHARE, cell_levels
+
+    vol, _ = make_cell()
+    geo = find_cell(vol, 1.0, anode="auto")
+    assert geo.levels_by_anode is not None
+    top, bottom = geo.levels_by_anode
+    assert geo.with_anode("bottom").levels == bottom
+    assert geo.with_anode("bottom").with_anode("top").levels == top
+    # the twin cell's two foils read alike: both choices give the same level
+    assert top["lithium"] == pytest.approx(bottom["lithium"], rel=GAP_SIDE_SHARE)
+    assert cell_levels(1.0, (0.2, 0.05), (0.01,), lambda: 0.0, anode=1)["lithium"] == 0.05

@@ -38,6 +38,11 @@ _DIE_RING_FRAC = 0.3
 #: (high-energy) and phase-retrieved limits lithium reads at most ~0.37 of the lightest
 #: pellet's level, and photoabsorption by S, Cl, P, La or Zr at lower energies lowers that.
 LITHIUM_MAX_SHARE = 0.4
+#: Two electrode sides whose levels differ by more than this share of the brighter one's
+#: height above the void level are a lithium foil and an empty gap (before a collector), not
+#: two foils: two foils of one cell read alike, up to blur and noise (tuning cells 9 and 16:
+#: a gap read 0.5-1.0 of the way down from the foil to the void; Li|Li cells within 0.06)
+GAP_SIDE_SHARE = 0.35
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,9 @@ class CellGeometry:
     cos_tilt : float
         Cosine of the angle between the cell's normal and z, in micrometre space: depths and
         the thickness are measured along the normal.
+    levels_by_anode : (dict, dict) or None
+        ``levels`` with the anode on top and on the bottom (:func:`cell_levels`'s ``anode``):
+        where set, ``levels`` follows the anode's side, also after ``with_anode``.
     axis_shift_yx : (float, float)
         Lateral move (voxels along y and x) of the pellet's cross-section per z plane: a
         tilted pellet's wall is inclined too. ``footprint`` is the cross-section at mid-layer.
@@ -103,10 +111,16 @@ class CellGeometry:
     axis_shift_yx: tuple[float, float] = (0.0, 0.0)
     voxel_size_um: tuple[float, float, float] | None = None
     column_offset_vox: np.ndarray | None = field(default=None, repr=False)
+    levels_by_anode: tuple[dict[str, float], dict[str, float]] | None = field(
+        default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.anode not in ("top", "bottom"):
             raise InputError(f"--anode: must be top or bottom, got {self.anode!r}")
+        if self.levels_by_anode is not None:
+            # lithium's level is read beside the anode where the two sides disagree
+            object.__setattr__(self, "levels",
+                               dict(self.levels_by_anode[0 if self.anode == "top" else 1]))
         # z_anode_vox always lies on the anode's side, also after dataclasses.replace(anode=...)
         if (self.z_anode_vox > self.z_cathode_vox) == (self.anode == "top"):
             za, zc = self.z_cathode_vox, self.z_anode_vox
@@ -410,11 +424,12 @@ def find_cell(volume: np.ndarray, voxel_size_um=None, *, anode: str = "auto",
                                                  electrode_planes(prof_e, z_bot, +1)))
     # the cores of large pores are void too: where what was read beside a thin foil is the
     # foil, or nothing beside the cell is empty, they are the darkest void
-    levels = cell_levels(med, (li_top, li_bot), (void_top, void_bot),
-                         lambda: float(np.percentile(
-                             ndimage.uniform_filter(v[:: max(1, nz // 64)], 3), 0.5)),
-                         lithium_fallback=float(min(dark_levels)),
-                         pore_void=pore_void_level(v, inner, z_top, z_bot, med, noise))
+    fallback = float(np.percentile(ndimage.uniform_filter(v[:: max(1, nz // 64)], 3), 0.5))
+    pore_void = pore_void_level(v, inner, z_top, z_bot, med, noise)
+    by_anode = tuple(cell_levels(med, (li_top, li_bot), (void_top, void_bot), lambda: fallback,
+                                 lithium_fallback=float(min(dark_levels)),
+                                 pore_void=pore_void, anode=side) for side in (0, 1))
+    levels = by_anode[0]
 
     geo = CellGeometry(anode="top", z_anode_vox=float(z_top), z_cathode_vox=float(z_bot),
                        footprint=footprint, electrode_footprint=fp_top, levels=levels,
@@ -424,7 +439,8 @@ def find_cell(volume: np.ndarray, voxel_size_um=None, *, anode: str = "auto",
                                                                       strict=True) if b),
                        tilt_vox=(float(sy), float(sx)), axis_yx=axis, cos_tilt=cos_tilt,
                        axis_shift_yx=(float(axis_shift[0]), float(axis_shift[1])),
-                       voxel_size_um=None if voxel_size_um is None else _spacing3(voxel_size_um))
+                       voxel_size_um=None if voxel_size_um is None else _spacing3(voxel_size_um),
+                       levels_by_anode=by_anode)
     if anode == "bottom":
         geo = geo.with_anode("bottom")
     elif anode == "top":
@@ -788,15 +804,20 @@ def pore_void_level(v: np.ndarray, footprint: np.ndarray, z_top: float, z_bot: f
 def cell_levels(electrolyte: float, lithium_sides: Iterable[float],
                 void_sides: Iterable[float], void_fallback: Callable[[], float], *,
                 lithium_fallback: float = float("nan"),
-                pore_void: float = float("inf")) -> dict[str, float]:
+                pore_void: float = float("inf"), anode: int | None = None
+                ) -> dict[str, float]:
     """The cell's grey levels from what was read beyond each interface.
 
     The void level is the darkest gap read beside an electrode, else ``void_fallback()``;
     ``pore_void`` (the cores of large pores, :func:`pore_void_level`) where it is darker.
     The lithium level is the median of the sides' electrode levels that can be lithium's:
     no more than :data:`LITHIUM_MAX_SHARE` of the electrolyte-to-void contrast above the void
-    level (``lithium_fallback``, under the same test, where no side gave a level). A level
-    above that is a bare collector, a cathode, or a thin foil's planes averaged with its
+    level (``lithium_fallback``, under the same test, where no side gave a level); the
+    anode's side alone (or, not given, the brighter) where two sides differ by more than
+    :data:`GAP_SIDE_SHARE` of the brighter one's height above the void: a foil and an empty
+    gap before a collector, or a side that blur, tilt or fringes lift or darken, and lithium
+    is plated at the anode. A level above that is a bare
+    collector, a cathode, or a thin foil's planes averaged with its
     bright plunger: the lithium level is then NaN (not measured), and lithium in cracks is
     not classified.
 
@@ -812,6 +833,8 @@ def cell_levels(electrolyte: float, lithium_sides: Iterable[float],
         The lithium level to take where no side gave one.
     pore_void : float
         The void level read in the pores (``inf``: none).
+    anode : int, optional
+        Index in ``lithium_sides`` of the anode's side, where known.
 
     Returns
     -------
@@ -825,7 +848,13 @@ def cell_levels(electrolyte: float, lithium_sides: Iterable[float],
     read = [float(x) for x in lithium_sides if np.isfinite(x)]
     if not read and np.isfinite(lithium_fallback):
         read = [float(lithium_fallback)]
-    lis = [x for x in read if x <= top]
+    sides = [float(x) for x in lithium_sides]
+    lis = sorted(x for x in read if x <= top)
+    if len(lis) == 2 and lis[1] - lis[0] > GAP_SIDE_SHARE * (lis[1] - void):
+        # two sides far apart are not two foils alike: the anode's is the foil lithium is
+        # plated from (the other may be the empty gap before a collector), else the brighter
+        at = sides[anode] if anode is not None and 0 <= anode < len(sides) else np.nan
+        lis = [at] if at in lis else lis[1:]
     lithium = float(np.median(lis)) if lis else float("nan")
     return {"electrolyte": float(electrolyte), "lithium": lithium,
             "void": min(void, lithium) if lis else void}

@@ -355,7 +355,7 @@ def find_cell_bounded(volume: Any, voxel_size_um: Any = None, *, anode: str = "a
     if not np.isfinite(noise):
         noise = float(geo.noise) * math.sqrt(kz * ky * kx)
     fp_top = fp_bot = None
-    li, voids = [], []
+    li, voids, sides = [], [], []
     for z_edge, step in ((z_top, -1), (z_bot, 1)):
         # find_cell's rule: a bright collector covers the pellet and holds no lithium level
         got = ((footprint.copy(), np.nan, np.nan)
@@ -370,8 +370,10 @@ def find_cell_bounded(volume: Any, voxel_size_um: Any = None, *, anode: str = "a
         else:
             fp_bot = fp
         li += [li_e] if np.isfinite(li_e) else []
+        sides.append(li_e)
         voids += [void_e] if np.isfinite(void_e) else []
     levels = dict(geo.levels)
+    by_anode = geo.levels_by_anode
     if fp_top is None or fp_bot is None:  # too wide to read: the binned footprints
         top_b, bot_b = ((geo.electrode_footprint, geo.counter_electrode_footprint)
                         if geo.z_anode_vox <= geo.z_cathode_vox
@@ -381,9 +383,11 @@ def find_cell_bounded(volume: Any, voxel_size_um: Any = None, *, anode: str = "a
     else:
         # find_cell's rule, on the full-resolution levels
         binned_levels = geo.levels
-        levels = _cell.cell_levels(binned_levels["electrolyte"], li, voids,
-                                   lambda: binned_levels["void"],
-                                   lithium_fallback=binned_levels["lithium"])
+        by_anode = tuple(_cell.cell_levels(binned_levels["electrolyte"], sides, voids,
+                                           lambda: binned_levels["void"],
+                                           lithium_fallback=binned_levels["lithium"],
+                                           anode=side) for side in (0, 1))
+        levels = by_anode[0]
     full = CellGeometry(anode="top", z_anode_vox=z_top, z_cathode_vox=z_bot,
                         footprint=footprint, electrode_footprint=fp_top, levels=levels,
                         noise=float(noise), counter_electrode_footprint=fp_bot, flags=geo.flags,
@@ -394,7 +398,8 @@ def find_cell_bounded(volume: Any, voxel_size_um: Any = None, *, anode: str = "a
                         axis_shift_yx=(geo.axis_shift_yx[0] * ky / kz,
                                        geo.axis_shift_yx[1] * kx / kz),
                         voxel_size_um=None if geo.voxel_size_um is None else tuple(
-                            v / k for v, k in zip(geo.voxel_size_um, f, strict=True)))
+                            v / k for v, k in zip(geo.voxel_size_um, f, strict=True)),
+                        levels_by_anode=by_anode)
     # __post_init__ puts interfaces and electrode footprints on the anode's side
     return dataclasses.replace(full, anode=geo.anode)
 

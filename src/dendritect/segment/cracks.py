@@ -667,6 +667,13 @@ def lithium_contrast_reason(lv: dict, noise: float, p: SegmentParams) -> str | N
                 "known")
     li_gap = float(lv["lithium"] - lv["void"])
     noise = noise if np.isfinite(noise) else 0.0
+    if li_gap <= 0 and lv["lithium"] <= 0:
+        # clipped at the scan's floor: the dark fringes of phase contrast, or an offset that
+        # puts lithium and void below zero
+        return (f"the electrode beside the pellet reads at the scan's floor "
+                f"({lv['lithium']:.4g}, as dark as the void): its grey levels are clipped "
+                f"(phase-contrast fringes or the reconstruction's offset), so lithium's "
+                f"level is not known")
     if li_gap <= 0 or li_gap < p.lithium_min_snr * noise:
         return (f"lithium and empty crack differ by {li_gap:.4g} grey levels, "
                 f"{li_gap / noise if noise > 0 else 0.0:.2g} noise deviations (need "
