@@ -12,6 +12,7 @@ symmetric).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -40,8 +41,9 @@ _DIE_RING_FRAC = 0.3
 LITHIUM_MAX_SHARE = 0.4
 #: Two electrode sides whose levels differ by more than this share of the brighter one's
 #: height above the void level are a lithium foil and an empty gap (before a collector), not
-#: two foils: two foils of one cell read alike, up to blur and noise (tuning cells 9 and 16:
-#: a gap read 0.5-1.0 of the way down from the foil to the void; Li|Li cells within 0.06)
+#: two foils: two foils of one cell read alike, up to blur and noise (tuning cells 9, 11, 16,
+#: 19, 25, 26: a gap read 0.55-0.97 of the way down from the foil to the void; the Li|Li
+#: cells 5, 6, 10, 17, 22, 29 within 0.03)
 GAP_SIDE_SHARE = 0.35
 
 
@@ -424,9 +426,12 @@ def find_cell(volume: np.ndarray, voxel_size_um=None, *, anode: str = "auto",
                                                  electrode_planes(prof_e, z_bot, +1)))
     # the cores of large pores are void too: where what was read beside a thin foil is the
     # foil, or nothing beside the cell is empty, they are the darkest void
-    fallback = float(np.percentile(ndimage.uniform_filter(v[:: max(1, nz // 64)], 3), 0.5))
+    @functools.cache
+    def fallback() -> float:   # only where no gap was read
+        return float(np.percentile(ndimage.uniform_filter(v[:: max(1, nz // 64)], 3), 0.5))
+
     pore_void = pore_void_level(v, inner, z_top, z_bot, med, noise)
-    by_anode = tuple(cell_levels(med, (li_top, li_bot), (void_top, void_bot), lambda: fallback,
+    by_anode = tuple(cell_levels(med, (li_top, li_bot), (void_top, void_bot), fallback,
                                  lithium_fallback=float(min(dark_levels)),
                                  pore_void=pore_void, anode=side) for side in (0, 1))
     levels = by_anode[0]
@@ -816,10 +821,9 @@ def cell_levels(electrolyte: float, lithium_sides: Iterable[float],
     anode's side alone (or, not given, the brighter) where two sides differ by more than
     :data:`GAP_SIDE_SHARE` of the brighter one's height above the void: a foil and an empty
     gap before a collector, or a side that blur, tilt or fringes lift or darken, and lithium
-    is plated at the anode. A level above that is a bare
-    collector, a cathode, or a thin foil's planes averaged with its
-    bright plunger: the lithium level is then NaN (not measured), and lithium in cracks is
-    not classified.
+    is plated at the anode. A level above that is a bare collector, a cathode, or a thin
+    foil's planes averaged with its bright plunger: the lithium level is then NaN (not
+    measured), and lithium in cracks is not classified.
 
     Parameters
     ----------
@@ -845,10 +849,10 @@ def cell_levels(electrolyte: float, lithium_sides: Iterable[float],
     voids = [float(x) for x in void_sides if np.isfinite(x)]
     void = min(min(voids) if voids else float(void_fallback()), float(pore_void))
     top = void + LITHIUM_MAX_SHARE * (float(electrolyte) - void)
-    read = [float(x) for x in lithium_sides if np.isfinite(x)]
+    sides = [float(x) for x in lithium_sides]
+    read = [x for x in sides if np.isfinite(x)]
     if not read and np.isfinite(lithium_fallback):
         read = [float(lithium_fallback)]
-    sides = [float(x) for x in lithium_sides]
     lis = sorted(x for x in read if x <= top)
     if len(lis) == 2 and lis[1] - lis[0] > GAP_SIDE_SHARE * (lis[1] - void):
         # two sides far apart are not two foils alike: the anode's is the foil lithium is
