@@ -43,7 +43,7 @@ LITHIUM_MAX_SHARE = 0.4
 #: height above the void level are a lithium foil and an empty gap (before a collector), not
 #: two foils: two foils of one cell read alike, up to blur and noise (tuning cells 9, 11, 16,
 #: 19, 25, 26: a gap read 0.55-0.97 of the way down from the foil to the void; the Li|Li
-#: cells 5, 6, 10, 17, 22, 29 within 0.03)
+#: cells 5, 6, 10, 17, 22, 29 within 0.05)
 GAP_SIDE_SHARE = 0.35
 
 

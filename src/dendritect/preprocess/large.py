@@ -355,7 +355,7 @@ def find_cell_bounded(volume: Any, voxel_size_um: Any = None, *, anode: str = "a
     if not np.isfinite(noise):
         noise = float(geo.noise) * math.sqrt(kz * ky * kx)
     fp_top = fp_bot = None
-    li, voids, sides = [], [], []
+    voids, sides = [], []
     for z_edge, step in ((z_top, -1), (z_bot, 1)):
         # find_cell's rule: a bright collector covers the pellet and holds no lithium level
         got = ((footprint.copy(), np.nan, np.nan)
@@ -369,7 +369,6 @@ def find_cell_bounded(volume: Any, voxel_size_um: Any = None, *, anode: str = "a
             fp_top = fp
         else:
             fp_bot = fp
-        li += [li_e] if np.isfinite(li_e) else []
         sides.append(li_e)
         voids += [void_e] if np.isfinite(void_e) else []
     levels = dict(geo.levels)

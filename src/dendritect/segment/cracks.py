@@ -77,9 +77,9 @@ class SegmentParams:
     large_size_vox: int = 100
     #: lithium and void levels at least this many voxel-noise deviations apart. The measured
     #: noise (neighbour differences) holds the ceramic's texture too, 1.1-1.6x the white
-    #: noise of the tuning twins, and the cores are read smoothed: 2.0 of it is still about
-    #: 8 deviations of a smoothed core (tuning seeds 0-39: lithium reported in 17 cells, not
-    #: 12, F1 >= 0.85 in 3 of 12 resolvable cells, not 1)
+    #: noise of the tuning twins, and the cores are read smoothed (a 0.7-voxel Gaussian
+    #: passes about a quarter of white noise). Tuning seeds 0-39: lithium reported in 17
+    #: cells, not 12, F1 >= 0.85 in 3 of 12 resolvable cells, not 1
     lithium_min_snr: float = 2.0
     lithium_min_resolved: float = 0.05
     #: or at least this many resolved voxels, whatever the share (a few wide cracks among many
