@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 
@@ -335,3 +336,22 @@ def test_sheet_root_is_the_lens_end_or_its_last_point_inside():
     depth2, y2, x2 = sheet_root(plan, (cy, cx), reach / 2)
     assert depth2 == pytest.approx(plan.spall_depth_um / 2)
     assert np.hypot(y2 - cy, x2 - cx) == pytest.approx(reach / 2)
+
+
+def test_a_short_is_bridged_by_a_lithium_filament_and_no_crack_closes():
+    # Seed 10 shorts at its last step with less charge than filling the spanning crack needs.
+    c = generate("random", seed=10)
+    steps = c.truth["steps"]
+    short = next(st for st in steps if st["shorted"])
+    assert short["li_band_um"] is not None and short["aperture_scale"] == 1.0
+    # While plating, cracks only open: the short must not thin them (it once did, 5x).
+    for a, b in itertools.pairwise(steps):
+        if a["closure"] == 0 and b["closure"] == 0:
+            assert b["crack_volume_pv_um3"] >= a["crack_volume_pv_um3"] * (1 - 1e-6)
+    k = short["t_index"]
+    li = c.labels[k] == LABELS["crack_li"]
+    void = c.labels[k] == LABELS["crack"]
+    assert void.sum() > li.sum() > 0  # a filament in a crack still mostly open
+    first, last = c.truth["electrolyte_slices"]
+    lab, _ = ndimage.label(li, structure=np.ones((3, 3, 3)))
+    assert (set(np.unique(lab[first])) - {0}) & (set(np.unique(lab[last])) - {0})

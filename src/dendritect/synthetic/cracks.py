@@ -395,7 +395,8 @@ class Rasterizer:
     # --- per step -------------------------------------------------------------------------
     def render(self, depth_um: dict[int, float], li_um: dict[int, float],
                closure: float = 0.0, aperture_scale: float = 1.0,
-               li_only: bool = False) -> dict[str, np.ndarray]:
+               li_only: bool = False,
+               li_band_um: dict[int, float] | None = None) -> dict[str, np.ndarray]:
         """Voxel occupancy of all cracks at one step.
 
         Parameters
@@ -408,6 +409,9 @@ class Rasterizer:
             Factor on all apertures (mass balance in cells too small for the drawn openings).
         li_only : bool
             Only ``li`` is wanted (mass-balance search): the rest is not computed.
+        li_band_um : dict, optional
+            Crack id -> half-width (µm) of the band about the crack's centre line that its
+            lithium fills: a shorted crack is bridged by a lithium filament, not flooded.
 
         Returns
         -------
@@ -459,6 +463,9 @@ class Rasterizer:
                 elif comp.kind == "sheet":
                     mouth[cid] = m
                 wet = comp.h <= li_um.get(comp.crack, 0.0)
+                band = (li_band_um or {}).get(comp.crack)
+                if band is not None:
+                    wet = wet & (np.abs(comp.a2) < band)
                 b = comp.box
                 if li_only:
                     np.maximum(li[b], np.where(wet, occ, 0).astype(np.float32), out=li[b])

@@ -271,26 +271,35 @@ def generate(preset: str = "demo", *, seed: int = 0, ct: str | None = None,
         q_mC = current_mA * proto.net_plating_s(t)
         budget = li_volume_budget_um3(q_mC)
         clos = proto.closure(t)
-        scale, ap = 1.0, 1.0
+        scale, ap, band = 1.0, 1.0, None
         d_of, li_of, state = depths(t)
         occ = raster.render(d_of, li_of, clos)
         li_vol = float(occ["li"].sum(dtype=np.float64) * vox_um3)
         if li_vol > budget:
             # Mass balance: lithium in cracks cannot exceed what the charge passed plated.
-            # First hold back the lithium fronts (the lithium still reaching into the cracks);
-            # a shorted crack stays filled, so if that alone is too much, thin all cracks.
-            def fits(li_s: float, ap_s: float, t: float = t, clos: float = clos,
-                     budget: float = budget) -> bool:
+            # First hold back the lithium fronts (the lithium still reaching into the cracks).
+            def fits(li_s: float, ap_s: float, band_um: dict | None = None, t: float = t,
+                     clos: float = clos, budget: float = budget) -> bool:
                 d, li, _ = depths(t, li_s)
-                o = raster.render(d, li, clos, ap_s, li_only=True)
+                o = raster.render(d, li, clos, ap_s, li_only=True, li_band_um=band_um)
                 return o["li"].sum(dtype=np.float64) * vox_um3 <= budget
 
             if fits(0.0, 1.0):
                 scale = _bisect(lambda x: fits(x, 1.0))
             else:
-                scale, ap = 0.0, _bisect(lambda x: fits(0.0, x))
+                # A shorted crack is bridged by a lithium filament along its centre line,
+                # as wide as the charge allows; the crack stays as open as it was (thinning
+                # every crack at the short shrank them between two scans of a charging cell).
+                # Only a filament too narrow to draw falls back to thinner cracks.
+                w_um = 2.0 * cell.pellet_radius_um
+                x = _bisect(lambda x, w_um=w_um: fits(0.0, 1.0, {lead.id: x * w_um}))
+                scale = 0.0
+                if x * w_um >= 1.5 * vox_lat:
+                    band = {lead.id: x * w_um}
+                else:
+                    ap = _bisect(lambda x: fits(0.0, x))
             d_of, li_of, state = depths(t, scale)
-            occ = raster.render(d_of, li_of, clos, ap)
+            occ = raster.render(d_of, li_of, clos, ap, li_band_um=band)
             li_vol = float(occ["li"].sum(dtype=np.float64) * vox_um3)
         assert li_vol <= budget * (1 + 1e-9) + 1e-6, (li_vol, budget)
 
@@ -339,6 +348,7 @@ def generate(preset: str = "demo", *, seed: int = 0, ct: str | None = None,
             "li_volume_um3": round(li_vol, 3), "charge_mC": round(q_mC, 6),
             "li_volume_budget_um3": round(budget, 3), "li_scale": round(scale, 6),
             "aperture_scale": round(ap, 6),
+            "li_band_um": None if band is None else round(next(iter(band.values())), 4),
             "closure": round(proto.closure(t), 4), "current_sign": proto.sign(t),
             "drift_shift_vox": [float(v) for v in drift[i]],
             "gain": round(float(gains[i]), 6), "offset": round(float(offsets[i]), 3),
