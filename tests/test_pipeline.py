@@ -183,11 +183,15 @@ def test_results_layout(fake_stages, series_tif, tmp_path):
     assert {k: v for k, v in _tree(tmp_path).items() if k in before} == before
 
 
-def test_resume_after_interruption_is_byte_identical(fake_stages, series_tif, tmp_path):
+# Segmentation calls in order: steps 0 and 1, step 0's second look, steps 2, 3, 4.
+@pytest.mark.parametrize(("fail_at", "redone"), [(2, 4), (4, 2)])
+def test_resume_after_interruption_is_byte_identical(fake_stages, series_tif, tmp_path,
+                                                     fail_at, redone):
     whole = tmp_path / "whole"
     pipeline.analyze(series_tif, whole, progress=False, report=False)
+    assert len(fake_stages.calls) == N + 1
     fake_stages.calls = []
-    fake_stages.fail_at = 3
+    fake_stages.fail_at = fail_at
     broken = tmp_path / "broken"
     with pytest.raises(RuntimeError, match="simulated"):
         pipeline.analyze(series_tif, broken, progress=False, report=False)
@@ -195,7 +199,8 @@ def test_resume_after_interruption_is_byte_identical(fake_stages, series_tif, tm
     assert (broken / ".partial").is_dir()
     fake_stages.calls = []
     pipeline.analyze(series_tif, broken, progress=False, report=False, resume=True)
-    assert len(fake_stages.calls) == 2              # only steps 3 and 4 were redone
+    # stopped in the second look: it and steps 2-4 again; in step 3: steps 3 and 4 only
+    assert len(fake_stages.calls) == redone
     assert _tree(broken) == _tree(whole)
 
 

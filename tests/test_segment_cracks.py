@@ -114,6 +114,24 @@ def test_crack_persists_through_previous_mask():
     assert f1_tolerant(kept.crack, t) > 0.8
 
 
+def test_a_faint_crack_of_the_first_step_is_found_with_the_next_steps_crack():
+    ref, _ = make_cell(noise=0.05, seed=7)
+    strong, truth = make_cell(cracks=[(30, 12, 2.0)], noise=0.05, seed=8)
+    # the first scan holds the crack already, faint (thinner, lithium-filled); the next
+    # one shows it opened
+    faint = ref + 0.25 * (strong - ref)
+    geo = find_cell(faint, 1.0, anode="top")
+    nxt = segment_step(strong, geo, reference=faint)
+    alone = segment_step(faint, geo)
+    again = segment_step(faint, geo, following=nxt.crack)
+    t = truth["labels"] == 3
+    assert f1_tolerant(alone.crack, t) < 0.5
+    assert f1_tolerant(again.crack, t) > 0.8
+    # where the first scan has no crack, the next step's crack does not make one
+    empty = segment_step(ref, find_cell(ref, 1.0, anode="top"), following=nxt.crack)
+    assert empty.crack.sum() == 0
+
+
 def test_lithium_labelled_where_contrast_allows():
     vol, truth = make_cell(cracks=[(30, 12, 3.0)], crack_li=True, noise=0.01, psf=0.3)
     geo = find_cell(vol, 1.0, anode="top")

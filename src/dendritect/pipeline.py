@@ -20,6 +20,7 @@ one, with the same results::
 
     run = prepare_cell(series, partial)            # cell on step 0, anode side, the stores
     segment_steps(run, params)                     # every step: register, segment, record
+                                                   # (step 0 again once step 1 is in)
     metrics, cracks = track_and_measure(run)       # time of arrival, tracks, measurements
     prediction = predict_short(metrics, run.times_s, run.thickness_um)
     summary = build_summary(run, metrics, prediction, input_path=path)
@@ -75,6 +76,7 @@ __all__ = [
     "grow_run",
     "predict_short",
     "prepare_cell",
+    "second_look",
     "segment_steps",
     "track_and_measure",
     "write_tables",
@@ -459,7 +461,7 @@ def _lithium_summary(known: set[int], reasons: dict[str, str],
 
 
 def _segment(stages: _Stages, vol: Any, geometry: Any, *, reference: Any, previous: Any,
-             params: Any, out: dict, scratch: Path, plan: Any) -> Any:
+             params: Any, out: dict, scratch: Path, plan: Any, following: Any = None) -> Any:
     """Segment one registered step into ``out`` (arrays of the step's shape), in the slabs
     that the plan's budget leaves beside what is held (step 0 and the step, when in memory).
 
@@ -474,12 +476,13 @@ def _segment(stages: _Stages, vol: Any, geometry: Any, *, reference: Any, previo
         nz = int(vol.shape[0])
         geometry = flat.geometry
         vol, reference, previous = flat.view(vol), flat.view(reference), flat.view(previous)
+        following = flat.view(following)
         out = {k: flat.writer(v, nz) for k, v in out.items()}
     from dendritect.parallel.memory import STAGE_BYTES_PER_VOXEL
 
     held = STAGE_BYTES_PER_VOXEL["hold"] if isinstance(vol, np.ndarray) else 0
     seg = stages.segment_step(vol, geometry, reference=reference, previous=previous,
-                              params=params, out=out, scratch=scratch,
+                              following=following, params=params, out=out, scratch=scratch,
                               memory_limit=plan.budget_after_held(held))
     for name in ("crack", "lithium"):
         got = getattr(seg, name)
@@ -886,7 +889,9 @@ def segment_steps(run: AnalysisRun, params: Any = None, *, progress: bool = Fals
     Each step's crack and lithium masks, its crack fraction (where the grey-level deficit can
     be measured) and its preview slices go into the run's stores; the step is then recorded
     in ``run.state`` (done, shift, lithium) and the record written, so that an interrupted
-    run continues from the next step. The scratch folder is removed at the end.
+    run continues from the next step. Once step 1 is recorded, step 0 has its
+    :func:`second_look` (step 1's cracks as seeds); the tracker is fed step 0 after it. The
+    scratch folder is removed at the end.
 
     Parameters
     ----------
@@ -945,7 +950,7 @@ def segment_steps(run: AnalysisRun, params: Any = None, *, progress: bool = Fals
         if bar:
             bar.advance(task)
         if tracker is not None:
-            _track_recorded(tracker, done)
+            _track_recorded(tracker, done, run)
 
     with contextlib.ExitStack() as stack:
         bar = stack.enter_context(_progress(progress))
@@ -971,6 +976,9 @@ def segment_steps(run: AnalysisRun, params: Any = None, *, progress: bool = Fals
             steps = _aligned_steps(run.series, todo, reference, geometry, run.aligned, stages,
                                    plan, run.memo or None, pool=pool)
         pending = None
+        if _second_look_due(run):  # an interrupted run: step 1 was recorded before it
+            second_look(run, params, tracker=tracker)
+            li_steps, li_reasons = run.lithium_steps, run.lithium_reasons
         for t, (vol, shift) in zip(todo, steps, strict=True):
             check_stop()
             crack_t = _StepView(cz[R.CRACK], t)
@@ -995,14 +1003,104 @@ def segment_steps(run: AnalysisRun, params: Any = None, *, progress: bool = Fals
                 finish(*args)
             else:
                 pending = pool.submit(finish, *args)
+            if t == 1 and pending is not None:
+                pending.result()  # step 1 is recorded before step 0 changes
+                pending = None
+            if _second_look_due(run):
+                second_look(run, params, tracker=tracker)
+                li_steps.clear()
+                li_steps.update(run.lithium_steps)
+                li_reasons.clear()
+                li_reasons.update(run.lithium_reasons)
         if pending is not None:
             pending.result()
     shutil.rmtree(work, ignore_errors=True)
     return todo
 
 
-def _track_recorded(tracker: CrackTracker, done: set[int]) -> None:
-    """Feed ``tracker`` the steps recorded so far that it has not had, in order."""
+def _second_look_due(run: AnalysisRun) -> bool:
+    """Whether step 1 is recorded and step 0 has not had its second look yet."""
+    return 1 in set(int(t) for t in run.state["done"]) and not run.state.get("second_look")
+
+
+def second_look(run: AnalysisRun, params: Any = None, *,
+                tracker: CrackTracker | None = None) -> bool:
+    """Segment step 0 again with step 1's cracks as a hint, and add what it finds to step 0.
+
+    A crack already in the first scan is often fainter there than it will be (thinner,
+    lithium-filled): the first step has no earlier scan to compare with, so only its own
+    sheetness and darkness find it. Step 1 sees it once it has opened; where step 1's crack
+    runs, step 0's thin dark sheets are kept (:func:`~dendritect.segment.segment_step` with
+    ``following``). Step 0's crack voxels are the union of both looks; its lithium is the
+    second look's where that one tells it. Step 1 was segmented against step 0's first look,
+    before this, in every run (:func:`segment_steps` calls it once step 1 is recorded, and
+    again on resuming if it was interrupted): the results do not depend on where a run
+    stopped, nor on how many scans a ``watch`` had when step 1 landed.
+
+    Returns
+    -------
+    bool
+        Whether step 0's masks changed (a ``watch`` then tracks it again).
+    """
+    from dendritect.measure.deficit import can_measure
+    from dendritect.parallel.memory import release_memory
+
+    stages, geometry, plan, cz, state = run.stages, run.geometry, run.plan, run.cracks, run.state
+    if params is None:
+        params = stages.SegmentParams()
+    shape = tuple(int(s) for s in cz[R.CRACK].shape[1:])
+    work = run.work / "second-look"
+    if plan.hold_steps:
+        tmp = {k: np.zeros(shape, np.uint8) for k in ("crack", "lithium")}
+    else:
+        work.mkdir(parents=True, exist_ok=True)
+        tmp = {k: zarr.create_array(store=str(work / f"{k}.zarr"), shape=shape, dtype="uint8",
+                                    chunks=(_plane_chunk(shape), *shape[1:]), overwrite=True)
+               for k in ("crack", "lithium")}
+    seg = _segment(stages, run.reference, geometry, reference=None, previous=None,
+                   following=_StepView(cz[R.CRACK], 1), params=params,
+                   out={**tmp, "pores": _Discard()}, scratch=work / "segment", plan=plan)
+    crack0, li0 = _StepView(cz[R.CRACK], 0), _StepView(cz[R.LITHIUM], 0)
+    changed = False
+    step = _plane_chunk(shape)
+    for z0 in range(0, shape[0], step):
+        z = slice(z0, min(shape[0], z0 + step))
+        first = np.asarray(crack0[z]) > 0
+        again = np.asarray(tmp["crack"][z]) > 0
+        if (again & ~first).any():
+            changed = True
+            crack0[z] = (first | again).astype(np.uint8)
+        if seg.lithium is not None:
+            li_first = np.asarray(li0[z])
+            li = np.where(again, np.asarray(tmp["lithium"][z]), li_first).astype(np.uint8)
+            if (li != li_first).any():
+                changed = True
+                li0[z] = li
+    del tmp
+    li_steps, li_reasons = run.lithium_steps, run.lithium_reasons
+    if seg.lithium is not None:
+        li_steps.add(0)
+        li_reasons.pop("0", None)
+    if changed and can_measure(geometry):
+        pores = cz[R.PORES] if R.PORES in cz else None
+        _store_fraction(run.reference, crack0, geometry, cz[R.FRACTION], t=0,
+                        lithium=li0 if 0 in li_steps else None, plan=plan, pores=pores)
+    state["second_look"] = True
+    state["lithium_steps"] = sorted(li_steps)
+    state["lithium_reasons"] = li_reasons
+    R.write_state(run.partial, state)
+    shutil.rmtree(work, ignore_errors=True)
+    release_memory()
+    if tracker is not None:
+        _track_recorded(tracker, set(int(t) for t in state["done"]), run)
+    return changed
+
+
+def _track_recorded(tracker: CrackTracker, done: set[int], run: AnalysisRun) -> None:
+    """Feed ``tracker`` the steps recorded so far that it has not had, in order; step 0
+    once it has had its second look (or when it is the only step)."""
+    if tracker.n_steps == 0 and run.n_steps > 1 and not run.state.get("second_look"):
+        return
     while tracker.n_steps in done and tracker.n_steps < tracker.run.n_steps:
         tracker.add(tracker.n_steps)
 

@@ -617,7 +617,11 @@ class _Run:
             grow_run(self.run, series)
         run = self.run
         notes.extend(run.notes)
+        looked = bool(run.state.get("second_look"))
         segment_steps(run, o.get("params"))
+        if not looked and run.state.get("second_look") and self.tracker is not None:
+            # step 1 gave step 0 its second look: step 0's cracks may have changed
+            self.tracker = None
         if self.tracker is None:
             self.tracker = CrackTracker(
                 run, min_overlap_vox=o.get("min_overlap_vox", 1),

@@ -282,8 +282,8 @@ def _edt_boxes(block: np.ndarray, n: int, want: np.ndarray, k0: int,
 
 
 # Bits of the per-voxel flags of the first pass (uint16 scratch volume).
-_BLOB, _AXIAL, _WEAK, _SEED, _CH_SEED, _CH_WEAK, _KEPT, _LI_RES, _LI_IS = (
-    np.uint16(1 << k) for k in range(9))
+_BLOB, _AXIAL, _WEAK, _SEED, _CH_SEED, _CH_WEAK, _KEPT, _LI_RES, _LI_IS, _NEXT = (
+    np.uint16(1 << k) for k in range(10))
 _CROSS = ndimage.generate_binary_structure(3, 1)
 
 
@@ -761,12 +761,14 @@ def _lithium_levels(lv: dict, noise: float, p: SegmentParams) -> tuple[float, fl
 def _flags_pass(box: _Box, slabs: Slabs, flags, volume, reference, previous,
                 background: tuple[np.ndarray, np.ndarray, np.ndarray] | float,
                 geometry: CellGeometry, contrast: float,
-                li: tuple[float, float] | None, p: SegmentParams, device: str) -> None:
+                li: tuple[float, float] | None, p: SegmentParams, device: str,
+                following=None) -> None:
     """Every per-voxel test of the segmentation, as bits of ``flags``.
 
     Evidence per voxel (see the module docstring): sheetness, darkness against the background,
-    thinness, change since the first step, the previous step's crack, dark blobs of the first
-    step (pore candidates) and the reconstruction's axial line.
+    thinness, change since the first step, the previous (or, for the first step, the next)
+    step's crack, dark blobs of the first step (pore candidates) and the reconstruction's
+    axial line.
 
     ``background`` is :func:`_background_profile`'s (profile, lateral map, wall term), or, for
     a box in one slab, the electrolyte's grey level: the background is then found here from
@@ -842,8 +844,9 @@ def _flags_pass(box: _Box, slabs: Slabs, flags, volume, reference, previous,
         out |= _BLOB * ((rdark > p.pore_darkness) & inside)
         if axial is not None:
             out |= _AXIAL * axial[k]
-        weak = inside & thin & (sheet >= p.grow_sheetness) & (dark >= p.grow_darkness)
-        weak |= near[:, None, None] & inside & thin & (dark >= p.interface_darkness)
+        sheet_weak = inside & thin & (sheet >= p.grow_sheetness) & (dark >= p.grow_darkness)
+        weak = sheet_weak | (near[:, None, None] & inside & thin
+                             & (dark >= p.interface_darkness))
         out |= _WEAK * weak
         out |= _SEED * (seed_zone & (sheet >= p.seed_sheetness) & (dark >= p.seed_darkness))
         if change is not None:
@@ -860,6 +863,13 @@ def _flags_pass(box: _Box, slabs: Slabs, flags, volume, reference, previous,
             # crack even where its sheet response faded (lithium-filled, partly closed)
             prev = box.read(previous, z0, z1, dtype=np.uint8) > 0
             out |= _KEPT * (prev & inside & thin & (dark >= p.grow_darkness))
+        if following is not None:
+            # a crack of the next step that is here already, fainter (thinner, or filled
+            # with lithium): its weak sheet evidence here seeds it. Weak evidence, not mere
+            # darkness: the next step's mask holds the rims of pores its crack runs past, and
+            # the blobs of pores are dark but not sheets
+            nxt = box.read(following, z0, z1, dtype=np.uint8) > 0
+            out |= _NEXT * (nxt & sheet_weak)
         if li is not None:
             c = core[k]
             out |= _LI_RES * (c <= li[0])
@@ -956,7 +966,7 @@ def _pores(slabs: Slabs, flags, p: SegmentParams, aspect: np.ndarray | None = No
 
 
 def _cracks(box: _Box, slabs: Slabs, flags, previous, has_change: bool,
-            p: SegmentParams, crack_out, pore_out) -> int:
+            p: SegmentParams, crack_out, pore_out, following=None) -> int:
     """Grow seeds into weak evidence (hysteresis), then keep crack-like components.
 
     Writes the crack and pore masks of the box; returns the number of crack voxels.
@@ -981,13 +991,19 @@ def _cracks(box: _Box, slabs: Slabs, flags, previous, has_change: bool,
             kept = ((f & _KEPT) != 0) & not_pore
             weak |= kept
             seeds |= kept
-        score[z0:z1] = weak.astype(np.uint8) + seeds.astype(np.uint8)
+        # 1 weak, 2 seed, 3 a seed of the next step's crack only
+        sc = weak.astype(np.uint8) + seeds.astype(np.uint8)
+        if following is not None:
+            sc[((f & _NEXT) != 0) & weak & ~seeds] = 3
+        score[z0:z1] = sc
 
     slabs.run(_score, reach + 1)
     # hysteresis (as skimage.filters.apply_hysteresis_threshold): weak voxels connected to a
     # seed
     labw, nw = slabs.label(score, "weak", connectivity=1)
     seeded = slabs.labels_where(labw, nw, score, value=2)
+    if following is not None:
+        seeded |= slabs.labels_where(labw, nw, score, value=3)
     grown = slabs.new("grown", np.uint8)
 
     def _grow(lo: int, hi: int, z0: int, z1: int) -> None:
@@ -1018,6 +1034,12 @@ def _cracks(box: _Box, slabs: Slabs, flags, previous, has_change: bool,
             away = _AwayFromCathode(box, CATHODE_SHEET_VOX, beyond_rim_vox=RIM_ONLY_VOX)
             far = slabs.labels_count(lab, n, away)[1:]
             ok &= ~along | (far > CATHODE_SHEET_MAX_FAR_SHARE * shp["size"])
+        if following is not None:
+            # a piece that only the next step's crack seeds must be large: small flat pieces
+            # are what noise and the rims of pores its crack ran past give (tuning cells 8
+            # and 14: 14 and 39 voxels in crack-free first scans)
+            ok &= (slabs.labels_where(lab, n, score, value=2)[1:]
+                   | (shp["size"] >= p.large_size_vox))
         # a line along z is not a crack even where it continues one (a persistent artefact)
         ok &= ~lines_along_z(shp)
         keep[1:] = ok
@@ -1290,7 +1312,7 @@ def _lithium(box: _Box, slabs: Slabs, flags, crack, n_crack: int, p: SegmentPara
 
 def segment_step(volume, geometry: CellGeometry, *, reference=None, previous=None,
                  params: SegmentParams | None = None, memory_limit: str | int | None = None,
-                 out: dict | None = None, scratch=None) -> StepSegmentation:
+                 out: dict | None = None, scratch=None, following=None) -> StepSegmentation:
     """Segment the cracks of one registered, intensity-normalised step.
 
     Parameters
@@ -1318,6 +1340,11 @@ def segment_step(volume, geometry: CellGeometry, *, reference=None, previous=Non
     scratch : path, optional
         Folder for the intermediate volumes of a step segmented in slabs (default: a
         temporary folder).
+    following : array-like, optional
+        Crack mask of the next step, for a second look at the first step: a crack already
+        there but fainter (thinner, lithium-filled) is seeded where the next step's crack
+        runs through its weak sheet evidence; the pieces it grows into must pass the shape
+        tests of any crack.
 
     Returns
     -------
@@ -1337,7 +1364,8 @@ def segment_step(volume, geometry: CellGeometry, *, reference=None, previous=Non
     if shape[1:] != geometry.footprint.shape:
         raise InputError(f"segment: volume shape {shape} does not match the cell geometry "
                          f"{geometry.footprint.shape}")
-    for name, arr in (("reference", reference), ("previous", previous)):
+    for name, arr in (("reference", reference), ("previous", previous),
+                      ("following", following)):
         if arr is not None and tuple(np.shape(arr)) != shape:
             raise InputError(f"segment: {name} shape {np.shape(arr)} differs from {shape}")
 
@@ -1367,7 +1395,7 @@ def segment_step(volume, geometry: CellGeometry, *, reference=None, previous=Non
                                               contrast, p)
         flags = slabs.new("flags", np.uint16)
         _flags_pass(box, slabs, flags, vol, reference, previous, background, geometry,
-                    contrast, li, p, device)
+                    contrast, li, p, device, following=following)
         # the slabs' tasks write scratch volumes chunked like the slabs; ``out`` (chunked
         # otherwise) is written here, one slab after the other
         masks = {k: slabs.new(k, np.uint8) for k in ("crack", "pores", "lithium")}
@@ -1379,7 +1407,7 @@ def segment_step(volume, geometry: CellGeometry, *, reference=None, previous=Non
             return write
 
         n_crack = _cracks(box, slabs, flags, previous, reference is not None, p,
-                          _writer("crack"), _writer("pores"))
+                          _writer("crack"), _writer("pores"), following=following)
         has_li = li is not None and _lithium(box, slabs, flags, masks["crack"], n_crack, p,
                                              _writer("lithium"), vol,
                                              (float(lv["lithium"]), float(lv["void"])))
