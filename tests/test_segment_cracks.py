@@ -533,3 +533,36 @@ def test_a_dark_band_along_the_cathode_is_not_a_crack(monkeypatch):
     cracked, truth = make_cell(noise=0.04, seed=3, cracks=[(40, 21, 1.5)])
     seg = segment_step(cracked, geo)
     assert f1_tolerant(seg.crack, truth["labels"] == 3) > 0.9
+
+
+def test_a_dark_band_in_the_anode_interfaces_skin_is_not_a_crack(monkeypatch):
+    import dendritect.segment.cracks as sc
+
+    vol, _ = make_cell(noise=0.04, seed=3)
+    geo = find_cell(vol, 1.0, anode="top")   # anode interface at z 14.5
+    ny, nx = vol.shape[1:]
+    y, x = np.ogrid[:ny, :nx]
+    disc = (np.hypot(y - (ny - 1) / 2, x - (nx - 1) / 2) < 0.2 * nx) & geo.footprint
+    contrast = geo.levels["electrolyte"] - geo.levels["void"]
+
+    def band(z: int) -> tuple[np.ndarray, np.ndarray]:
+        # one plane darker (a fringe beside the interface), called crack the step before
+        v = vol.copy()
+        v[z][disc] -= np.float32(0.5 * contrast)
+        prev = np.zeros(vol.shape, np.uint8)
+        prev[z][disc] = 1
+        return v, prev
+
+    skin, prev = band(15)   # half a voxel from the interface
+    assert segment_step(skin, geo, reference=vol, previous=prev).crack.sum() == 0
+    # guard: without the rule the band persists as a crack
+    monkeypatch.setattr(sc, "ANODE_SKIN_SHARE", 2.0)
+    assert segment_step(skin, geo, reference=vol, previous=prev).crack.sum() == disc.sum()
+    monkeypatch.undo()
+    # two planes deeper it is a crack (a spallation crack under the anode), even alone
+    deeper, prev = band(17)
+    assert segment_step(deeper, geo, reference=vol, previous=prev).crack.sum() == disc.sum()
+    assert segment_step(deeper, geo).crack.sum() > 0.95 * disc.sum()
+    # a crack from the anode is kept whole
+    cracked, truth = make_cell(noise=0.04, seed=3, cracks=[(40, 12, 1.5)])
+    assert f1_tolerant(segment_step(cracked, geo).crack, truth["labels"] == 3) > 0.9
