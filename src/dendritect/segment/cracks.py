@@ -1069,6 +1069,10 @@ def _cracks(box: _Box, slabs: Slabs, flags, previous, has_change: bool,
         if along2.any():
             skin = slabs.labels_count(lab2, n2, _NearAnode(box, ANODE_SKIN_VOX))[1:]
             drop[1:] = along2 & (skin >= ANODE_SKIN_SHARE * shp2["size"])
+        # a small piece that never leaves the rim is the rim (a fringe, the gap to the die)
+        # in a few planes, too short to run along it in any one of them
+        inward = slabs.labels_where(lab2, n2, _BeyondRim(box, RIM_ONLY_VOX))[1:]
+        drop[1:] |= ~inward & (shp2["size"] < p.large_size_vox)
 
     def _write(lo: int, hi: int, z0: int, z1: int) -> int:
         c = (np.asarray(kept[z0:z1]) > 0) & ~drop[np.asarray(lab2[z0:z1])]
@@ -1159,6 +1163,17 @@ class _NearAnode:
     def __getitem__(self, key: slice) -> np.ndarray:
         a = self.near[key][:, None, None]
         return np.broadcast_to(a, (a.shape[0], *self.shape[1:]))
+
+
+class _BeyondRim:
+    """Voxels of the box's planes at least ``rim_vox`` from the pellet wall."""
+
+    def __init__(self, box: _Box, rim_vox: float) -> None:
+        self.box = box
+        self.min_bin = int(np.ceil(rim_vox / WALL_BIN_VOX))
+
+    def __getitem__(self, key: slice) -> np.ndarray:
+        return self.box.wall_bins(key.start, key.stop) >= self.min_bin
 
 
 class _Planes:
