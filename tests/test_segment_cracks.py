@@ -566,3 +566,34 @@ def test_a_dark_band_in_the_anode_interfaces_skin_is_not_a_crack(monkeypatch):
     # a crack from the anode is kept whole
     cracked, truth = make_cell(noise=0.04, seed=3, cracks=[(40, 12, 1.5)])
     assert f1_tolerant(segment_step(cracked, geo).crack, truth["labels"] == 3) > 0.9
+
+
+def test_a_small_piece_that_never_leaves_the_rim_is_not_a_crack(monkeypatch):
+    import dendritect.segment.cracks as sc
+
+    vol, _ = make_cell(noise=0.03, seed=2)
+    geo = find_cell(vol, 1.0, anode="top")
+    x_wall = int(np.nonzero(geo.footprint[40])[0][-1])
+    contrast = geo.levels["electrolyte"] - geo.levels["void"]
+
+    def sheet(reach: int) -> np.ndarray:
+        # a radial sheet one voxel thick over ten planes, from the wall ``reach`` voxels in
+        v = vol.copy()
+        v[18:28, 40, x_wall - reach + 1:x_wall + 1] -= np.float32(0.8 * contrast)
+        return v
+
+    rim = sheet(5)   # its inner edge 5 voxels from the wall: all of it in the rim
+    assert segment_step(rim, geo).crack.sum() == 0
+    # guard: without the rule the piece is a crack
+    class Everywhere:
+        def __init__(self, box, rim_vox):
+            self.shape = box.shape
+
+        def __getitem__(self, key):
+            return np.ones((key.stop - key.start, *self.shape[1:]), bool)
+
+    monkeypatch.setattr(sc, "_BeyondRim", Everywhere)
+    assert segment_step(rim, geo).crack.sum() > 40
+    monkeypatch.undo()
+    # running nine voxels in from the wall, it is a crack that reached the wall
+    assert segment_step(sheet(9), geo).crack.sum() >= 80
