@@ -1029,13 +1029,15 @@ def second_look(run: AnalysisRun, params: Any = None, *,
 
     A crack already in the first scan is often fainter there than it will be (thinner,
     lithium-filled): the first step has no earlier scan to compare with, so only its own
-    sheetness and darkness find it. Step 1 sees it once it has opened; where step 1's crack
-    runs, step 0's thin dark sheets are kept (:func:`~dendritect.segment.segment_step` with
-    ``following``). Step 0's crack voxels are the union of both looks; its lithium is the
-    second look's where that one tells it. Step 1 was segmented against step 0's first look,
-    before this, in every run (:func:`segment_steps` calls it once step 1 is recorded, and
-    again on resuming if it was interrupted): the results do not depend on where a run
-    stopped, nor on how many scans a ``watch`` had when step 1 landed.
+    sheetness and darkness find it. Step 1 sees it once it has opened; step 1's crack voxels
+    that are weak sheet evidence in step 0 seed it there
+    (:func:`~dendritect.segment.segment_step` with ``following``). Step 0's crack voxels are
+    the union of both looks; its lithium is the second look's where that one tells it. When
+    step 1's cracks all lie in step 0's, the second look would find the same: it is skipped.
+    Step 1 was segmented against step 0's first look, before this, in every run
+    (:func:`segment_steps` calls it once step 1 is recorded, and again on resuming if it was
+    interrupted): the results do not depend on where a run stopped, nor on how many scans a
+    ``watch`` had when step 1 landed.
 
     Returns
     -------
@@ -1049,6 +1051,16 @@ def second_look(run: AnalysisRun, params: Any = None, *,
     if params is None:
         params = stages.SegmentParams()
     shape = tuple(int(s) for s in cz[R.CRACK].shape[1:])
+    crack0, li0 = _StepView(cz[R.CRACK], 0), _StepView(cz[R.LITHIUM], 0)
+    crack1 = _StepView(cz[R.CRACK], 1)
+    step = _plane_chunk(shape)
+    if not any((np.asarray(crack1[z0:z0 + step]) > np.asarray(crack0[z0:z0 + step])).any()
+               for z0 in range(0, shape[0], step)):
+        state["second_look"] = True
+        R.write_state(run.partial, state)
+        if tracker is not None:
+            _track_recorded(tracker, set(int(t) for t in state["done"]), run)
+        return False
     work = run.work / "second-look"
     if plan.hold_steps:
         tmp = {k: np.zeros(shape, np.uint8) for k in ("crack", "lithium")}
@@ -1058,11 +1070,9 @@ def second_look(run: AnalysisRun, params: Any = None, *,
                                     chunks=(_plane_chunk(shape), *shape[1:]), overwrite=True)
                for k in ("crack", "lithium")}
     seg = _segment(stages, run.reference, geometry, reference=None, previous=None,
-                   following=_StepView(cz[R.CRACK], 1), params=params,
+                   following=crack1, params=params,
                    out={**tmp, "pores": _Discard()}, scratch=work / "segment", plan=plan)
-    crack0, li0 = _StepView(cz[R.CRACK], 0), _StepView(cz[R.LITHIUM], 0)
     changed = False
-    step = _plane_chunk(shape)
     for z0 in range(0, shape[0], step):
         z = slice(z0, min(shape[0], z0 + step))
         first = np.asarray(crack0[z]) > 0
