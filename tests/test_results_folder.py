@@ -231,7 +231,7 @@ def test_keyboard_interrupt_exits_130_and_resumes(cli, fake_stages, segment_para
     real = FakeStages.segment_step.__func__
 
     def interrupted(cls, volume, geometry, **kw):
-        if len(cls.calls) == 2:
+        if len(cls.calls) == 3:   # step 2 (after steps 0, 1 and step 0's second look)
             raise KeyboardInterrupt
         return real(cls, volume, geometry, **kw)
 

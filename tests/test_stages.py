@@ -147,7 +147,7 @@ def test_segment_steps_resume_after_interruption(fake_stages, tmp_path):
     out = tmp_path / "stages"
     partial = out / ".partial"
     fake_stages.calls = []
-    fake_stages.fail_at = 3
+    fake_stages.fail_at = 4   # step 3: calls are steps 0, 1, step 0's second look, 2, 3
     run = prepare_cell(series, partial)
     with pytest.raises(RuntimeError, match="simulated"):
         segment_steps(run)
