@@ -978,7 +978,7 @@ def segment_steps(run: AnalysisRun, params: Any = None, *, progress: bool = Fals
         pending = None
         if _second_look_due(run):  # an interrupted run: step 1 was recorded before it
             second_look(run, params, tracker=tracker)
-            li_steps, li_reasons = run.lithium_steps, run.lithium_reasons
+            li_steps, li_reasons = run.lithium_steps, run.lithium_reasons  # step 0's may change
         for t, (vol, shift) in zip(todo, steps, strict=True):
             check_stop()
             crack_t = _StepView(cz[R.CRACK], t)
@@ -1008,10 +1008,7 @@ def segment_steps(run: AnalysisRun, params: Any = None, *, progress: bool = Fals
                 pending = None
             if _second_look_due(run):
                 second_look(run, params, tracker=tracker)
-                li_steps.clear()
-                li_steps.update(run.lithium_steps)
-                li_reasons.clear()
-                li_reasons.update(run.lithium_reasons)
+                li_steps, li_reasons = run.lithium_steps, run.lithium_reasons
         if pending is not None:
             pending.result()
     shutil.rmtree(work, ignore_errors=True)
@@ -1042,32 +1039,44 @@ def second_look(run: AnalysisRun, params: Any = None, *,
     Returns
     -------
     bool
-        Whether step 0's masks changed (a ``watch`` then tracks it again).
+        Whether step 0's masks changed.
     """
-    from dendritect.measure.deficit import can_measure
-    from dendritect.parallel.memory import release_memory
-
-    stages, geometry, plan, cz, state = run.stages, run.geometry, run.plan, run.cracks, run.state
+    cz, state = run.cracks, run.state
     if params is None:
-        params = stages.SegmentParams()
+        params = run.stages.SegmentParams()
     shape = tuple(int(s) for s in cz[R.CRACK].shape[1:])
     crack0, li0 = _StepView(cz[R.CRACK], 0), _StepView(cz[R.LITHIUM], 0)
     crack1 = _StepView(cz[R.CRACK], 1)
     step = _plane_chunk(shape)
-    if not any((np.asarray(crack1[z0:z0 + step]) > np.asarray(crack0[z0:z0 + step])).any()
-               for z0 in range(0, shape[0], step)):
-        state["second_look"] = True
-        R.write_state(run.partial, state)
-        if tracker is not None:
-            _track_recorded(tracker, set(int(t) for t in state["done"]), run)
-        return False
+    if any((np.asarray(crack1[z0:z0 + step]) > np.asarray(crack0[z0:z0 + step])).any()
+           for z0 in range(0, shape[0], step)):
+        changed = _look_again(run, params, crack0, li0, crack1)
+    else:
+        changed = False
+    state["second_look"] = True
+    R.write_state(run.partial, state)
+    if tracker is not None:
+        _track_recorded(tracker, set(int(t) for t in state["done"]), run)
+    return changed
+
+
+def _look_again(run: AnalysisRun, params: Any, crack0: _StepView, li0: _StepView,
+                crack1: _StepView) -> bool:
+    """:func:`second_look`'s segmentation and union, and step 0's crack fraction and
+    lithium record after it (in ``run.state``, not yet written)."""
+    from dendritect.measure.deficit import can_measure
+    from dendritect.parallel.memory import release_memory
+
+    stages, geometry, plan, cz, state = run.stages, run.geometry, run.plan, run.cracks, run.state
+    shape = tuple(int(s) for s in crack0.shape)
+    step = _plane_chunk(shape)
     work = run.work / "second-look"
     if plan.hold_steps:
         tmp = {k: np.zeros(shape, np.uint8) for k in ("crack", "lithium")}
     else:
         work.mkdir(parents=True, exist_ok=True)
         tmp = {k: zarr.create_array(store=str(work / f"{k}.zarr"), shape=shape, dtype="uint8",
-                                    chunks=(_plane_chunk(shape), *shape[1:]), overwrite=True)
+                                    chunks=(step, *shape[1:]), overwrite=True)
                for k in ("crack", "lithium")}
     seg = _segment(stages, run.reference, geometry, reference=None, previous=None,
                    following=crack1, params=params,
@@ -1095,14 +1104,10 @@ def second_look(run: AnalysisRun, params: Any = None, *,
         pores = cz[R.PORES] if R.PORES in cz else None
         _store_fraction(run.reference, crack0, geometry, cz[R.FRACTION], t=0,
                         lithium=li0 if 0 in li_steps else None, plan=plan, pores=pores)
-    state["second_look"] = True
     state["lithium_steps"] = sorted(li_steps)
     state["lithium_reasons"] = li_reasons
-    R.write_state(run.partial, state)
     shutil.rmtree(work, ignore_errors=True)
     release_memory()
-    if tracker is not None:
-        _track_recorded(tracker, set(int(t) for t in state["done"]), run)
     return changed
 
 

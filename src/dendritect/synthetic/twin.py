@@ -271,7 +271,7 @@ def generate(preset: str = "demo", *, seed: int = 0, ct: str | None = None,
         q_mC = current_mA * proto.net_plating_s(t)
         budget = li_volume_budget_um3(q_mC)
         clos = proto.closure(t)
-        scale, ap, band = 1.0, 1.0, None
+        scale, ap, band_um = 1.0, 1.0, None
         d_of, li_of, state = depths(t)
         occ = raster.render(d_of, li_of, clos)
         li_vol = float(occ["li"].sum(dtype=np.float64) * vox_um3)
@@ -295,11 +295,12 @@ def generate(preset: str = "demo", *, seed: int = 0, ct: str | None = None,
                 x = _bisect(lambda x, w_um=w_um: fits(0.0, 1.0, {lead.id: x * w_um}))
                 scale = 0.0
                 if x * w_um >= 1.5 * vox_lat:
-                    band = {lead.id: x * w_um}
+                    band_um = x * w_um
                 else:
                     ap = _bisect(lambda x: fits(0.0, x))
             d_of, li_of, state = depths(t, scale)
-            occ = raster.render(d_of, li_of, clos, ap, li_band_um=band)
+            occ = raster.render(d_of, li_of, clos, ap,
+                                li_band_um=None if band_um is None else {lead.id: band_um})
             li_vol = float(occ["li"].sum(dtype=np.float64) * vox_um3)
         assert li_vol <= budget * (1 + 1e-9) + 1e-6, (li_vol, budget)
 
@@ -348,7 +349,7 @@ def generate(preset: str = "demo", *, seed: int = 0, ct: str | None = None,
             "li_volume_um3": round(li_vol, 3), "charge_mC": round(q_mC, 6),
             "li_volume_budget_um3": round(budget, 3), "li_scale": round(scale, 6),
             "aperture_scale": round(ap, 6),
-            "li_band_um": None if band is None else round(next(iter(band.values())), 4),
+            "li_band_um": None if band_um is None else round(band_um, 4),
             "closure": round(proto.closure(t), 4), "current_sign": proto.sign(t),
             "drift_shift_vox": [float(v) for v in drift[i]],
             "gain": round(float(gains[i]), 6), "offset": round(float(offsets[i]), 3),
